@@ -1,0 +1,85 @@
+"""Reading the qmail control files the daemon decides by.
+
+They are read the way qmail-send reads them (control.c): each line loses
+its trailing spaces, tabs and newline; empty lines and '#' lines are
+skipped; a missing file is not an error, any other failure to read is.
+Lookups are ASCII case-insensitive and exact, and in virtualdomains the
+later of two equal keys wins, as with qmail's constmap.
+"""
+
+import errno
+import os
+from dataclasses import dataclass, field
+
+
+class ControlError(Exception):
+    """A control file that exists but cannot be read, or no locals at all."""
+
+
+@dataclass(frozen=True)
+class Controls:
+    envnoathost: bytes
+    locals: frozenset = frozenset()          # lowercased domains
+    percenthack: frozenset = frozenset()     # lowercased domains
+    virtualdomains: dict = field(default_factory=dict)  # lowercased key -> prefix
+
+    @classmethod
+    def build(cls, envnoathost: bytes, locals=(), percenthack=(),
+              virtualdomains=()) -> "Controls":
+        """Controls from the lines of each file (virtualdomains as 'key:prefix')."""
+        vdoms = {}
+        for line in virtualdomains:
+            key, colon, prefix = line.partition(b":")
+            if colon:
+                vdoms[key.lower()] = prefix
+        return cls(envnoathost,
+                   frozenset(d.lower() for d in locals),
+                   frozenset(d.lower() for d in percenthack),
+                   vdoms)
+
+
+def _strip(line: bytes) -> bytes:
+    return line.rstrip(b" \t\n")
+
+
+def read_lines(path: str) -> list[bytes] | None:
+    """The meaningful lines of a control file; None if it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            return None
+        raise ControlError(f"unable to read {path}: {e.strerror.lower()}") from None
+    lines = (_strip(line) for line in data.split(b"\n"))
+    return [line for line in lines if line and not line.startswith(b"#")]
+
+
+def read_first_line(path: str) -> bytes | None:
+    """The first line of a control file, stripped; None if it does not exist."""
+    try:
+        with open(path, "rb") as f:
+            return _strip(f.readline())
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            return None
+        raise ControlError(f"unable to read {path}: {e.strerror.lower()}") from None
+
+
+def load(qmailhome: str) -> Controls:
+    """Read QMAILHOME/control/*, with qmail-send's fallbacks to control/me."""
+    def ctl(name):
+        return os.path.join(qmailhome, "control", name)
+
+    me = read_first_line(ctl("me"))
+    envnoathost = read_first_line(ctl("envnoathost"))
+    if envnoathost is None:
+        envnoathost = me if me is not None else b"envnoathost"
+    locals_ = read_lines(ctl("locals"))
+    if locals_ is None:
+        if me is None:
+            raise ControlError("neither control/locals nor control/me exists")
+        locals_ = [me]
+    return Controls.build(envnoathost, locals_,
+                          read_lines(ctl("percenthack")) or (),
+                          read_lines(ctl("virtualdomains")) or ())

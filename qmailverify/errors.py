@@ -1,0 +1,46 @@
+"""What a failure means to us, and how it reads in a log line.
+
+qmail splits failures into temporary ones (try again later) and the rest;
+error_temp() in qmail's error.c lists which errno values are temporary.
+Our own temporary trouble must never be reported to a client as "no such
+mailbox": see Trouble.
+"""
+
+import errno
+import os
+
+_TEMPORARY = {
+    getattr(errno, name) for name in (
+        "EINTR", "ENOMEM", "ETXTBSY", "EIO", "ETIMEDOUT", "EWOULDBLOCK",
+        "EAGAIN", "EDEADLK", "EBUSY", "ENFILE", "EMFILE", "EFBIG", "ENOSPC",
+        "ENETDOWN", "ENETUNREACH", "ENETRESET", "ECONNABORTED", "ECONNRESET",
+        "ENOBUFS", "ETOOMANYREFS", "ECONNREFUSED", "EHOSTDOWN",
+        "EHOSTUNREACH", "EUSERS", "EDQUOT", "ESTALE", "EREMOTE",
+    ) if hasattr(errno, name)
+}
+
+# qmail's own wording (error_str.c) where it differs from strerror's.
+_QMAIL_TEXT = {
+    errno.ENOENT: "file does not exist",
+    errno.EACCES: "access denied",
+    errno.ENOTDIR: "not a directory",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.ELOOP: "too many levels of symbolic links",
+    errno.EIO: "input/output error",
+}
+
+
+def is_temporary(code: int) -> bool:
+    return code in _TEMPORARY
+
+
+def errtext(code: int) -> str:
+    """A short lowercase reason for errno code, as qmail words it."""
+    return _QMAIL_TEXT.get(code) or os.strerror(code).lower()
+
+
+class Trouble(Exception):
+    """Our own temporary trouble while deciding (an unreadable users/cdb, a
+    home directory that cannot be stat'ed for a temporary reason, ...).
+
+    str() is a short reason fit for a log line and an extended reply."""

@@ -1,0 +1,223 @@
+"""qmail's delivery rules: would qmail deliver this address locally?
+
+decide() is the whole decision and does no I/O of its own: it asks a
+System (users/cdb, the passwd source, stats made as the user) for facts
+and returns a Verdict.  The steps follow qmail-send's rewrite(),
+qmail-lspawn's users/cdb lookup, qmail-getpw and qmail-local's dot-qmail
+search; the step numbers in comments are those of the spec, and each
+verdict carries the position (1 to 14) of the rule that made it.
+"""
+
+from dataclasses import dataclass
+from typing import Iterable, NamedTuple, Protocol
+
+from .controls import Controls
+from .errors import Trouble
+from .wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+
+GETPW_USERLEN = 32   # qmail-getpw: a user name part must be shorter
+
+
+class Passwd(NamedTuple):
+    name: bytes
+    uid: int
+    gid: int
+    home: bytes
+
+
+class StatHit(NamedTuple):
+    index: int   # which of the paths, -1 for none
+    errno: int   # 0 if it exists, else why stat failed (never ENOENT)
+
+
+class System(Protocol):
+    """The facts decide() needs; every method may raise Trouble."""
+
+    def users(self):
+        """users/cdb as an object with .get(key) -> bytes | None, or None
+        if there is no users/cdb."""
+
+    def getpw(self, name: bytes) -> Passwd | None:
+        """The passwd entry named name (already lowercased), or None."""
+
+    def owner(self, path: bytes) -> int | None:
+        """st_uid of path, or None if it cannot be stat'ed (not temporary)."""
+
+    def first_stat(self, uid: int, gid: int, paths: Iterable[bytes]) -> StatHit:
+        """Stat paths in order as uid/gid; stop at the first that exists or
+        fails with anything but 'no such file'."""
+
+    def fastforward(self):
+        """The fastforward cdb (object with .get), or None if none is set."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    code: int                   # DELIVERABLE, UNDELIVERABLE or TEMPORARY
+    position: int               # the rule that decided, 1 to 14
+    user: bytes | None = None   # the controlling user, if any
+    stat_path: bytes = b""      # a stat that failed, to be logged...
+    stat_errno: int = 0         # ...with its errno
+    reason: str = ""            # for TEMPORARY: what went wrong
+
+
+def rewrite(addr: bytes, c: Controls) -> tuple[bytes, int]:
+    """qmail-send's rewrite(): steps 1 to 3.  (address, index of its last @)."""
+    i = addr.rfind(b"@")
+    if i < 0:                                       # 1: no @
+        i = len(addr)
+        addr = addr + b"@" + c.envnoathost
+    while addr[i + 1:].lower() in c.percenthack:    # 2: percent hack
+        j = addr.rfind(b"%", 0, i)
+        if j < 0:
+            break
+        addr = addr[:j] + b"@" + addr[j + 1:i]
+        i = j
+    return addr, addr.rfind(b"@")                   # 3
+
+
+def virtual_prefix(addr: bytes, at: int, vdoms: dict) -> bytes | None:
+    """Step 5: the virtualdomains prefix for addr, None if no key matches.
+
+    Keys tried: the whole address, the domain, each dot-suffix of the
+    domain, then the empty key."""
+    low = addr.lower()
+    n = len(low)
+    for i in range(n + 1):
+        if i == 0 or i == at + 1 or i == n or (i > at and low[i] == 0x2E):
+            prefix = vdoms.get(low[i:])
+            if prefix is not None:
+                return prefix
+    return None
+
+
+def users_lookup(cdb, name: bytes) -> bytes | None:
+    """Step 6, qmail-lspawn's lookup: the users/cdb value for name, with
+    the rest of a wildcard match appended; None if nothing matches."""
+    wild = cdb.get(b"")
+    if wild is None:
+        raise Trouble("users/cdb has no wildcard entry")
+    lower = b"!" + name.lower()
+    value = cdb.get(lower + b"\0")
+    if value is not None:
+        return value
+    for i in range(len(lower), 0, -1):
+        if i == 1 or lower[i - 1] in wild:
+            value = cdb.get(lower[:i])
+            if value is not None:
+                return value + name[i - 1:]
+    return None
+
+
+def passwd_lookup(system: System, name: bytes, brk: int):
+    """Step 7, qmail-getpw's userext(): (entry, dash, ext) or None."""
+    for cut in range(len(name), -1, -1):
+        if cut >= GETPW_USERLEN or (cut < len(name) and name[cut] != brk):
+            continue
+        pw = system.getpw(name[:cut].lower())
+        if pw is None or pw.uid == 0:
+            continue
+        if system.owner(pw.home) != pw.uid:
+            continue
+        if cut == len(name):
+            return pw, b"", b""
+        return pw, b"-", name[cut + 1:]
+    return None
+
+
+def dotqmail_paths(home: bytes, dash: bytes, ext: bytes):
+    """Step 8, qmail-local's qmesearch(): the files to look for, in order.
+
+    First .qmail<dash><ext>, then each .qmail<dash><prefix>default where
+    prefix is ext cut at its end, after a '-', or at its start."""
+    safe = ext.lower().replace(b".", b":")
+    base = home + b"/.qmail" + dash
+    yield base + safe
+    for cut in range(len(safe), -1, -1):
+        if cut == 0 or safe[cut - 1] == 0x2D:
+            yield base + safe[:cut] + b"default"
+
+
+def fastforward_keys(addr: bytes) -> list[bytes]:
+    """The keys fastforward's cdb may hold for addr, most specific first."""
+    low = addr.lower()
+    at = low.rfind(b"@")
+    if at < 0:
+        return [b":" + low]
+    return [b":" + low, b":" + low[at:], b":" + low[:at + 1]]
+
+
+def decide(addr: bytes, c: Controls, system: System,
+           alias: bytes = b"alias", brk: bytes = b"-") -> Verdict:
+    """Would qmail deliver addr locally?  addr is the query, as bytes."""
+    a, at = rewrite(addr, c)
+    local, domain = a[:at], a[at + 1:]
+    if domain.lower() in c.locals:                  # 4
+        name = local
+    else:                                           # 5
+        prefix = virtual_prefix(a, at, c.virtualdomains)
+        if prefix is None:
+            return Verdict(DELIVERABLE, 1)
+        if not prefix:
+            return Verdict(DELIVERABLE, 2)
+        name = prefix + b"-" + local
+
+    try:                                            # 6
+        cdb = system.users()
+        value = users_lookup(cdb, name) if cdb is not None else None
+    except Trouble as t:
+        return Verdict(TEMPORARY, 6, reason=str(t))
+    via_alias = False
+    if value is not None:
+        fields = value.split(b"\0")
+        user = fields[0]
+        if len(fields) < 5:
+            return Verdict(DELIVERABLE, 3 + len(fields), user)
+        uid, gid = _number(fields[1]), _number(fields[2])
+        home, dash = fields[3], fields[4]
+        ext = fields[5] if len(fields) > 5 else b""
+    else:                                           # 7
+        try:
+            found = passwd_lookup(system, name, brk[0])
+            if found is None:
+                pw = system.getpw(alias)
+                if pw is None:
+                    return Verdict(UNDELIVERABLE, 8, alias)
+                user, dash, ext, via_alias = alias, b"-", name, True
+            else:
+                pw, dash, ext = found
+                user = name
+        except Trouble as t:
+            return Verdict(TEMPORARY, 7, reason=str(t))
+        uid, gid, home = pw.uid, pw.gid, pw.home
+
+    if not dash:                                    # 8
+        return Verdict(DELIVERABLE, 9, user)
+    paths = list(dotqmail_paths(home, dash, ext))
+    try:
+        index, err = system.first_stat(uid, gid, paths)
+    except Trouble as t:
+        return Verdict(TEMPORARY, 11, reason=str(t))
+    if index < 0:
+        return Verdict(UNDELIVERABLE, 14, user)
+    if index == 0:
+        position = 10 if not err else 11
+    else:
+        position = 12 if not err else 13
+    if err:
+        return Verdict(DELIVERABLE, position, user, paths[index], err)
+    if via_alias and index == len(paths) - 1:
+        try:
+            ff = system.fastforward()
+            if ff is not None and not any(
+                    ff.get(k) is not None for k in fastforward_keys(addr)):
+                return Verdict(UNDELIVERABLE, 12, user)
+        except Trouble as t:
+            return Verdict(TEMPORARY, 12, reason=str(t))
+    return Verdict(DELIVERABLE, position, user)
+
+
+def _number(field: bytes) -> int:
+    """scan_ulong(): the leading decimal digits of field, 0 if none."""
+    digits = len(field) - len(field.lstrip(b"0123456789"))
+    return int(field[:digits]) if digits else 0

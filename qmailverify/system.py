@@ -1,0 +1,252 @@
+"""The facts rules.decide() asks for, read from the running system.
+
+Freshness is the point of this module.  qmail reads users/cdb and the
+user database anew for every delivery, so an answer must never lag a
+change an admin makes:
+
+- users/cdb and the fastforward cdb are kept open, and reopened as soon as
+  the file at their path is another one (qmail-newu and newaliases
+  replace them by rename) or has changed;
+- a passwd-format file named by VERIFY_PASSWD is parsed once and parsed
+  again as soon as it changes;
+- the system user database (getpwnam) is cached, the cache dropped when
+  /etc/passwd changes and in any case after at most one second, since
+  other sources (NIS, LDAP, sssd) have no file to watch;
+- home directories and dot-qmail files are stat'ed for every query.
+
+refresh() checks all of that once per query, before decide() runs.
+
+Dot-qmail files are stat'ed with the effective uid, gid and groups of the
+user whose home is searched (the fix for CVE-2020-3812), so the daemon
+never tells anyone more than that user could see.  Effective ids are
+process-wide: the daemon is single-threaded for that reason.
+"""
+
+import errno
+import os
+import pwd
+import time
+
+import cdblib
+
+from .clean import cleantext
+from .errors import Trouble, errtext, is_temporary
+from .rules import Passwd, StatHit
+
+
+class LostPrivileges(Exception):
+    """The effective ids could not be set back to the daemon's own."""
+
+
+def _signature(st: os.stat_result) -> tuple:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class CdbFile:
+    """A cdb file by path, reopened whenever the path names a new file."""
+
+    def __init__(self, path: str, what: str, missing_ok: bool = True):
+        self.path = path
+        self.what = what
+        self.missing_ok = missing_ok
+        self._sig = None
+        self._reader = None
+        self._trouble = None
+
+    def refresh(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            self._sig = self._reader = None
+            if e.errno == errno.ENOENT and self.missing_ok:
+                self._trouble = None
+            else:
+                self._trouble = f"unable to stat {self.what}: {errtext(e.errno)}"
+            return
+        sig = _signature(st)
+        if sig == self._sig:
+            return
+        self._sig, self._reader, self._trouble = sig, None, None
+        try:
+            with open(self.path, "rb") as f:
+                data = f.read()
+            self._reader = cdblib.Reader(data=data)
+        except OSError as e:
+            self._sig = None
+            self._trouble = f"unable to read {self.what}: {errtext(e.errno)}"
+        except Exception:
+            self._trouble = f"{self.what} is not a cdb file"
+
+    def get(self, key: bytes) -> bytes | None:
+        try:
+            return self._reader.get(key)
+        except Exception:
+            raise Trouble(f"{self.what} is corrupt") from None
+
+    def current(self):
+        """self for lookups, None if the file does not exist; raises Trouble."""
+        if self._trouble:
+            raise Trouble(self._trouble)
+        return self if self._reader is not None else None
+
+
+class PasswdFile:
+    """A passwd-format file (name:passwd:uid:gid:gecos:home:shell), parsed
+    again whenever it changes; the first line for a name wins, as with
+    getpwnam()."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._sig = None
+        self._users: dict[bytes, Passwd] = {}
+        self._trouble = None
+
+    def refresh(self) -> None:
+        try:
+            if _signature(os.stat(self.path)) == self._sig:
+                return
+            with open(self.path, "rb") as f:
+                sig = _signature(os.fstat(f.fileno()))
+                data = f.read()
+        except OSError as e:
+            self._sig = None
+            self._trouble = f"unable to read {self.path}: {errtext(e.errno)}"
+            return
+        self._sig, self._trouble = sig, None
+        self._users = parse_passwd(data)
+
+    def getpw(self, name: bytes) -> Passwd | None:
+        if self._trouble:
+            raise Trouble(self._trouble)
+        return self._users.get(name)
+
+
+def parse_passwd(data: bytes) -> dict[bytes, Passwd]:
+    users: dict[bytes, Passwd] = {}
+    for line in data.split(b"\n"):
+        f = line.split(b":")
+        if len(f) < 6 or not f[0] or f[0] in users:
+            continue
+        if f[2].isdigit() and f[3].isdigit():
+            users[f[0]] = Passwd(f[0], int(f[2]), int(f[3]), f[5])
+    return users
+
+
+class SystemPasswd:
+    """getpwnam() with a cache that /etc/passwd changes and a one-second
+    lifetime both clear."""
+
+    def __init__(self, watch: str = "/etc/passwd", ttl: float = 1.0):
+        self.watch = watch
+        self.ttl = ttl
+        self._sig = None
+        self._born = 0.0
+        self._cache: dict[bytes, Passwd | None] = {}
+
+    def refresh(self) -> None:
+        now = time.monotonic()
+        try:
+            sig = _signature(os.stat(self.watch))
+        except OSError:
+            sig = None
+        if sig != self._sig or now - self._born >= self.ttl:
+            self._cache.clear()
+            self._sig, self._born = sig, now
+
+    def getpw(self, name: bytes) -> Passwd | None:
+        try:
+            return self._cache[name]
+        except KeyError:
+            pass
+        try:
+            p = pwd.getpwnam(os.fsdecode(name))
+            entry = Passwd(name, p.pw_uid, p.pw_gid, os.fsencode(p.pw_dir))
+        except (KeyError, ValueError):
+            entry = None
+        self._cache[name] = entry
+        return entry
+
+
+class Identity:
+    """Making stats as another user, and always coming back."""
+
+    def __init__(self):
+        self.switch = os.geteuid() == 0
+        if self.switch:
+            self.egid = os.getegid()
+            self.groups = os.getgroups()
+
+    def first_stat(self, uid: int, gid: int, paths) -> StatHit:
+        if not self.switch:
+            return _first_stat(paths)
+        try:
+            try:
+                os.setgroups([gid])
+                os.setegid(gid)
+                os.seteuid(uid)
+            except (OSError, OverflowError) as e:
+                raise Trouble(f"unable to switch to uid {uid} gid {gid}: {e}") from None
+            return _first_stat(paths)
+        finally:
+            self._restore()
+
+    def _restore(self) -> None:
+        try:
+            os.seteuid(0)
+            os.setegid(self.egid)
+            os.setgroups(self.groups)
+        except OSError as e:
+            raise LostPrivileges(f"unable to restore root's ids: {errtext(e.errno)}") from None
+
+
+def _first_stat(paths) -> StatHit:
+    for i, path in enumerate(paths):
+        try:
+            os.stat(path)
+            return StatHit(i, 0)
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                return StatHit(i, e.errno)
+        except ValueError:               # a path os.stat refuses outright
+            return StatHit(i, errno.EINVAL)
+    return StatHit(-1, 0)
+
+
+class LiveSystem:
+    """rules.System on the real machine."""
+
+    def __init__(self, qmailhome: str, passwd_file: str | None = None,
+                 fastforward: str | None = None):
+        self.userscdb = CdbFile(os.path.join(qmailhome, "users", "cdb"), "users/cdb")
+        self.passwd = PasswdFile(passwd_file) if passwd_file else SystemPasswd()
+        self.ffcdb = CdbFile(fastforward, "fastforward cdb", missing_ok=False) \
+            if fastforward else None
+        self.identity = Identity()
+
+    def refresh(self) -> None:
+        self.userscdb.refresh()
+        self.passwd.refresh()
+        if self.ffcdb:
+            self.ffcdb.refresh()
+
+    def users(self):
+        return self.userscdb.current()
+
+    def getpw(self, name: bytes) -> Passwd | None:
+        return self.passwd.getpw(name)
+
+    def owner(self, path: bytes) -> int | None:
+        try:
+            return os.stat(path).st_uid
+        except OSError as e:
+            if is_temporary(e.errno):
+                raise Trouble(f"unable to stat {cleantext(path)}: {errtext(e.errno)}") from None
+            return None
+        except ValueError:
+            return None
+
+    def first_stat(self, uid: int, gid: int, paths) -> StatHit:
+        return self.identity.first_stat(uid, gid, paths)
+
+    def fastforward(self):
+        return self.ffcdb.current() if self.ffcdb else None

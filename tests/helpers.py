@@ -1,0 +1,137 @@
+"""What the tests share: fixtures built as real qmail trees, and the
+installed qmail-verify started as a real process on a real UDP socket."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from qmailverify.newu import compile_assign, write_cdb
+from qmailverify.wire import make_query
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+P1 = SHARED / "conformance" / "P1.json"
+
+
+def executable(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"{name} is not installed: run pip install . first")
+    return path
+
+
+def free_port(family=socket.AF_INET, host="127.0.0.1") -> int:
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def world_tempdir(prefix="qv-") -> Path:
+    """A temporary folder every uid can traverse (stats as users need it)."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    return root
+
+
+def build_fixture(spec: dict, root: Path) -> dict:
+    """Lay out a conformance fixture under root; returns its paths."""
+    def sub(text: str) -> str:
+        return text.replace("{root}", str(root))
+
+    qmail = root / "qmail"
+    (qmail / "control").mkdir(parents=True)
+    (qmail / "users").mkdir()
+    for name, text in spec["control"].items():
+        (qmail / "control" / name).write_text(sub(text))
+    assign = "".join(sub(line) + "\n" for line in spec["users_assign"])
+    (qmail / "users" / "assign").write_text(assign)
+    write_cdb(str(qmail / "users" / "cdb"), compile_assign(assign.encode()))
+    passwd = root / "passwd"
+    passwd.write_text("".join(sub(line) + "\n" for line in spec["passwd"]))
+    (root / "home").mkdir()
+    (root / "home").chmod(0o755)
+    for name, home in spec["homes"].items():
+        d = root / "home" / name
+        d.mkdir()
+        d.chmod(0o755)
+        for f in home["files"]:
+            (d / f).touch()
+            os.chown(d / f, home["owner_uid"], home["owner_uid"])
+        os.chown(d, home["owner_uid"], home["owner_uid"])
+    return {"qmail": qmail, "passwd": passwd, "root": root}
+
+
+def load_p1() -> dict:
+    return json.loads(P1.read_text())
+
+
+class Daemon:
+    """The installed qmail-verify, started with env, logging to a file."""
+
+    def __init__(self, env: dict, wrapper: list[str] = (), port: int | None = None,
+                 host: str = "127.0.0.1"):
+        self.host = host
+        self.port = port or free_port(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        self.logpath = Path(tempfile.mkstemp(prefix="qv-log-")[1])
+        full = {"PATH": os.environ["PATH"]}
+        if "LISTEN" not in env:
+            full["LISTEN"] = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        full.update(env)
+        self.log_file = open(self.logpath, "wb")
+        self.proc = subprocess.Popen(list(wrapper) + [executable("qmail-verify")],
+                                     env=full, stdin=subprocess.DEVNULL,
+                                     stdout=self.log_file, stderr=self.log_file)
+
+    def wait_for(self, text: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log()
+            if text in log:
+                return log
+            if self.proc.poll() is not None:
+                raise AssertionError(f"qmail-verify exited {self.proc.returncode}: {log}")
+            time.sleep(0.02)
+        raise AssertionError(f"no {text!r} in the log within {timeout}s: {self.log()}")
+
+    def started(self) -> "Daemon":
+        self.wait_for("Listening on address")
+        return self
+
+    def log(self) -> str:
+        return self.logpath.read_bytes().decode("latin-1")
+
+    def query(self, datagram: bytes, timeout: float = 5.0) -> bytes | None:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.settimeout(timeout)
+            s.sendto(datagram, (self.host, self.port))
+            try:
+                return s.recv(2048)
+            except socket.timeout:
+                return None
+
+    def ask(self, address: bytes, extended: bool = False, timeout: float = 5.0):
+        return self.query(make_query(address, extended) if extended else address, timeout)
+
+    def signal(self, signum) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log_file.close()
+        return self.proc.returncode
+
+    def cleanup(self) -> None:
+        self.stop()
+        self.logpath.unlink(missing_ok=True)
