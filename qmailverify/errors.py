@@ -34,8 +34,10 @@ def is_temporary(code: int) -> bool:
     return code in _TEMPORARY
 
 
-def errtext(code: int) -> str:
+def errtext(code: int | None) -> str:
     """A short lowercase reason for errno code, as qmail words it."""
+    if code is None:
+        return "unknown error"
     return _QMAIL_TEXT.get(code) or os.strerror(code).lower()
 
 

@@ -8,7 +8,6 @@ search; the step numbers in comments are those of the spec, and each
 verdict carries the position (1 to 14) of the rule that made it.
 """
 
-from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Protocol
 
 from .controls import Controls
@@ -26,8 +25,9 @@ class Passwd(NamedTuple):
 
 
 class StatHit(NamedTuple):
-    index: int   # which of the paths, -1 for none
-    errno: int   # 0 if it exists, else why stat failed (never ENOENT)
+    index: int        # which of the paths, -1 for none
+    errno: int = 0    # 0 if it exists, else why stat failed (never ENOENT)
+    path: bytes = b""
 
 
 class System(Protocol):
@@ -51,8 +51,7 @@ class System(Protocol):
         """The fastforward cdb (object with .get), or None if none is set."""
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     code: int                   # DELIVERABLE, UNDELIVERABLE or TEMPORARY
     position: int               # the rule that decided, 1 to 14
     user: bytes | None = None   # the controlling user, if any
@@ -109,15 +108,23 @@ def users_lookup(cdb, name: bytes) -> bytes | None:
     return None
 
 
-def passwd_lookup(system: System, name: bytes, brk: int):
+def cut_points(name: bytes, brk: bytes):
+    """Where qmail-getpw cuts name for a user name: its end, then each
+    separator, from the back."""
+    yield len(name)
+    i = name.rfind(brk)
+    while i >= 0:
+        yield i
+        i = name.rfind(brk, 0, i)
+
+
+def passwd_lookup(system: System, name: bytes, brk: bytes):
     """Step 7, qmail-getpw's userext(): (entry, dash, ext) or None."""
-    for cut in range(len(name), -1, -1):
-        if cut >= GETPW_USERLEN or (cut < len(name) and name[cut] != brk):
+    for cut in cut_points(name, brk):
+        if cut >= GETPW_USERLEN:
             continue
         pw = system.getpw(name[:cut].lower())
-        if pw is None or pw.uid == 0:
-            continue
-        if system.owner(pw.home) != pw.uid:
+        if pw is None or pw.uid == 0 or system.owner(pw.home) != pw.uid:
             continue
         if cut == len(name):
             return pw, b"", b""
@@ -178,7 +185,7 @@ def decide(addr: bytes, c: Controls, system: System,
         ext = fields[5] if len(fields) > 5 else b""
     else:                                           # 7
         try:
-            found = passwd_lookup(system, name, brk[0])
+            found = passwd_lookup(system, name, brk)
             if found is None:
                 pw = system.getpw(alias)
                 if pw is None:
@@ -193,9 +200,8 @@ def decide(addr: bytes, c: Controls, system: System,
 
     if not dash:                                    # 8
         return Verdict(DELIVERABLE, 9, user)
-    paths = list(dotqmail_paths(home, dash, ext))
     try:
-        index, err = system.first_stat(uid, gid, paths)
+        index, err, path = system.first_stat(uid, gid, dotqmail_paths(home, dash, ext))
     except Trouble as t:
         return Verdict(TEMPORARY, 11, reason=str(t))
     if index < 0:
@@ -205,8 +211,8 @@ def decide(addr: bytes, c: Controls, system: System,
     else:
         position = 12 if not err else 13
     if err:
-        return Verdict(DELIVERABLE, position, user, paths[index], err)
-    if via_alias and index == len(paths) - 1:
+        return Verdict(DELIVERABLE, position, user, path, err)
+    if via_alias and index > 0 and path == home + b"/.qmail-default":
         try:
             ff = system.fastforward()
             if ff is not None and not any(

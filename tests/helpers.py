@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from qmailverify.newu import compile_assign, write_cdb
+from qmailverify import tree
 from qmailverify.wire import make_query
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
@@ -39,31 +39,7 @@ def world_tempdir(prefix="qv-") -> Path:
 
 
 def build_fixture(spec: dict, root: Path) -> dict:
-    """Lay out a conformance fixture under root; returns its paths."""
-    def sub(text: str) -> str:
-        return text.replace("{root}", str(root))
-
-    qmail = root / "qmail"
-    (qmail / "control").mkdir(parents=True)
-    (qmail / "users").mkdir()
-    for name, text in spec["control"].items():
-        (qmail / "control" / name).write_text(sub(text))
-    assign = "".join(sub(line) + "\n" for line in spec["users_assign"])
-    (qmail / "users" / "assign").write_text(assign)
-    write_cdb(str(qmail / "users" / "cdb"), compile_assign(assign.encode()))
-    passwd = root / "passwd"
-    passwd.write_text("".join(sub(line) + "\n" for line in spec["passwd"]))
-    (root / "home").mkdir()
-    (root / "home").chmod(0o755)
-    for name, home in spec["homes"].items():
-        d = root / "home" / name
-        d.mkdir()
-        d.chmod(0o755)
-        for f in home["files"]:
-            (d / f).touch()
-            os.chown(d / f, home["owner_uid"], home["owner_uid"])
-        os.chown(d, home["owner_uid"], home["owner_uid"])
-    return {"qmail": qmail, "passwd": passwd, "root": root}
+    return tree.build(spec, root)
 
 
 def load_p1() -> dict:

@@ -1,0 +1,109 @@
+"""Benchmark: qmail-verify against a bare Python UDP echo server.
+
+    sudo python3 bench/bench.py [--seconds S] [--fixture P1.json]
+
+Builds the reference fixture (P1) in a temporary folder (root is needed:
+its homes belong to other uids), starts the installed qmail-verify on it
+(log to a file, as under multilog) and the echo server, and runs the load
+generator (bench/load.py, a process of its own) against each with N = 1
+and N = 16 queries in flight, sending the fixture's 366 queries
+round-robin.  Prints queries/s and p50/p99 latency, and the daemon's rate
+as a share of the echo server's, which is the figure that travels between
+machines.  Before measuring it checks that every reply is still exact.
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_FIXTURE = HERE.parent.parent / "shared" / "conformance" / "P1.json"
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_udp(port, probe, timeout=10):
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        while time.monotonic() < deadline:
+            s.sendto(probe, ("127.0.0.1", port))
+            try:
+                s.recv(100)
+                return
+            except socket.timeout:
+                pass
+    raise SystemExit(f"bench: server on port {port} did not answer")
+
+
+def load(port, n, seconds, queryfile):
+    out = subprocess.run([sys.executable, str(HERE / "load.py"), "127.0.0.1", str(port),
+                          str(n), str(seconds), queryfile],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def check_exact(port, cases):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        for case in cases:
+            s.sendto(bytes.fromhex(case["q"]), ("127.0.0.1", port))
+            if s.recv(100) != bytes.fromhex(case["r"]):
+                raise SystemExit(f"bench: wrong reply for {case['q']}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--fixture", default=str(DEFAULT_FIXTURE))
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench: run as root (the fixture's homes belong to other uids)")
+    from qmailverify import tree
+    spec = json.loads(Path(args.fixture).read_text())
+    root = Path(tempfile.mkdtemp(prefix="qv-bench-"))
+    paths = tree.build(spec, root)
+    queryfile = root / "queries.hex"
+    queryfile.write_text("".join(c["q"] + "\n" for c in spec["cases"]))
+    vport, eport = free_port(), free_port()
+    env = {"PATH": os.environ["PATH"], "QMAILHOME": str(paths["qmail"]),
+           "VERIFY_PASSWD": str(paths["passwd"]), "LISTEN": f"127.0.0.1:{vport}"}
+    log = open(root / "daemon.log", "wb")
+    daemon = subprocess.Popen(["qmail-verify"], env=env, stderr=log)
+    echo = subprocess.Popen([sys.executable, str(HERE / "echo.py"), str(eport)],
+                            stdout=subprocess.DEVNULL)
+    try:
+        wait_udp(vport, b"kim@example.com")
+        wait_udp(eport, b"x")
+        check_exact(vport, spec["cases"])
+        rows = []
+        for n in (1, 16):
+            e = load(eport, n, args.seconds, str(queryfile))
+            v = load(vport, n, args.seconds, str(queryfile))
+            rows.append((n, e, v))
+        check_exact(vport, spec["cases"])
+    finally:
+        daemon.terminate()
+        echo.terminate()
+        daemon.wait()
+        echo.wait()
+    print(f"{'N':>3} {'server':<13} {'queries/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'lost':>5}")
+    for n, e, v in rows:
+        for name, r in (("echo", e), ("qmail-verify", v)):
+            print(f"{n:>3} {name:<13} {r['qps']:>10.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['lost']:>5}")
+        print(f"{n:>3} qmail-verify at {100 * v['qps'] / e['qps']:.1f}% of echo")
+    print(f"log lines written: {sum(1 for _ in open(root / 'daemon.log', 'rb'))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""The installed qmail-verify as an admin meets it: start-up, signals,
+reloads, failures, freshness, the CVE fixes and the log."""
+
+import os
+import signal
+import socket
+import subprocess
+
+import pytest
+
+from helpers import executable, free_port
+from qmailverify.newu import compile_assign, write_cdb
+from qmailverify.wire import EXTENDED_TAG
+
+
+def env_for(tree, **extra):
+    env = {"QMAILHOME": str(tree["qmail"]), "VERIFY_PASSWD": str(tree["passwd"])}
+    env.update(extra)
+    return env
+
+
+def run_once(env, args=()):
+    """Run qmail-verify expecting it to stop by itself."""
+    full = {"PATH": os.environ["PATH"], "LISTEN": f"127.0.0.1:{free_port()}", **env}
+    return subprocess.run([executable("qmail-verify"), *args], env=full, capture_output=True,
+                          text=True, timeout=20)
+
+
+def test_listens_answers_and_exits_0_on_sigterm(p1_tree, start):
+    d = start(env_for(p1_tree))
+    assert f"qmail-verify: Listening on address: 127.0.0.1, port {d.port}.\n" in d.log()
+    assert d.ask(b"kim@example.com") == b"\x90kim"
+    assert d.stop() == 0
+    assert "kim@example.com permitted for kim." in d.log()
+
+
+def test_listens_on_ipv6_in_brackets(p1_tree, start):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        port = free_port(socket.AF_INET6, "::1")
+    except OSError as e:
+        pytest.skip(f"no ::1 here: {e}")
+    d = start(env_for(p1_tree), host="::1", port=port)
+    assert f"Listening on address: ::1, port {port}." in d.log()
+    assert d.ask(b"ghost@example.com") == b"\xe1alias"
+
+
+def test_sighup_rereads_controls_and_keeps_the_old_ones_when_unreadable(p1_tree, start):
+    d = start(env_for(p1_tree))
+    assert d.ask(b"kim@newdomain.example") == b"\x10"
+    locals_ = p1_tree["qmail"] / "control" / "locals"
+    locals_.write_text("example.com\nnewdomain.example\n")
+    d.signal(signal.SIGHUP)
+    d.wait_for("controls reloaded.")
+    assert d.ask(b"kim@newdomain.example") == b"\x90kim"
+    locals_.unlink()
+    locals_.mkdir()                    # unreadable, even for root
+    d.signal(signal.SIGHUP)
+    d.wait_for("keeping the old ones.")
+    assert d.ask(b"kim@newdomain.example") == b"\x90kim"
+    assert d.proc.poll() is None
+
+
+def test_unreadable_controls_at_start_exit_111_with_one_line(p1_tree):
+    (p1_tree["qmail"] / "control" / "virtualdomains").unlink()
+    (p1_tree["qmail"] / "control" / "virtualdomains").mkdir()
+    r = run_once(env_for(p1_tree))
+    assert r.returncode == 111
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("qmail-verify: Unable to read controls")
+    assert "control/virtualdomains" in r.stderr
+
+
+def test_neither_locals_nor_me_exits_111(p1_tree):
+    for name in ("locals", "me"):
+        (p1_tree["qmail"] / "control" / name).unlink()
+    r = run_once(env_for(p1_tree))
+    assert (r.returncode, r.stderr.count("\n")) == (111, 1)
+    assert "neither control/locals nor control/me" in r.stderr
+
+
+def test_locals_falls_back_to_me(p1_tree, start):
+    (p1_tree["qmail"] / "control" / "locals").unlink()
+    d = start(env_for(p1_tree))
+    assert d.ask(b"kim@mail.example.com") == b"\x90kim"
+    assert d.ask(b"kim@example.com") == b"\x10"
+
+
+@pytest.mark.parametrize("listen", ["1.2.3", "127.0.0.1:99999", "::1:11113", "[::1"])
+def test_bad_listen_is_refused(p1_tree, listen):
+    r = run_once(env_for(p1_tree, LISTEN=listen))
+    assert r.returncode == 111 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("qmail-verify: fatal: unable to parse LISTEN")
+
+
+def test_usage_error_exits_100():
+    r = run_once({}, ["-x"])
+    assert r.returncode == 100 and r.stderr.startswith("qmail-verify: usage:")
+
+
+def test_cve_2020_3811_bare_local_part_uses_control_me(p1_tree, start):
+    # P1 has no envnoathost: 1.32 made 'nosuchuser' non-local, and it passed.
+    assert not (p1_tree["qmail"] / "control" / "envnoathost").exists()
+    d = start(env_for(p1_tree))
+    assert d.ask(b"nosuchuser") == b"\xe1alias"
+
+
+def test_cve_2020_3812_dot_qmail_stats_are_made_as_the_user(p1_tree, start):
+    secret = p1_tree["root"] / "secret"
+    secret.mkdir(mode=0o700)
+    os.symlink(secret / "exists", p1_tree["root"] / "home" / "kim" / ".qmail-probe1")
+    os.symlink(secret / "absent", p1_tree["root"] / "home" / "kim" / ".qmail-probe2")
+    (secret / "exists").touch()
+    d = start(env_for(p1_tree))
+    one, two = d.ask(b"kim-probe1@example.com"), d.ask(b"kim-probe2@example.com")
+    assert one[0] == two[0] == 0xB0       # both: unable to stat (access denied)
+    assert "Unable to stat " in d.log() and "access denied" in d.log()
+
+
+def test_stat_errors_are_deliverable_and_logged(p1_tree, start):
+    d = start(env_for(p1_tree))
+    assert d.ask(b"kim-work/x@example.com") == b"\xb0kim-work/x"
+    d.wait_for("/.qmail-work/x: not a directory.")
+    assert d.ask(b"kim-" + b"x" * 300 + b"@example.com")[0] == 0xB0
+    d.wait_for("file name too long.")
+
+
+def test_our_trouble_never_says_not_deliverable(p1_tree, start):
+    cdb = p1_tree["qmail"] / "users" / "cdb"
+    d = start(env_for(p1_tree))
+    assert d.ask(b"ghost@example.com") == b"\xe1alias"
+    cdb.write_bytes(b"this is not a cdb")
+    assert d.ask(b"ghost@example.com", timeout=1.0) is None       # legacy: 451 later
+    extended = d.ask(b"ghost@example.com", extended=True)
+    assert extended[0] == 0x62 and b"users/cdb" in extended[1:]
+    assert len(extended) <= 33
+    d.wait_for("ghost@example.com not answered: temporary failure: users/cdb")
+    cdb.unlink()
+    cdb.mkdir()
+    assert d.ask(b"ghost@example.com", timeout=1.0) is None
+    cdb.rmdir()                        # no users/cdb at all is fine
+    assert d.ask(b"pat-x@example.com") == b"\xe1pat-x"
+    assert d.proc.poll() is None
+
+
+def test_extended_queries_get_the_same_answers_when_all_is_well(p1_tree, start):
+    d = start(env_for(p1_tree))
+    for addr in (b"kim@example.com", b"ghost@example.com", b"x@example.org"):
+        assert d.ask(addr, extended=True) == d.ask(addr) == d.query(addr + b"\0")
+
+
+def test_changes_are_seen_by_the_very_next_query(p1_tree, start):
+    home = p1_tree["root"] / "home"
+    d = start(env_for(p1_tree))
+    assert d.ask(b"kim-new@example.com") == b"\xe1kim-new"
+    (home / "kim" / ".qmail-new").touch()
+    assert d.ask(b"kim-new@example.com") == b"\xa0kim-new"
+    (home / "kim" / ".qmail-new").unlink()
+    assert d.ask(b"kim-new@example.com") == b"\xe1kim-new"
+    # a user added to the passwd file, with a home
+    (home / "zoe").mkdir()
+    os.chown(home / "zoe", 3001, 3001)
+    assert d.ask(b"zoe@example.com") == b"\xe1alias"
+    with open(p1_tree["passwd"], "a") as f:
+        f.write(f"zoe:x:3001:3001::{home}/zoe:/bin/sh\n")
+    assert d.ask(b"zoe@example.com") == b"\x90zoe"
+    (home / "zoe").rmdir()
+    assert d.ask(b"zoe@example.com") == b"\xe1alias"
+    # users/cdb replaced by rename, as qmail-newu does
+    assign = f"=zoe:kim:2010:2010:{home}/kim:::\n.\n".encode()
+    write_cdb(str(p1_tree["qmail"] / "users" / "cdb"), compile_assign(assign))
+    assert d.ask(b"zoe@example.com") == b"\x90kim"
+    assert d.ask(b"pat@example.com") == b"\x90pat"   # from passwd now
+
+
+def test_system_user_database_changes_are_seen_at_once(p1_tree, start):
+    from test_conformance import private_passwd
+    d = start({"QMAILHOME": str(p1_tree["qmail"])}, wrapper=private_passwd(p1_tree["passwd"]))
+    assert d.ask(b"kim@example.com") == b"\x90kim"
+    text = p1_tree["passwd"].read_text()
+    p1_tree["passwd"].write_text(text.replace("kim:x:", "kym:x:"))   # in place: same inode
+    assert d.ask(b"kim@example.com") == b"\xe1alias"
+
+
+def test_replies_are_cut_to_33_bytes(p1_tree, start):
+    d = start(env_for(p1_tree))
+    reply = d.ask(b"kim-" + b"n" * 60 + b"@example.com")
+    assert reply == b"\xe1" + b"kim-" + b"n" * 28
+
+
+def test_empty_datagram_gets_no_reply_and_only_900_bytes_count(p1_tree, start):
+    d = start(env_for(p1_tree))
+    assert d.query(b"", timeout=0.5) is None
+    assert d.query(b"\0") == b"\xe1alias"
+    long = b"pat@example.com" + b"\0" + b"z" * 5000
+    assert d.query(long) == b"\x90pat"
+    # 900 bytes of address: the daemon reads 'x'*899 + '@', not the domain
+    assert d.query(b"x" * 899 + b"@example.org") == b"\x10"
+    assert d.proc.poll() is None
+
+
+def test_log_lines_are_clean(p1_tree, start):
+    d = start(env_for(p1_tree))
+    d.ask(b"evil\nqmail-verify: root@example.com permitted for root.\r\x1b[2J<a>:b@example.com")
+    d.ask(b"p\xe9t\xffr@example.com")
+    d.stop()
+    log = d.logpath.read_bytes()
+    assert b"evil/qmail-verify_ root@example.com permitted for root.__[2J_a__b@example.com denied." in log
+    assert b"p_t_r@example.com denied." in log
+    for line in log.split(b"\n"):
+        assert all(32 <= b <= 126 for b in line), line
+
+
+def test_fastforward_cdb_decides_for_the_alias_default(p1_tree, start):
+    (p1_tree["root"] / "home" / "alias" / ".qmail-default").touch()
+    ff = p1_tree["root"] / "aliases.cdb"
+    write_cdb(str(ff), [(b":info@example.com", b"&kim@example.com\0"), (b":@mail.example.com", b"")])
+    d = start(env_for(p1_tree, VERIFY_FASTFORWARDCDB=str(ff)))
+    assert d.ask(b"Info@example.com") == b"\xc0alias"
+    assert d.ask(b"nobody@example.com") == b"\xc1alias"
+    assert d.ask(b"anyone@mail.example.com") == b"\xc0alias"
+    assert d.ask(b"kim-x@example.com") == b"\xe1kim-x"   # kim's own rules, no fastforward
+    ff.unlink()
+    assert d.ask(b"nobody@example.com", timeout=1.0) is None
+    assert d.ask(b"nobody@example.com", extended=True)[0] == 0xC2
+
+
+def test_the_alias_user_can_be_renamed(p1_tree, start):
+    with open(p1_tree["passwd"], "a") as f:
+        f.write(f"postbox:x:7792:7792::{p1_tree['root']}/home/alias:/bin/sh\n")
+    os.chown(p1_tree["root"] / "home" / "alias", 7792, 7792)
+    d = start(env_for(p1_tree, VERIFY_ALIASUSER="postbox"))
+    assert d.ask(b"postmaster@example.com") == b"\xa0postbox"
+    d2 = start(env_for(p1_tree, VERIFY_ALIASUSER="nosuchalias"))
+    assert d2.ask(b"postmaster@example.com") == b"\x81nosuchalias"
+
+
+def test_the_tag_for_extended_replies_follows_the_nul():
+    from qmailverify.wire import make_query, parse_query
+    assert make_query(b"a@b") == b"a@b\0" + EXTENDED_TAG
+    assert parse_query(b"a@b\0" + EXTENDED_TAG).extended
+    assert not parse_query(b"a@b" + EXTENDED_TAG).address.endswith(b"\0")
+    assert not parse_query(b"a@b\0").extended and not parse_query(b"a@b").extended
+
+
+def test_group_permissions_count_and_root_ids_come_back(p1_tree, start):
+    # kim (uid 2010, gid 2010) may search a folder only through its group
+    shared = p1_tree["root"] / "shared"
+    shared.mkdir(mode=0o750)
+    shared.chmod(0o750)
+    os.chown(shared, 0, 2010)
+    (shared / "target").touch()
+    os.symlink(shared / "target", p1_tree["root"] / "home" / "kim" / ".qmail-grp")
+    other = p1_tree["root"] / "other"
+    other.mkdir(mode=0o750)
+    other.chmod(0o750)
+    os.chown(other, 0, 4444)
+    os.symlink(other / "target", p1_tree["root"] / "home" / "kim" / ".qmail-nogrp")
+    d = start(env_for(p1_tree))
+    assert d.ask(b"kim-grp@example.com") == b"\xa0kim-grp"       # exists, seen via gid
+    assert d.ask(b"kim-nogrp@example.com") == b"\xb0kim-nogrp"   # access denied
+    status = (open(f"/proc/{d.proc.pid}/status").read())
+    ids = {line.split(":")[0]: line.split()[1:] for line in status.splitlines()
+           if line.startswith(("Uid:", "Gid:", "Groups:"))}
+    assert ids["Uid"] == ["0"] * 4 and ids["Gid"] == ["0"] * 4
+    assert ids["Groups"] == []

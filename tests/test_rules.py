@@ -1,0 +1,202 @@
+"""The decision core on its own: rules.decide() against a stand-in System,
+for the rules the P1 fixture does not reach."""
+
+import errno
+
+import pytest
+
+from qmailverify.controls import Controls
+from qmailverify.errors import Trouble
+from qmailverify.rules import Passwd, StatHit, decide, rewrite
+from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+
+
+class FakeSystem:
+    def __init__(self, users=None, passwd=(), owners=None, files=None, ff=None):
+        self.cdb = users                      # dict or None (no users/cdb)
+        self.passwd = {p.name: p for p in passwd}
+        self.owners = owners or {p.home: p.uid for p in passwd}
+        self.files = files or {}              # path -> errno (0: exists)
+        self.ff = ff
+        self.stats_as = []
+
+    def users(self):
+        return self.cdb
+
+    def getpw(self, name):
+        return self.passwd.get(name)
+
+    def owner(self, path):
+        return self.owners.get(path)
+
+    def first_stat(self, uid, gid, paths):
+        for i, p in enumerate(paths):
+            self.stats_as.append((uid, gid, p))
+            if p in self.files:
+                return StatHit(i, self.files[p], p)
+        return StatHit(-1)
+
+    def fastforward(self):
+        return self.ff
+
+
+C = Controls.build(b"example.com", [b"example.com"], [b"example.net"],
+                   [b"virt.example.org:vo"])
+ALIAS = Passwd(b"alias", 7790, 7790, b"/h/alias")
+KIM = Passwd(b"kim", 2010, 2010, b"/h/kim")
+
+
+def verdict(addr, system, controls=C, **kw):
+    v = decide(addr, controls, system, **kw)
+    return v.code, v.position, v.user
+
+
+@pytest.mark.parametrize("value,position", [
+    (b"", 4), (b"u", 4), (b"u\0001", 5), (b"u\0001\0002", 6), (b"u\0001\0002\0/h", 7)])
+def test_short_users_cdb_values_are_deliverable_at_once(value, position):
+    users = {b"": b"", b"!x\0": value}
+    assert verdict(b"x@example.com", FakeSystem(users)) == (DELIVERABLE, position, value.split(b"\0")[0])
+
+
+def test_five_field_value_has_an_empty_extension():
+    users = {b"": b"", b"!x\0": b"u\0001\0002\0/h/u\0-"}
+    s = FakeSystem(users, files={b"/h/u/.qmail-": 0})
+    assert verdict(b"x@example.com", s) == (DELIVERABLE, 10, b"u")
+    assert s.stats_as == [(1, 2, b"/h/u/.qmail-")]
+
+
+def test_wildcard_appends_the_original_case_rest_before_splitting():
+    users = {b"": b"-", b"!lists-": b"ml\0009\0009\0/h/ml\0-\0"}
+    s = FakeSystem(users, files={b"/h/ml/.qmail-foo-default": 0})
+    assert verdict(b"Lists-Foo-Bar@example.com", s) == (DELIVERABLE, 12, b"ml")
+    assert s.stats_as[0][2] == b"/h/ml/.qmail-foo-bar"
+
+
+def test_bang_key_catches_everything():
+    users = {b"": b"", b"!": b"catch\0005\0005\0/h/c\0-\0"}
+    s = FakeSystem(users, files={b"/h/c/.qmail-anyone": 0})
+    assert verdict(b"AnyOne@example.com", s) == (DELIVERABLE, 10, b"catch")
+
+
+def test_users_cdb_without_wildcard_entry_is_our_trouble():
+    code, position, _ = verdict(b"x@example.com", FakeSystem({b"!x\0": b"u"}))
+    assert (code, position) == (TEMPORARY, 6)
+
+
+def test_missing_alias_user_is_not_deliverable():
+    assert verdict(b"nobody@example.com", FakeSystem(None)) == (UNDELIVERABLE, 8, b"alias")
+
+
+def test_root_and_foreign_homes_do_not_count():
+    root = Passwd(b"toor", 0, 0, b"/h/toor")
+    lent = Passwd(b"lent", 2020, 2020, b"/h/lent")
+    s = FakeSystem(None, [root, lent, ALIAS], owners={b"/h/lent": 0, b"/h/alias": 7790})
+    assert verdict(b"toor@example.com", s) == (UNDELIVERABLE, 14, b"alias")
+    assert verdict(b"lent@example.com", s) == (UNDELIVERABLE, 14, b"alias")
+
+
+def test_user_name_parts_of_32_bytes_or_more_are_not_looked_up():
+    long = Passwd(b"a" * 32, 2030, 2030, b"/h/long")
+    short = Passwd(b"a" * 31, 2031, 2031, b"/h/short")
+    s = FakeSystem(None, [long, ALIAS])
+    assert verdict(b"a" * 32 + b"@example.com", s)[2] == b"alias"
+    s = FakeSystem(None, [short, ALIAS])
+    assert verdict(b"a" * 31 + b"@example.com", s) == (DELIVERABLE, 9, b"a" * 31)
+
+
+def test_stat_failures_other_than_enoent_are_deliverable_and_reported():
+    s = FakeSystem(None, [KIM], files={b"/h/kim/.qmail-x/y": errno.ENOTDIR})
+    v = decide(b"kim-x/y@example.com", C, s)
+    assert (v.code, v.position, v.stat_path, v.stat_errno) == \
+        (DELIVERABLE, 11, b"/h/kim/.qmail-x/y", errno.ENOTDIR)
+    s = FakeSystem(None, [KIM], files={b"/h/kim/.qmail-default": errno.EACCES})
+    assert verdict(b"kim-x@example.com", s) == (DELIVERABLE, 13, b"kim-x")
+
+
+def test_dot_qmail_stats_are_made_as_the_user_of_the_home():
+    s = FakeSystem(None, [KIM, ALIAS])
+    decide(b"kim-a.B-c@example.com", C, s)
+    assert s.stats_as == [(2010, 2010, p) for p in (
+        b"/h/kim/.qmail-a:b-c", b"/h/kim/.qmail-a:b-default", b"/h/kim/.qmail-default")]
+    s = FakeSystem(None, [ALIAS])
+    decide(b"ghost@example.com", C, s)
+    assert {(uid, gid) for uid, gid, _ in s.stats_as} == {(7790, 7790)}
+
+
+FF = {b":known@example.com": b"", b":@list.example.com": b"", b":bob@": b""}
+
+
+@pytest.mark.parametrize("addr,code", [
+    (b"Known@Example.COM", DELIVERABLE), (b"x@List.example.com", DELIVERABLE),
+    (b"bob@example.com", DELIVERABLE), (b"other@example.com", UNDELIVERABLE)])
+def test_fastforward_decides_what_alias_default_takes(addr, code):
+    s = FakeSystem(None, [ALIAS], files={b"/h/alias/.qmail-default": 0}, ff=FF)
+    c = Controls.build(b"example.com", [b"example.com", b"list.example.com"])
+    assert verdict(addr, s, c)[:2] == (code, 12)
+
+
+def test_fastforward_uses_the_original_query_not_the_rewritten_address():
+    s = FakeSystem(None, [ALIAS], files={b"/h/alias/.qmail-default": 0},
+                   ff={b":known@example.com": b""})
+    assert verdict(b"known%example.com@example.net", s)[:2] == (UNDELIVERABLE, 12)
+    s.ff = {b":known%example.com@example.net": b""}
+    assert verdict(b"known%example.com@example.net", s)[:2] == (DELIVERABLE, 12)
+
+
+def test_fastforward_only_for_the_alias_users_own_default():
+    users = {b"": b"", b"!alias\0": b"alias\0007790\0007790\0/h/alias\0-\0"}
+    s = FakeSystem(users, [ALIAS], files={b"/h/alias/.qmail-default": 0}, ff={})
+    assert verdict(b"alias-x@example.com", s)[:2] == (DELIVERABLE, 12)
+    s = FakeSystem(None, [ALIAS], files={b"/h/alias/.qmail-x-default": 0}, ff={})
+    assert verdict(b"x-y@example.com", s)[:2] == (DELIVERABLE, 12)
+
+
+def test_fastforward_trouble_is_temporary():
+    class Broken:
+        def get(self, key):
+            raise Trouble("fastforward cdb is corrupt")
+    s = FakeSystem(None, [ALIAS], files={b"/h/alias/.qmail-default": 0}, ff=Broken())
+    v = decide(b"x@example.com", C, s)
+    assert (v.code, v.position, v.reason) == (TEMPORARY, 12, "fastforward cdb is corrupt")
+
+
+def test_temporary_home_stat_trouble():
+    class Sick(FakeSystem):
+        def owner(self, path):
+            raise Trouble("unable to stat /h/kim: input/output error")
+    v = decide(b"kim@example.com", C, Sick(None, [KIM, ALIAS]))
+    assert (v.code, v.position) == (TEMPORARY, 7)
+
+
+def test_percent_hack_follows_qmail_send():
+    # qmail keeps looking at the domain after the % it turned into @,
+    # not after the last @ of the address.
+    # (The spec's wording would go on to give b"w@u@v".)
+    assert rewrite(b"w%u%v@example.net@example.net", C) == (b"w%u@v@example.net", 5)
+    assert rewrite(b"a%b@c%example.net@example.net", C) == (b"a@b@c", 3)
+    assert rewrite(b"a%b%example.net@example.net", C)[0] == b"a@b"
+
+
+def test_virtualdomains_later_line_wins_and_lines_without_colon_are_ignored():
+    c = Controls.build(b"h", [b"h"], [], [b"v.org:first", b"junk", b"V.ORG:second"])
+    s = FakeSystem(None, [Passwd(b"second", 5, 5, b"/h/s")])
+    assert verdict(b"x@v.org", s, c) == (UNDELIVERABLE, 14, b"second-x")
+    assert c.virtualdomains == {b"v.org": b"second"}
+
+
+def test_bare_local_part_gets_envnoathost():
+    assert rewrite(b"kim", C) == (b"kim@example.com", 3)
+
+
+def test_empty_virtual_prefix_and_foreign_domains_are_not_ours():
+    c = Controls.build(b"h", [b"h"], [], [b"relay.org:", b".sub.org:s"])
+    s = FakeSystem(None)
+    assert verdict(b"x@relay.org", s, c) == (DELIVERABLE, 2, None)
+    assert verdict(b"x@elsewhere.org", s, c) == (DELIVERABLE, 1, None)
+    assert verdict(b"x@sub.org", s, c) == (DELIVERABLE, 1, None)
+
+
+def test_break_character_is_configurable():
+    s = FakeSystem(None, [KIM, ALIAS], files={b"/h/kim/.qmail-box": 0})
+    assert verdict(b"kim+box@example.com", s, brk=b"+") == (DELIVERABLE, 10, b"kim+box")
+    assert verdict(b"kim+box@example.com", s)[2] == b"alias"
