@@ -79,20 +79,26 @@ def virtual_prefix(addr: bytes, at: int, vdoms: dict) -> bytes | None:
     """Step 5: the virtualdomains prefix for addr, None if no key matches.
 
     Keys tried: the whole address, the domain, each dot-suffix of the
-    domain, then the empty key."""
+    domain (longest first), then the empty key."""
     low = addr.lower()
-    n = len(low)
-    for i in range(n + 1):
-        if i == 0 or i == at + 1 or i == n or (i > at and low[i] == 0x2E):
-            prefix = vdoms.get(low[i:])
-            if prefix is not None:
-                return prefix
-    return None
+    prefix = vdoms.get(low)
+    if prefix is None:
+        prefix = vdoms.get(low[at + 1:])
+    dot = low.find(b".", at + 1)
+    while prefix is None and dot >= 0:
+        prefix = vdoms.get(low[dot:])
+        dot = low.find(b".", dot + 1)
+    if prefix is None:
+        prefix = vdoms.get(b"")
+    return prefix
 
 
 def users_lookup(cdb, name: bytes) -> bytes | None:
     """Step 6, qmail-lspawn's lookup: the users/cdb value for name, with
-    the rest of a wildcard match appended; None if nothing matches."""
+    the rest of a wildcard match appended; None if nothing matches.
+
+    After the exact key, the prefixes of '!name' are tried from the
+    longest: those that end in a wildcard character, and '!' itself."""
     wild = cdb.get(b"")
     if wild is None:
         raise Trouble("users/cdb has no wildcard entry")
@@ -100,11 +106,16 @@ def users_lookup(cdb, name: bytes) -> bytes | None:
     value = cdb.get(lower + b"\0")
     if value is not None:
         return value
-    for i in range(len(lower), 0, -1):
-        if i == 1 or lower[i - 1] in wild:
-            value = cdb.get(lower[:i])
-            if value is not None:
-                return value + name[i - 1:]
+    cuts = {1}
+    for ch in set(wild):
+        i = lower.rfind(ch, 1)
+        while i > 0:
+            cuts.add(i + 1)
+            i = lower.rfind(ch, 1, i)
+    for i in sorted(cuts, reverse=True):
+        value = cdb.get(lower[:i])
+        if value is not None:
+            return value + name[i - 1:]
     return None
 
 

@@ -14,7 +14,8 @@ change an admin makes:
   other sources (NIS, LDAP, sssd) have no file to watch;
 - home directories and dot-qmail files are stat'ed for every query.
 
-refresh() checks all of that once per query, before decide() runs.
+refresh() starts a query: each source is checked when the query first
+uses it, so no answer is older than the files it depends on.
 
 Dot-qmail files are stat'ed with the effective uid, gid and groups of the
 user whose home is searched (the fix for CVE-2020-3812), so the daemon
@@ -49,12 +50,13 @@ class CdbFile:
     (qmail's wildcard search may probe hundreds of prefixes per query);
     a larger one is searched in place."""
 
-    IN_MEMORY = 200_000
+    IN_MEMORY = 50_000           # about 14 MB as a dict
 
     def __init__(self, path: str, what: str, missing_ok: bool = True):
         self.path = path
         self.what = what
         self.missing_ok = missing_ok
+        self.checked = -1
         self._sig = None
         self._reader = None
         self._trouble = None
@@ -111,6 +113,7 @@ class PasswdFile:
 
     def __init__(self, path: str):
         self.path = path
+        self.checked = -1
         self._sig = None
         self._users: dict[bytes, Passwd] = {}
         self._trouble = None
@@ -153,6 +156,7 @@ class SystemPasswd:
     def __init__(self, watch: str = "/etc/passwd", ttl: float = 1.0):
         self.watch = watch
         self.ttl = ttl
+        self.checked = -1
         self._sig = None
         self._born = 0.0
         self._cache: dict[bytes, Passwd | None] = {}
@@ -241,18 +245,23 @@ class LiveSystem:
         self.ffcdb = CdbFile(fastforward, "fastforward cdb", missing_ok=False) \
             if fastforward else None
         self.identity = Identity()
+        self._query = 0
 
     def refresh(self) -> None:
-        self.userscdb.refresh()
-        self.passwd.refresh()
-        if self.ffcdb:
-            self.ffcdb.refresh()
+        """A new query: each source is checked again when it is first used."""
+        self._query += 1
+
+    def _fresh(self, source):
+        if source.checked != self._query:
+            source.refresh()
+            source.checked = self._query
+        return source
 
     def users(self):
-        return self.userscdb.current()
+        return self._fresh(self.userscdb).current()
 
     def getpw(self, name: bytes) -> Passwd | None:
-        return self.passwd.getpw(name)
+        return self._fresh(self.passwd).getpw(name)
 
     def owner(self, path: bytes) -> int | None:
         try:
@@ -268,4 +277,4 @@ class LiveSystem:
         return self.identity.first_stat(uid, gid, paths)
 
     def fastforward(self):
-        return self.ffcdb.current() if self.ffcdb else None
+        return self._fresh(self.ffcdb).current() if self.ffcdb else None

@@ -1,0 +1,114 @@
+"""qmail-verify-demo: the daemon on a small qmail tree, answering.
+
+Builds a demo qmail tree in a new temporary folder (control files,
+users/assign and users/cdb, a passwd file, homes with dot-qmail files),
+for the current user so that no system accounts are needed, starts the
+installed qmail-verify on it on a free port of 127.0.0.1, asks it about a
+few addresses, prints the answers and the daemon's log, and stops it.
+The tree is left in place, with the command that starts the daemon on it.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import tree
+from .wire import make_query, parse_reply
+
+QUERIES = [
+    (b"alice@demo.example", "a passwd user's own mailbox"),
+    (b"alice-work@demo.example", "~alice/.qmail-work"),
+    (b"alice-lists-qmail@demo.example", "~alice/.qmail-lists-default"),
+    (b"alice-nosuch@demo.example", "no such extension"),
+    (b"postmaster@demo.example", "~alias/.qmail-postmaster"),
+    (b"nobody-here@demo.example", "no such user"),
+    (b"help-billing@demo.example", "users/assign wildcard +help-"),
+    (b"sales@shop.example", "virtual domain shop.example"),
+    (b"someone@elsewhere.example", "not our domain: relaying is smtpd's business"),
+    (b"alice", "bare name: control/me's domain"),
+]
+
+
+def demo_spec(uid: int, gid: int) -> dict:
+    users = ["alice", "carol", "alias"]
+    return {
+        "control": {
+            "me": "mail.demo.example\n",
+            "locals": "demo.example\nmail.demo.example\n",
+            "virtualdomains": "shop.example:carol\n",
+        },
+        "users_assign": [f"+help-:carol:{uid}:{gid}:{{root}}/home/carol:-:support-:", "."],
+        "passwd": [f"{u}:x:{uid}:{gid}::{{root}}/home/{u}:/bin/sh" for u in users],
+        "homes": {
+            "alice": {"owner_uid": uid, "files": [".qmail", ".qmail-work", ".qmail-lists-default"]},
+            "carol": {"owner_uid": uid, "files": [".qmail-sales", ".qmail-support-default"]},
+            "alias": {"owner_uid": uid, "files": [".qmail-postmaster", ".qmail-root"]},
+        },
+    }
+
+
+def describe(reply: bytes | None) -> str:
+    r = parse_reply(reply) if reply is not None else None
+    if r is None:
+        return "no answer"
+    word = {0: "deliverable", 1: "not deliverable", 2: "temporary failure"}[r.code]
+    user = f" ({r.user.decode('ascii', 'replace')})" if r.user else ""
+    return f"{word}{user} [rule {r.position}]"
+
+
+def daemon_command() -> list[str]:
+    exe = shutil.which("qmail-verify")
+    return [exe] if exe else [sys.executable, "-m", "qmailverify.daemon"]
+
+
+def main(argv=None) -> int:
+    # As root, demo users get a uid of their own: root's homes never count.
+    uid, gid = (os.getuid(), os.getgid()) if os.geteuid() else (7001, 7001)
+    root = Path(tempfile.mkdtemp(prefix="qmail-verify-demo-"))
+    paths = tree.build(demo_spec(uid, gid), root)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, QMAILHOME=str(paths["qmail"]), VERIFY_PASSWD=str(paths["passwd"]),
+               LISTEN=f"127.0.0.1:{port}")
+    log = root / "daemon.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(daemon_command(), env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + 10
+        while b"Listening" not in log.read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                sys.stderr.write(log.read_text())
+                print("qmail-verify-demo: fatal: the daemon did not start", file=sys.stderr)
+                return 111
+            time.sleep(0.02)
+        print(f"qmail-verify is answering on 127.0.0.1:{port} for the demo tree in {root}\n")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(5)
+            s.connect(("127.0.0.1", port))
+            for addr, why in QUERIES:
+                s.send(make_query(addr))
+                try:
+                    reply = s.recv(64)
+                except socket.timeout:
+                    reply = None
+                print(f"  {addr.decode():32} {describe(reply):42} {why}")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    print("\nThe daemon's log:")
+    print("".join("  " + line for line in log.read_text().splitlines(True)), end="")
+    print("\nStart it again on this tree yourself:")
+    print(f"  QMAILHOME={paths['qmail']} VERIFY_PASSWD={paths['passwd']} "
+          f"LISTEN=127.0.0.1:{port} qmail-verify")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
