@@ -50,7 +50,7 @@ class Daemon:
     """The installed qmail-verify, started with env, logging to a file."""
 
     def __init__(self, env: dict, wrapper: list[str] = (), port: int | None = None,
-                 host: str = "127.0.0.1"):
+                 host: str = "127.0.0.1", program: str | None = None):
         self.host = host
         self.port = port or free_port(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
         self.logpath = Path(tempfile.mkstemp(prefix="qv-log-")[1])
@@ -59,7 +59,7 @@ class Daemon:
             full["LISTEN"] = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
         full.update(env)
         self.log_file = open(self.logpath, "wb")
-        self.proc = subprocess.Popen(list(wrapper) + [executable("qmail-verify")],
+        self.proc = subprocess.Popen(list(wrapper) + [program or executable("qmail-verify")],
                                      env=full, stdin=subprocess.DEVNULL,
                                      stdout=self.log_file, stderr=self.log_file)
 

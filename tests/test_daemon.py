@@ -2,6 +2,7 @@
 reloads, failures, freshness, the CVE fixes and the log."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -264,3 +265,32 @@ def test_group_permissions_count_and_root_ids_come_back(p1_tree, start):
            if line.startswith(("Uid:", "Gid:", "Groups:"))}
     assert ids["Uid"] == ["0"] * 4 and ids["Gid"] == ["0"] * 4
     assert ids["Groups"] == []
+
+
+def test_runs_as_a_single_uid_without_root(start, request):
+    """The single-uid virtual-domain setup: not root, stats made as itself."""
+    import sysconfig
+    from helpers import world_tempdir
+    from qmailverify import tree
+    if os.geteuid() != 0:
+        pytest.skip("needs root to start the daemon as another uid")
+    uid = 65534
+    spec = {"control": {"me": "v.example\n", "locals": "v.example\n"},
+            "users_assign": ["."],
+            "passwd": [f"vuser:x:{uid}:{uid}::{{root}}/home/vuser:/bin/sh",
+                       f"alias:x:{uid}:{uid}::{{root}}/home/alias:/bin/sh"],
+            "homes": {"vuser": {"owner_uid": uid, "files": [".qmail-box"]},
+                      "alias": {"owner_uid": uid, "files": [".qmail-postmaster"]}}}
+    paths = tree.build(spec, world_tempdir())
+    request.addfinalizer(lambda: shutil.rmtree(paths["root"]))
+    script = os.path.join(sysconfig.get_path("scripts"), "qmail-verify")
+    wrapper = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+               # only so that uid 65534 can reach an interpreter under /root here
+               "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    d = start({"QMAILHOME": str(paths["qmail"]), "VERIFY_PASSWD": str(paths["passwd"])},
+              wrapper=wrapper, program=script)
+    status = open(f"/proc/{d.proc.pid}/status").read()
+    assert f"Uid:\t{uid}\t{uid}" in status
+    assert d.ask(b"vuser-box@v.example") == b"\xa0vuser-box"
+    assert d.ask(b"vuser-nope@v.example") == b"\xe1vuser-nope"
+    assert d.ask(b"postmaster@v.example") == b"\xa0alias"
