@@ -32,3 +32,40 @@ def start():
     yield _start
     for d in daemons:
         d.cleanup()
+
+
+@pytest.fixture
+def demo_tree():
+    """The demo qmail tree (no root needed), with control/rcpthosts."""
+    from qmailverify import demo, tree
+    uid, gid = (os.getuid(), os.getgid()) if os.geteuid() else (7001, 7001)
+    root = world_tempdir()
+    paths = tree.build(demo.demo_spec(uid, gid), root)
+    (paths["qmail"] / "control" / "rcpthosts").write_text("demo.example\nshop.example\n")
+    yield paths
+    shutil.rmtree(root)
+
+
+@pytest.fixture
+def verifyd(demo_tree, start):
+    """qmail-verify answering for the demo tree."""
+    return start({"QMAILHOME": str(demo_tree["qmail"]), "VERIFY_PASSWD": str(demo_tree["passwd"])})
+
+
+@pytest.fixture
+def shim(demo_tree, verifyd, tmp_path):
+    """shim(VERIFY=..., **env) -> a running tcpserver + qmail-logmsg + fake qmail-smtpd."""
+    from helpers import SmtpShim
+    shims = []
+
+    def _shim(**env):
+        env = {"QMAILHOME": str(demo_tree["qmail"]), **env}
+        for key, value in env.items():
+            env[key] = value.replace("PORT", str(verifyd.port))
+        s = SmtpShim(env, tmp_path)
+        shims.append(s)
+        return s
+
+    yield _shim
+    for s in shims:
+        s.stop()

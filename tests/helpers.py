@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -111,3 +112,63 @@ class Daemon:
     def cleanup(self) -> None:
         self.stop()
         self.logpath.unlink(missing_ok=True)
+
+
+FAKE_SMTPD = Path(__file__).resolve().parent / "fake_smtpd.py"
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SmtpShim:
+    """Debian's tcpserver running qmail-logmsg in front of fake_smtpd.py."""
+
+    def __init__(self, env: dict, workdir: Path):
+        if shutil.which("tcpserver") is None:
+            import pytest
+            pytest.skip("tcpserver (Debian's ucspi-tcp) is not installed")
+        self.port = free_tcp_port()
+        self.record = workdir / f"record-{self.port}"
+        self.record.touch()
+        self.logpath = workdir / f"smtpd-{self.port}.log"
+        full = {"PATH": os.environ["PATH"], "FAKE_SMTPD_RECORD": str(self.record), **env}
+        self.log_file = open(self.logpath, "wb")
+        self.proc = subprocess.Popen(
+            ["tcpserver", "-v", "-R", "-H", "-l", "localhost", "127.0.0.1", str(self.port),
+             executable("qmail-logmsg"), sys.executable, str(FAKE_SMTPD)],
+            env=full, stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=self.log_file)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise AssertionError(f"tcpserver did not start: {self.log()}")
+                time.sleep(0.05)
+        self.wait_for("Session ended", count=1)       # the probe's own session
+
+    def log(self) -> str:
+        return self.logpath.read_bytes().decode("latin-1")
+
+    def wait_for(self, text: str, count: int | None = None, timeout: float = 15.0) -> str:
+        """Wait until text is in the log (count times, if given)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log()
+            if (log.count(text) >= count) if count else (text in log):
+                return log
+            time.sleep(0.02)
+        raise AssertionError(f"no {text!r} in the log: {self.log()}")
+
+    def received(self) -> bytes:
+        return self.record.read_bytes()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.log_file.close()

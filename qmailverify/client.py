@@ -1,0 +1,163 @@
+"""The client side of qmail-verify: what qmail-smtpd's VERIFY logic and
+verify-query are built on.
+
+VERIFY, as set per client in tcpserver's rules (spec section 7):
+
+  unset             no verification
+  ""                no verification, and a note in the log
+  ":"               immediate: a bad RCPT gets 550
+  "DEFER"           deferred (any value starting with D or d): every RCPT
+                    is accepted, DATA gets 554 if any was bad
+  "IP", ":PORT", "IP:PORT", "[IPV6]:PORT", with or without "DEFER,"
+                    the same, asking that server
+
+The server is what follows from the first digit, ':' or '[' of the value;
+missing parts default to 127.0.0.1 and 11113.  A server part that cannot
+be parsed is a SetupError (1.32 silently used the defaults).
+
+A query goes over a connected UDP socket, so only the server's own
+address and port can answer it; it asks for the extended reply, so the
+daemon's own trouble comes back as TEMPORARY at once instead of after the
+timeout.
+"""
+
+import errno
+import selectors
+import socket
+import time
+from typing import NamedTuple
+
+from .addrspec import AddressError, parse_server
+from .errors import errtext
+from .wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE, make_query, parse_reply
+
+TIMEOUT = 5.0
+
+
+class SetupError(ValueError):
+    """A VERIFY value whose server address cannot be parsed."""
+
+
+class Mode(NamedTuple):
+    enabled: bool
+    deferred: bool = False
+    server: tuple[str, int] | None = None
+    note: str = ""          # what to log at the start of a session, if anything
+
+
+def parse_verify(value: str | None) -> Mode:
+    """The verification a VERIFY value asks for."""
+    if value is None:
+        return Mode(False)
+    if value == "":
+        return Mode(False, note="Note recipient verification explicitly disabled.")
+    deferred = value[0] in "Dd"
+    start = next((i for i, ch in enumerate(value) if ch in "0123456789:["), len(value))
+    try:
+        server = parse_server(value[start:])
+    except AddressError as e:
+        raise SetupError(f"unable to parse VERIFY server {value[start:]!r}: {e}") from None
+    return Mode(True, deferred, server)
+
+
+class Answer(NamedTuple):
+    code: int               # DELIVERABLE, UNDELIVERABLE or TEMPORARY
+    user: bytes = b""       # controlling user, when deliverable or not
+    reason: str = ""        # why, when TEMPORARY
+    position: int = 0       # the daemon's rule (never to act on)
+    timeout: bool = False   # TEMPORARY because no answer came in time
+
+    def log_message(self) -> str:
+        """The qmail-smtpd log message for a TEMPORARY answer (spec 7)."""
+        if self.timeout:
+            return "Timeout (no response from verification server)"
+        return f"temporary failure ({self.reason})"
+
+
+def timeout_answer() -> Answer:
+    return Answer(TEMPORARY, reason="no response from verification server", timeout=True)
+
+
+class Query:
+    """One address asked over its own connected UDP socket; for select loops.
+
+    send() once; when the socket is readable, receive() gives the Answer,
+    or None if nothing usable came (keep waiting until the deadline)."""
+
+    def __init__(self, address: bytes, server: tuple[str, int], extended: bool = True,
+                 timeout: float = TIMEOUT):
+        self.address = address
+        self.server = server
+        self.extended = extended
+        self.deadline = None
+        self.timeout = timeout
+        family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self) -> Answer | None:
+        """Send the query; an Answer only if that already failed."""
+        self.deadline = time.monotonic() + self.timeout
+        try:
+            self.sock.connect(self.server)
+            self.sock.send(make_query(self.address, self.extended))
+        except OSError as e:
+            return _socket_failure(e)
+        return None
+
+    def receive(self) -> Answer | None:
+        try:
+            data = self.sock.recv(2048)
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            return _socket_failure(e)
+        reply = parse_reply(data)
+        if reply is None:
+            return None
+        if reply.code == TEMPORARY:
+            reason = reply.user.decode("ascii", "replace")
+            return Answer(TEMPORARY, reason=reason, position=reply.position)
+        return Answer(reply.code, reply.user, position=reply.position)
+
+    def expired(self, now: float | None = None) -> bool:
+        return (now or time.monotonic()) >= self.deadline
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _socket_failure(e: OSError) -> Answer:
+    text = errtext(e.errno) if e.errno else str(e)
+    if e.errno == errno.ECONNREFUSED:
+        text = "connection refused"
+    return Answer(TEMPORARY, reason=text)
+
+
+def ask(address: bytes, server: tuple[str, int], timeout: float = TIMEOUT,
+        extended: bool = True) -> Answer:
+    """Ask the daemon about one address and wait for the answer."""
+    q = Query(address, server, extended, timeout)
+    try:
+        failed = q.send()
+        if failed:
+            return failed
+        with selectors.DefaultSelector() as sel:
+            sel.register(q, selectors.EVENT_READ)
+            while True:
+                left = q.deadline - time.monotonic()
+                if left <= 0:
+                    return timeout_answer()
+                if sel.select(left):
+                    answer = q.receive()
+                    if answer is not None:
+                        return answer
+    finally:
+        q.close()
+
+
+__all__ = ["Mode", "SetupError", "parse_verify", "Answer", "Query", "ask",
+           "DELIVERABLE", "UNDELIVERABLE", "TEMPORARY", "TIMEOUT"]

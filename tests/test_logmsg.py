@@ -1,0 +1,280 @@
+"""qmail-logmsg in front of a stand-in qmail-smtpd, under Debian's real
+tcpserver, driven with smtplib and with raw pipelined bytes."""
+
+import re
+import smtplib
+import socket
+import time
+
+import pytest
+
+GOOD, BAD = "alice@demo.example", "nobody-here@demo.example"
+
+
+def lines_of(log: str, pid: str) -> list[str]:
+    prefix = f"qmail-smtpd: pid {pid} from 127.0.0.1: "
+    return [line[len(prefix):] for line in log.splitlines() if line.startswith(prefix)]
+
+
+def last_session_pid(log: str) -> str:
+    return re.findall(r"tcpserver: pid (\d+) from 127\.0\.0\.1", log)[-1]
+
+
+def raw_session(port: int, data: bytes, read_until: bytes = b"221 ", timeout=10) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout) as s:
+        s.sendall(data)
+        got = b""
+        deadline = time.monotonic() + timeout
+        while read_until not in got and time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+def test_immediate_mode_refuses_a_bad_rcpt_itself(shim):
+    s = shim(VERIFY=":PORT")
+    with smtplib.SMTP("127.0.0.1", s.port, timeout=10) as c:
+        c.ehlo("client.example")
+        c.mail("sender@example.org")
+        assert c.rcpt(GOOD)[0] == 250
+        code, msg = c.rcpt(BAD)
+        assert (code, msg) == (550, b"sorry, no mailbox here by that name. (#5.1.1)")
+        c.data(b"Subject: hi\r\n\r\nhello\r\n")
+    log = s.wait_for("Session ended", count=2)
+    received = s.received()
+    assert BAD.encode() not in received and GOOD.encode() in received
+    assert lines_of(log, last_session_pid(log)) == [
+        "New session", "Received EHLO client.example", "Sender <sender@example.org>",
+        f"Recipient <{GOOD}>", f"Recipient <{BAD}>", "Unverified mailbox at RCPT time",
+        re.search(r"Message accepted: qp \d+, 1 recipient", log).group(0),
+        "Remote end QUIT: quitting", "Session ended: QUIT"]
+
+
+def test_deferred_mode_refuses_data_and_a_new_transaction_starts_clean(shim):
+    s = shim(VERIFY="DEFER,:PORT")
+    with smtplib.SMTP("127.0.0.1", s.port, timeout=10) as c:
+        c.helo("client.example")
+        c.mail("sender@example.org")
+        assert c.rcpt(BAD)[0] == 250
+        assert c.rcpt(GOOD)[0] == 250
+        assert c.docmd("DATA") == (554, b"sorry, invalid mailbox name(s). (#5.1.1)")
+        c.mail("sender@example.org")               # a new MAIL clears the failure
+        assert c.rcpt(GOOD)[0] == 250
+        c.data(b"Subject: hi\r\n\r\nhello\r\n")
+        c.mail("sender@example.org")
+        c.rcpt(BAD)
+        c.rset()                                   # and so does RSET
+        c.mail("sender@example.org")
+        c.rcpt(GOOD)
+        assert c.data(b"hello\r\n")[0] == 250
+    log = s.wait_for("Session ended", count=2)
+    received = s.received().lower()
+    assert received.count(b"rcpt to:<" + BAD.encode() + b">") == 2
+    assert received.count(b"data\r\n") == 2         # the refused DATA never arrived
+    assert "Unverified mailbox(es) at DATA time" in lines_of(log, last_session_pid(log))
+
+
+def test_pipelined_session_keeps_order_and_passes_bytes_untouched(shim):
+    s = shim(VERIFY=":PORT")
+    body = (b"Subject: pipelined\r\n\r\n..a dot-stuffed line\r\nRCPT TO:<" + BAD.encode() +
+            b">\r\n\xe9\xff 8-bit bytes\r\n" + b"x" * 5000 + b"\r\n.\r\n")
+    head = (b"EHLO client.example\r\nMAIL FROM:<s@example.org>\r\n"
+            b"RCPT TO:<" + BAD.encode() + b">\r\nRCPT TO:<" + GOOD.encode() + b">\r\n"
+            b"RCPT TO:<x@notours.example>\r\nDATA\r\n")
+    with socket.create_connection(("127.0.0.1", s.port), 10) as c:
+        c.sendall(head)
+        got = b""
+        while b"354 " not in got:
+            got += c.recv(65536)
+        c.sendall(body + b"NOOP\r\nQUIT\r\n")
+        while b"221 " not in got:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    codes = [line[:4] for line in got.split(b"\r\n") if line]
+    assert codes == [b"220 ", b"250-", b"250-", b"250 ", b"250 ", b"550 ", b"250 ", b"553 ",
+                     b"354 ", b"250 ", b"250 ", b"221 "]
+    refused = b"RCPT TO:<" + BAD.encode() + b">\r\n"
+    assert s.received() == head.replace(refused, b"") + body + b"NOOP\r\nQUIT\r\n"
+    log = s.wait_for("Session ended", count=2)
+    mine = lines_of(log, last_session_pid(log))
+    assert "Recipient <x@notours.example> refused: 553 sorry, that domain isn't in my list " \
+           "of allowed rcpthosts (#5.7.1)" in mine
+
+
+def test_rcpthosts_and_relayclient_skip_verification(shim, verifyd):
+    s = shim(VERIFY=":PORT", RELAYCLIENT="")
+    with smtplib.SMTP("127.0.0.1", s.port, timeout=10) as c:
+        c.helo("x")
+        c.mail("s@example.org")
+        assert c.rcpt(BAD)[0] == 250
+    s2 = shim(VERIFY=":PORT")
+    with smtplib.SMTP("127.0.0.1", s2.port, timeout=10) as c:
+        c.helo("x")
+        c.mail("s@example.org")
+        assert c.rcpt("y@notours.example")[0] == 553
+    s2.wait_for("Session ended", count=2)
+    assert BAD not in verifyd.log() and "notours" not in verifyd.log()
+
+
+def test_unset_and_empty_verify(shim):
+    s = shim()
+    with smtplib.SMTP("127.0.0.1", s.port, timeout=10) as c:
+        c.helo("x")
+        c.mail("s@example.org")
+        assert c.rcpt(BAD)[0] == 250
+    s2 = shim(VERIFY="")
+    with smtplib.SMTP("127.0.0.1", s2.port, timeout=10) as c:
+        c.helo("x")
+        c.mail("s@example.org")
+        assert c.rcpt(BAD)[0] == 250
+    log = s2.wait_for("Session ended", count=2)
+    assert lines_of(log, last_session_pid(log))[0] == "Note recipient verification explicitly disabled."
+
+
+def test_no_answer_from_the_daemon_gives_451_and_ends_the_session(shim):
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        s = shim(VERIFY=f":{silent.getsockname()[1]}", VERIFY_TIMEOUT="1")
+        got = raw_session(s.port, b"HELO x\r\nMAIL FROM:<s@example.org>\r\nRCPT TO:<"
+                          + GOOD.encode() + b">\r\nNOOP\r\n", read_until=b"451 ")
+        assert got.endswith(b"451 qv temporary failure (#4.3.0)\r\n")
+        log = s.wait_for("Session ended", count=2)
+        assert lines_of(log, last_session_pid(log))[-2:] == [
+            "Timeout (no response from verification server)",
+            "Session ended: verification failure"]
+        assert b"NOOP" not in s.received()
+    finally:
+        silent.close()
+
+
+def test_daemon_not_running_gives_451_at_once(shim):
+    from helpers import free_port
+    s = shim(VERIFY=f":{free_port()}")
+    t0 = time.monotonic()
+    got = raw_session(s.port, b"HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<" + GOOD.encode() + b">\r\n",
+                      read_until=b"451 ")
+    assert got.endswith(b"451 qv temporary failure (#4.3.0)\r\n")
+    assert time.monotonic() - t0 < 4
+    log = s.wait_for("Session ended", count=2)
+    assert "temporary failure (connection refused)" in lines_of(log, last_session_pid(log))
+
+
+def test_unparsable_verify_server_is_a_setup_failure(shim):
+    s = shim(VERIFY="DEFER,192.168.1")
+    got = raw_session(s.port, b"HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<" + GOOD.encode() + b">\r\n",
+                      read_until=b"451 ")
+    assert got.endswith(b"451 qv setup failure (#4.3.0)\r\n")
+    log = s.wait_for("Session ended", count=2)
+    assert any(line.startswith("setup failure (unable to parse VERIFY server")
+               for line in lines_of(log, last_session_pid(log)))
+
+
+def test_starttls_makes_the_shim_step_aside(shim):
+    s = shim(VERIFY=":PORT", FAKE_TLS="1")
+    opaque = b"\x16\x03\x01 pretend TLS RCPT TO:<" + BAD.encode() + b">\r\n"
+    got = raw_session(s.port, b"EHLO x\r\nSTARTTLS\r\n" + opaque, read_until=opaque)
+    assert got.endswith(b"220 ready for tls\r\n" + opaque)
+    with socket.create_connection(("127.0.0.1", s.port), 10):
+        pass
+    log = s.wait_for("Session ended", count=3)
+    assert "STARTTLS: session encrypted, no longer inspected" in log
+
+
+def test_auth_counts_as_a_relay_client(shim):
+    s = shim(VERIFY=":PORT", FAKE_AUTH="1")
+    with smtplib.SMTP("127.0.0.1", s.port, timeout=10) as c:
+        c.ehlo("x")
+        c.login("user", "secret")
+        c.mail("s@example.org")
+        assert c.rcpt(BAD)[0] == 250
+    s.wait_for("AUTH accepted: recipients no longer verified")
+
+
+def test_client_dropping_the_connection_ends_both_sides(shim):
+    s = shim(VERIFY=":PORT")
+    with socket.create_connection(("127.0.0.1", s.port), 10) as c:
+        c.sendall(b"HELO x\r\nMAIL FROM:<s@example.org>\r\n")
+        c.recv(100)
+    log = s.wait_for("Session ended: dropped by the client")
+    pid = last_session_pid(log)
+    s.wait_for(f"tcpserver: end {pid} status")
+
+
+def test_qmail_smtpd_timeout_is_relayed_and_logged(shim):
+    s = shim(VERIFY=":PORT", FAKE_TIMEOUT="1")
+    got = raw_session(s.port, b"HELO x\r\n", read_until=b"451 ")
+    assert got.endswith(b"451 timeout (#4.4.2)\r\n")
+    s.wait_for("Session ended: timeout")
+
+
+def test_a_big_body_streams_through_unchanged(shim):
+    s = shim(VERIFY=":PORT")
+    body = b"".join(b"line %d .\r\n..dots\r\n" % i for i in range(100000)) + b".\r\n"
+    with socket.create_connection(("127.0.0.1", s.port), 30) as c:
+        c.sendall(b"HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<" + GOOD.encode() + b">\r\nDATA\r\n")
+        got = b""
+        while b"354 " not in got:
+            got += c.recv(4096)
+        c.sendall(body + b"QUIT\r\n")
+        while b"221 " not in got:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    assert b"250 ok 1764000000 qp" in got
+    assert s.received().endswith(b"DATA\r\n" + body + b"QUIT\r\n")
+
+
+def test_shim_usage_and_missing_program():
+    import subprocess
+    from helpers import executable
+    r = subprocess.run([executable("qmail-logmsg")], capture_output=True, text=True)
+    assert r.returncode == 100 and r.stderr.startswith("qmail-logmsg: usage:")
+    r = subprocess.run([executable("qmail-logmsg"), "/nonexistent/qmail-smtpd"],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert r.returncode == 111
+    assert r.stderr == "qmail-logmsg: fatal: unable to run /nonexistent/qmail-smtpd: no such file or directory\n"
+
+
+def test_summary_of_a_multilog_file(shim, tmp_path):
+    import subprocess
+    from helpers import executable
+    s = shim(VERIFY=":PORT")
+    with smtplib.SMTP("127.0.0.1", s.port, timeout=10) as c:
+        c.helo("x")
+        c.mail("s@example.org")
+        c.rcpt(GOOD)
+        c.rcpt(BAD)
+        c.rcpt("z@notours.example")
+        c.data(b"hi\r\n")
+    with socket.create_connection(("127.0.0.1", s.port), 10) as c:
+        c.recv(100)
+    s.wait_for("Session ended", count=3)
+    # stamp it as multilog would
+    if not shutil_which("multilog"):
+        pytest.skip("multilog (Debian's daemontools) is not installed")
+    logdir = tmp_path / "main"
+    subprocess.run(["multilog", "t", str(logdir)], input=s.logpath.read_bytes(), check=True)
+    current = (logdir / "current").read_bytes()
+    assert current.startswith(b"@4000")
+    r = subprocess.run([executable("qmail-logmsg"), "-s"], input=current, capture_output=True)
+    assert r.returncode == 0
+    out = r.stdout.decode().splitlines()
+    sessions = [line for line in out if " 127.0.0.1 " in line]
+    assert len(sessions) == 3
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \d+\.\ds 127\.0\.0\.1 sender=<s@example.org> "
+                    r"accepted=1 refused=553:1,unverified:1 messages=1 ended=QUIT$", sessions[1])
+    assert sessions[2].endswith("accepted=0 refused=0 messages=0 ended=dropped by the client")
+    table = dict(re.split(r"\s{2,}", line.strip()) for line in out[4:] if line.strip())
+    assert table["sessions"] == "3" and table["refused: unverified"] == "1"
+    assert table["messages accepted"] == "1" and table["ended: QUIT"] == "1"
+
+
+def shutil_which(name):
+    import shutil
+    return shutil.which(name)

@@ -1,0 +1,147 @@
+"""verify-query and the client library, against the real daemon."""
+
+import os
+import pty
+import socket
+import subprocess
+
+import pytest
+
+from helpers import executable
+from qmailverify.client import Query, SetupError, ask, parse_verify
+from qmailverify.wire import DELIVERABLE, EXTENDED_TAG, TEMPORARY
+
+
+def vq(args, input=None, env=None):
+    return subprocess.run([executable("verify-query"), *args], input=input, capture_output=True,
+                          env={"PATH": os.environ["PATH"], **(env or {})}, timeout=120)
+
+
+def test_answers_and_exit_codes(verifyd):
+    server = f":{verifyd.port}"
+    r = vq(["-s", server, "alice@demo.example", "alice-work@demo.example"])
+    assert (r.returncode, r.stdout) == (0, b"alice@demo.example: deliverable (alice)\n"
+                                           b"alice-work@demo.example: deliverable (alice-work)\n")
+    r = vq(["-s", server, "alice@demo.example", "nobody@demo.example", "x@elsewhere.example"])
+    assert r.returncode == 100
+    assert r.stdout.splitlines() == [b"alice@demo.example: deliverable (alice)",
+                                     b"nobody@demo.example: not deliverable",
+                                     b"x@elsewhere.example: deliverable"]
+
+
+def test_server_from_listen_and_verify_style_values(verifyd):
+    r = vq(["alice@demo.example"], env={"LISTEN": f"127.0.0.1:{verifyd.port}"})
+    assert r.returncode == 0
+    r = vq(["-s", f"DEFER,127.0.0.1:{verifyd.port}", "alice@demo.example"])
+    assert r.returncode == 0
+
+
+def test_temporary_failures_exit_111(verifyd, demo_tree):
+    from helpers import free_port
+    r = vq(["-s", f":{free_port()}", "-t", "1", "alice@demo.example", "nobody@demo.example"])
+    assert r.returncode == 111
+    assert r.stdout.splitlines()[0] == b"alice@demo.example: temporary failure: connection refused"
+    (demo_tree["qmail"] / "users" / "cdb").write_bytes(b"garbage")
+    r = vq(["-s", f":{verifyd.port}", "alice@demo.example", "x@elsewhere.example"])
+    assert r.returncode == 111
+    assert r.stdout.splitlines() == [
+        b"alice@demo.example: temporary failure: users/cdb is not a cdb file",
+        b"x@elsewhere.example: deliverable"]
+
+
+def test_usage_errors_exit_100():
+    for args in ([], ["-s", "mailhost", "a@b"], ["-t", "x", "a@b"], ["-c", "0", "a@b"], ["-z"]):
+        r = vq(args)
+        assert r.returncode == 100 and r.stderr.startswith(b"verify-query: usage:"), args
+
+
+def test_a_large_batch_from_stdin_keeps_order(verifyd):
+    addresses = [b"user%d@demo.example" % i if i % 3 else b"alice-work@demo.example"
+                 for i in range(100_000)]
+    r = vq(["-s", f":{verifyd.port}", "-"], input=b"\n".join(addresses) + b"\n")
+    assert r.returncode == 100 and r.stderr == b""
+    lines = r.stdout.splitlines()
+    assert len(lines) == len(addresses)
+    for i in (0, 1, 2, 3, 99_999):
+        want = b"deliverable (alice-work)" if i % 3 == 0 else b"not deliverable"
+        assert lines[i] == addresses[i] + b": " + want
+
+
+def test_progress_goes_to_a_terminal_only(verifyd):
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run([executable("verify-query"), "-s", f":{verifyd.port}", "-"],
+                           input=b"alice@demo.example\n" * 50, stdout=subprocess.PIPE,
+                           stderr=slave, timeout=60)
+        os.close(slave)
+        slave = None
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if slave is not None:
+            os.close(slave)
+        os.close(master)
+    assert p.returncode == 0
+    assert b"verify-query: 50/50 answered" in shown
+    assert b"verify-query" not in p.stdout
+
+
+def test_replies_only_count_from_the_server_itself():
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    q = Query(b"kim@example.com", server.getsockname(), timeout=2)
+    try:
+        assert q.send() is None
+        data, client = server.recvfrom(100)
+        assert data == b"kim@example.com\0" + EXTENDED_TAG
+        intruder.sendto(b"\x01", client)              # a forged "not deliverable"
+        server.sendto(b"\x90kim", client)
+        import select
+        select.select([q], [], [], 2)
+        answer = q.receive()
+        assert (answer.code, answer.user) == (DELIVERABLE, b"kim")
+    finally:
+        q.close()
+        server.close()
+        intruder.close()
+
+
+def test_ask_times_out_as_a_temporary_failure():
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    try:
+        a = ask(b"x@y", silent.getsockname(), timeout=0.3)
+        assert a.code == TEMPORARY and a.timeout
+        assert a.log_message() == "Timeout (no response from verification server)"
+    finally:
+        silent.close()
+
+
+@pytest.mark.parametrize("value,enabled,deferred,server", [
+    (None, False, False, None), ("", False, False, None),
+    (":", True, False, ("127.0.0.1", 11113)), ("DEFER", True, True, ("127.0.0.1", 11113)),
+    ("d", True, True, ("127.0.0.1", 11113)), ("192.168.1.1", True, False, ("192.168.1.1", 11113)),
+    (":10101", True, False, ("127.0.0.1", 10101)),
+    ("192.168.1.1:10101", True, False, ("192.168.1.1", 10101)),
+    ("DEFER,:10101", True, True, ("127.0.0.1", 10101)),
+    ("DEFER,192.168.1.1:10101", True, True, ("192.168.1.1", 10101)),
+    ("DEFER,[::1]:10101", True, True, ("::1", 10101)),
+])
+def test_verify_values(value, enabled, deferred, server):
+    m = parse_verify(value)
+    assert (m.enabled, m.deferred, m.server) == (enabled, deferred, server)
+    assert bool(m.note) == (value == "")
+
+
+@pytest.mark.parametrize("value", ["DEFER,192.168.1", ":99999", "1.2.3.4:x", "DEFER,[::1"])
+def test_unparsable_verify_servers_are_setup_errors(value):
+    with pytest.raises(SetupError):
+        parse_verify(value)
