@@ -9,19 +9,18 @@ later of two equal keys wins, as with qmail's constmap.
 
 import errno
 import os
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 class ControlError(Exception):
     """A control file that exists but cannot be read, or no locals at all."""
 
 
-@dataclass(frozen=True)
-class Controls:
+class Controls(NamedTuple):
     envnoathost: bytes
-    locals: frozenset = frozenset()          # lowercased domains
-    percenthack: frozenset = frozenset()     # lowercased domains
-    virtualdomains: dict = field(default_factory=dict)  # lowercased key -> prefix
+    locals: frozenset             # lowercased domains
+    percenthack: frozenset        # lowercased domains
+    virtualdomains: dict          # lowercased key -> prefix
 
     @classmethod
     def build(cls, envnoathost: bytes, locals=(), percenthack=(),

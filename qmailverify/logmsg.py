@@ -26,7 +26,9 @@ With -s it summarises such logs instead: see summary.py.
 """
 
 import collections
+import fcntl
 import os
+import select
 import selectors
 import subprocess
 import sys
@@ -38,7 +40,8 @@ from .smtp import BodyEnd, Rcpthosts, ReplyReader, addrparse, reply_code, split_
 from .wire import DELIVERABLE, UNDELIVERABLE
 
 USAGE = "qmail-logmsg: usage: qmail-logmsg program [arg ...] | qmail-logmsg -s"
-READ = 65536
+READ = 1 << 20
+PIPE_SIZE = 1 << 20          # qmail-smtpd's pipes, where Linux allows
 HIGH_WATER = 1 << 20          # stop reading a side while this much waits for the other
 LINE_MAX = 1 << 20            # a command line longer than this is passed on unread
 
@@ -89,6 +92,11 @@ class Session:
         self.sout_fd = self.server.stdout.fileno()
         for fd in (self.cin_fd, self.cout_fd, self.sin_fd, self.sout_fd):
             os.set_blocking(fd, False)
+        for fd in (self.sin_fd, self.sout_fd):
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+            except (OSError, AttributeError):
+                pass
         self.cin = b""                     # from the client, not yet looked at
         self.to_server = bytearray()
         self.to_client = bytearray()
@@ -127,10 +135,15 @@ class Session:
     def flush_locals(self) -> None:
         while self.expect and isinstance(self.expect[0], Local):
             item = self.expect.popleft()
-            self.to_client += item.reply
+            self.send_client(item.reply)
             if item.last:
                 self.expect.clear()
                 self.end_now()
+
+    def send_client(self, data: bytes) -> None:
+        if not self.to_client:
+            data = self._write_through(self.cout_fd, data)
+        self.to_client += data
 
     def end_now(self) -> None:
         """Stop taking input; the session ends once what we owe is written."""
@@ -139,9 +152,22 @@ class Session:
         self.client_eof = True
 
     def forward(self, data: bytes, expect: Expect | None) -> None:
+        if not self.to_server and not self.sin_closed:
+            data = self._write_through(self.sin_fd, data)
         self.to_server += data
         if expect is not None:
             self.expect.append(expect)
+
+    @staticmethod
+    def _write_through(fd: int, data: bytes) -> bytes:
+        """Write what the descriptor takes now; return the rest."""
+        try:
+            n = os.write(fd, data)
+        except BlockingIOError:
+            return data
+        except OSError:
+            return data                 # the loop finds the same error and ends
+        return data[n:] if n < len(data) else b""
 
     def owed_by_server(self) -> bool:
         return any(isinstance(e, Expect) for e in self.expect)
@@ -285,7 +311,7 @@ class Session:
     # -- the server's side ---------------------------------------------
     def process_server(self, data: bytes) -> None:
         if self.state == "opaque":
-            self.to_client += data
+            self.send_client(data)
             return
         for reply in self.replies.feed(data):
             self.server_reply(reply)
@@ -297,7 +323,7 @@ class Session:
     def server_reply(self, reply: bytes) -> None:
         code = reply_code(reply)
         if not self.expect or not isinstance(self.expect[0], Expect):
-            self.to_client += reply                    # unasked: a timeout, say
+            self.send_client(reply)                    # unasked: a timeout, say
             if code == 451 and b"timeout" in reply.lower():
                 self.server_timeout = True
             return
@@ -341,7 +367,7 @@ class Session:
                 if ok:
                     self.authenticated = True
                     self.log("AUTH accepted: recipients no longer verified")
-        self.to_client += reply
+        self.send_client(reply)
         self.flush_locals()
         if self.waiting == "drain" and not self.owed_by_server():
             self.waiting = None
@@ -356,7 +382,6 @@ class Session:
         if self.mode and self.mode.note:
             self.log(self.mode.note)
         self.log("New session")
-        sel = selectors.DefaultSelector()
         while True:
             self.process_client()
             if self.client_eof and not self.to_server:
@@ -365,28 +390,26 @@ class Session:
                 break
             if self.ending and not self.to_client and not self.expect:
                 break
-            events = {}
+            rlist, wlist = [], []
             if not self.client_eof and len(self.to_server) < HIGH_WATER:
-                events[self.cin_fd] = selectors.EVENT_READ
+                rlist.append(self.cin_fd)
             if self.to_client:
-                events[self.cout_fd] = events.get(self.cout_fd, 0) | selectors.EVENT_WRITE
+                wlist.append(self.cout_fd)
             if not self.server_eof and len(self.to_client) < HIGH_WATER:
-                events[self.sout_fd] = selectors.EVENT_READ
+                rlist.append(self.sout_fd)
             if self.to_server and not self.sin_closed:
-                events[self.sin_fd] = selectors.EVENT_WRITE
+                wlist.append(self.sin_fd)
             query = self.waiting if isinstance(self.waiting, Query) else None
             if query:
-                events[query.fileno()] = selectors.EVENT_READ
-            if not events:
+                rlist.append(query.fileno())
+            if not rlist and not wlist:
                 break
-            for fd, ev in events.items():
-                sel.register(fd, ev)
             timeout = max(query.deadline - time.monotonic(), 0) if query else None
-            ready = sel.select(timeout)
-            for fd in events:
-                sel.unregister(fd)
-            for key, ev in ready:
-                self.ready(key.fd, ev, query)
+            readable, writable, _ = select.select(rlist, wlist, [], timeout)
+            for fd in readable:
+                self.ready(fd, selectors.EVENT_READ, query)
+            for fd in writable:
+                self.ready(fd, selectors.EVENT_WRITE, query)
             if query and self.waiting is query and query.expired():
                 self.verified(timeout_answer())
         self.close_server_input()
@@ -403,7 +426,7 @@ class Session:
             if data is None:
                 pass
             elif data:
-                self.cin += data
+                self.cin = self.cin + data if self.cin else data
             else:
                 self.client_eof = True
                 if self.cin:                       # a last line without its newline

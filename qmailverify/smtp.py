@@ -124,9 +124,12 @@ class BodyEnd:
 
     def feed(self, data: bytes) -> int:
         """Index in data just past the end of the body, or -1."""
-        window = self.tail + data
-        i = window.find(END_OF_DATA)
+        edge = self.tail + data[:4]                # an end across the chunk boundary
+        i = edge.find(END_OF_DATA)
         if i >= 0:
             return i + len(END_OF_DATA) - len(self.tail)
-        self.tail = window[-4:]
+        i = data.find(END_OF_DATA)
+        if i >= 0:
+            return i + len(END_OF_DATA)
+        self.tail = (self.tail + data)[-4:] if len(data) < 4 else data[-4:]
         return -1
