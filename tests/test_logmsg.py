@@ -69,10 +69,14 @@ def test_deferred_mode_refuses_data_and_a_new_transaction_starts_clean(shim):
         c.mail("sender@example.org")
         c.rcpt(GOOD)
         assert c.data(b"hello\r\n")[0] == 250
+        c.mail("sender@example.org")
+        c.rcpt(BAD)
+        c.helo("again.example")                    # and so does HELO: this DATA
+        assert c.docmd("DATA")[0] == 503           # goes to qmail-smtpd (MAIL first)
     log = s.wait_for("Session ended", count=2)
     received = s.received().lower()
-    assert received.count(b"rcpt to:<" + BAD.encode() + b">") == 2
-    assert received.count(b"data\r\n") == 2         # the refused DATA never arrived
+    assert received.count(b"rcpt to:<" + BAD.encode() + b">") == 3
+    assert received.count(b"data\r\n") == 3         # the refused DATA never arrived
     assert "Unverified mailbox(es) at DATA time" in lines_of(log, last_session_pid(log))
 
 
