@@ -15,6 +15,7 @@ signal; the loop dispatches handle_hup() (re-read the control files,
 keeping the old ones if the new ones cannot be read) and handle_term().
 """
 
+import faulthandler
 import getopt
 import os
 import selectors
@@ -66,13 +67,17 @@ def settings_from_env(env) -> Settings:
     brk = os.fsencode(env.get("VERIFY_BREAK", "-"))
     if len(brk) != 1:
         raise Fatal("qmail-verify: fatal: VERIFY_BREAK must be one character")
+    def path(name):               # absolute, so that -d may change directory
+        value = env.get(name)
+        return os.path.abspath(value) if value else None
+
     return Settings(
-        qmailhome=env.get("QMAILHOME") or "/var/qmail",
+        qmailhome=path("QMAILHOME") or "/var/qmail",
         listen=listen,
-        passwd=env.get("VERIFY_PASSWD") or None,
+        passwd=path("VERIFY_PASSWD"),
         alias=os.fsencode(env.get("VERIFY_ALIASUSER") or "alias"),
         brk=brk,
-        fastforward=env.get("VERIFY_FASTFORWARDCDB") or None,
+        fastforward=path("VERIFY_FASTFORWARDCDB"),
     )
 
 
@@ -299,7 +304,15 @@ def main(argv: list[str] | None = None) -> int:
         title.controls_loaded()
         log.line("Listening on address: {}, port {}.".format(*settings.listen).encode())
         log.flush()
-        return Daemon(verifier, sock, title).run()
+        faulthandler.enable()          # a fatal signal leaves its trace in the log
+        try:
+            return Daemon(verifier, sock, title).run()
+        except MemoryError:
+            log.line(b"fatal: out of memory (is softlimit too small?)")
+        except Exception as e:         # a bug of ours: one line, and supervise restarts us
+            log.line(f"fatal: internal error: {type(e).__name__}: {e}".encode())
+        log.flush()
+        return 111
     except Fatal as e:
         print(str(e), file=sys.stderr, flush=True)
         return e.code

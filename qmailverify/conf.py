@@ -1,0 +1,150 @@
+"""qmail-verify-conf: make a service directory for qmail-verify.
+
+    qmail-verify-conf ACCT LOGACCT /DIR [LISTEN]
+
+In the manner of dnscache-conf: DIR must be absolute and must not exist;
+it gets run (envdir ./env, softlimit, the daemon), env/QMAILHOME (from
+$QMAILHOME, /var/qmail by default) and env/LISTEN (127.0.0.1:11113 by
+default), and log/run (setuidgid LOGACCT multilog t ./main).  ACCT is
+the account the daemon runs as: root on a normal qmail system, where
+each dot-qmail stat is made as the user whose home it is; the one uid of
+a single-uid virtual-domain system otherwise.  Only log/main and
+log/status belong to LOGACCT.  Files are written, fsynced and given
+their modes and owners explicitly; if anything fails, DIR is removed
+again.  Linking DIR into /service is left to the admin.
+
+Exit 100 for a usage error or a bad argument, 111 when the system
+refuses (an unknown account, DIR already there, a write that fails).
+"""
+
+import os
+import pwd
+import shutil
+import sys
+import sysconfig
+
+from .addrspec import AddressError, format_server, parse_server
+
+USAGE = "qmail-verify-conf: usage: qmail-verify-conf acct logacct /dir [listen]"
+SOFTLIMIT = 64_000_000        # measured floor 21 MB; see INSTALL
+
+
+class Fatal(Exception):
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def program_path(name: str = "qmail-verify") -> str:
+    """Where pip installed one of our programs (not a wrapper found on PATH)."""
+    return os.path.join(sysconfig.get_path("scripts"), name)
+
+
+def render(acct: str, logacct: str, listen: str, qmailhome: str,
+           program: str) -> list[tuple[str, str | None, int, bool]]:
+    """The service directory: (path, content or None for a folder, mode,
+    owned by the log account)."""
+    drop = "" if acct == "root" else f"setuidgid {acct} "
+    run = ("#!/bin/sh\n"
+           "# qmail-verify under supervise (made by qmail-verify-conf)\n"
+           "exec 2>&1\n"
+           f"exec envdir ./env softlimit -m {SOFTLIMIT} {drop}{program}\n")
+    logrun = ("#!/bin/sh\n"
+              f"exec setuidgid {logacct} multilog t ./main\n")
+    return [
+        ("run", run, 0o755, False),
+        ("env", None, 0o2755, False),
+        ("env/QMAILHOME", qmailhome + "\n", 0o644, False),
+        ("env/LISTEN", listen + "\n", 0o644, False),
+        ("log", None, 0o2755, False),
+        ("log/run", logrun, 0o755, False),
+        ("log/main", None, 0o2755, True),
+        ("log/status", "", 0o644, True),
+    ]
+
+
+def parseargs(argv: list[str], env=os.environ) -> dict:
+    if len(argv) not in (3, 4):
+        raise Fatal(USAGE, 100)
+    acct, logacct, directory = argv[:3]
+    if not directory.startswith("/"):
+        raise Fatal("qmail-verify-conf: fatal: dir must start with a slash", 100)
+    try:
+        listen = format_server(*parse_server(argv[3] if len(argv) == 4 else ""))
+    except AddressError as e:
+        raise Fatal(f"qmail-verify-conf: fatal: bad listen address: {e}", 100) from None
+    qmailhome = env.get("QMAILHOME") or "/var/qmail"
+    if not qmailhome.startswith("/"):
+        raise Fatal("qmail-verify-conf: fatal: QMAILHOME must start with a slash", 100)
+    return {"acct": acct, "logacct": logacct, "dir": directory.rstrip("/") or "/",
+            "listen": listen, "qmailhome": qmailhome}
+
+
+def account(name: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise Fatal(f"qmail-verify-conf: fatal: unknown account {name}", 111) from None
+
+
+def write_file(path: str, content: str, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        data = content.encode()
+        while data:
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(path, mode)
+
+
+def make(a: dict, program: str) -> None:
+    account(a["acct"])
+    log = account(a["logacct"])
+    directory = a["dir"]
+    try:
+        os.mkdir(directory, 0o2755)
+    except OSError as e:
+        raise Fatal(f"qmail-verify-conf: fatal: unable to create {directory}: "
+                    f"{e.strerror.lower()}", 111) from None
+    try:
+        os.chmod(directory, 0o2755)
+        for rel, content, mode, logowned in render(a["acct"], a["logacct"], a["listen"],
+                                                   a["qmailhome"], program):
+            path = os.path.join(directory, rel)
+            if content is None:
+                os.mkdir(path, mode)
+                os.chmod(path, mode)
+            else:
+                write_file(path, content, mode)
+            if logowned:
+                os.chown(path, log.pw_uid, log.pw_gid)
+        dirfd = os.open(directory, os.O_RDONLY)
+        os.fsync(dirfd)
+        os.close(dirfd)
+    except OSError as e:
+        shutil.rmtree(directory, ignore_errors=True)
+        where = e.filename or directory
+        raise Fatal(f"qmail-verify-conf: fatal: unable to write {where}: "
+                    f"{(e.strerror or str(e)).lower()}", 111) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        a = parseargs(sys.argv[1:] if argv is None else argv)
+        make(a, program_path())
+    except Fatal as e:
+        print(e, file=sys.stderr)
+        return e.code
+    d = a["dir"]
+    name = os.path.basename(d)
+    print(f"qmail-verify-conf: made {d}\n"
+          f"  start it:  ln -s {d} /service/{name}\n"
+          f"  check it:  svstat /service/{name}; tail {d}/log/main/current\n"
+          f"  reload:    svc -h /service/{name}   (after editing control files)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""qmail-verify as an admin runs it: a service directory made by
+qmail-verify-conf, under Debian's real svscan, supervise and multilog."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import executable, free_port, world_tempdir
+from qmailverify.client import ask
+from qmailverify.conf import render
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def need(*programs):
+    if os.geteuid() != 0:
+        pytest.skip("needs root (service files are owned by root and the log account)")
+    for p in programs:
+        if shutil.which(p) is None:
+            pytest.skip(f"{p} (Debian's daemontools) is not installed")
+
+
+def wait(predicate, what, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def svstat_pid(service: Path) -> int | None:
+    out = subprocess.run(["svstat", str(service)], capture_output=True, text=True).stdout
+    m = re.search(r": up \(pid (\d+)\)", out)
+    return int(m.group(1)) if m else None
+
+
+@pytest.fixture
+def svscan():
+    need("svscan", "supervise", "svc", "svstat", "multilog", "envdir", "softlimit", "setuidgid")
+    root = world_tempdir("qv-svscan-")
+    services = root / "service"
+    services.mkdir()
+    out = open(root / "svscan.out", "wb")
+    proc = subprocess.Popen(["svscan", str(services)], stdout=out, stderr=out,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    yield root, services
+    for link in services.iterdir():
+        subprocess.run(["svc", "-dx", str(link), str(link / "log")], capture_output=True)
+    proc.terminate()
+    proc.wait(10)
+    # everything started here runs under root: nothing may be left behind
+    def leftovers():
+        ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+        return [line for line in ps.splitlines() if str(root) in line]
+    try:
+        wait(lambda: not leftovers(), "supervise and the daemon to exit", timeout=15)
+    finally:
+        for line in leftovers():
+            os.kill(int(line.split()[0]), signal.SIGKILL)
+        out.close()
+        shutil.rmtree(root)
+
+
+def conf(*args, env=None):
+    return subprocess.run([executable("qmail-verify-conf"), *args], capture_output=True,
+                          text=True, env={"PATH": os.environ["PATH"], **(env or {})})
+
+
+def test_the_shipped_service_directory_is_what_conf_makes():
+    shipped = REPO / "service" / "qmail-verify"
+    for rel, content, mode, _ in render("root", "qmaill", "127.0.0.1:11113", "/var/qmail",
+                                        "/usr/local/bin/qmail-verify"):
+        path = shipped / rel
+        if content is None:
+            assert path.is_dir(), rel
+        elif rel != "log/status":
+            assert path.read_text() == content, rel
+            assert path.stat().st_mode & 0o777 == mode & 0o777, rel
+
+
+def test_conf_refuses_bad_arguments_and_existing_folders(tmp_path):
+    need()
+    assert conf().returncode == 100
+    r = conf("root", "nobody", "relative/dir")
+    assert (r.returncode, r.stderr) == (100, "qmail-verify-conf: fatal: dir must start with a slash\n")
+    r = conf("root", "nobody", str(tmp_path / "x"), "1.2.3")
+    assert r.returncode == 100 and "bad listen address" in r.stderr
+    r = conf("root", "no-such-account", str(tmp_path / "x"))
+    assert (r.returncode, r.stderr) == (111, "qmail-verify-conf: fatal: unknown account no-such-account\n")
+    assert not (tmp_path / "x").exists()
+    r = conf("root", "nobody", str(tmp_path))
+    assert r.returncode == 111 and "file exists" in r.stderr
+    r = conf("root", "nobody", str(tmp_path / "x"))
+    assert r.returncode == 0 and f"ln -s {tmp_path}/x /service/x" in r.stdout
+    main = tmp_path / "x" / "log" / "main"
+    assert main.stat().st_uid == 65534 and (tmp_path / "x" / "run").stat().st_uid == 0
+    assert (tmp_path / "x" / "env" / "LISTEN").read_text() == "127.0.0.1:11113\n"
+
+
+def test_the_daemon_under_svscan(svscan, demo_tree):
+    root, services = svscan
+    port = free_port()
+    service = root / "qmail-verify"
+    r = conf("root", "nobody", str(service), f"127.0.0.1:{port}",
+             env={"QMAILHOME": str(demo_tree["qmail"])})
+    assert r.returncode == 0, r.stderr
+    (service / "env" / "VERIFY_PASSWD").write_text(str(demo_tree["passwd"]) + "\n")
+    os.symlink(service, services / "qmail-verify")
+    server = ("127.0.0.1", port)
+    current = service / "log" / "main" / "current"
+
+    def log():
+        return current.read_text(errors="replace") if current.exists() else ""
+
+    # it answers
+    wait(lambda: ask(b"alice@demo.example", server, timeout=0.5).code == 0, "the daemon to answer")
+    wait(lambda: "alice@demo.example permitted for alice." in log(), "the log line")
+    assert all(re.match(r"@4000[0-9a-f]{20} ", line) for line in log().splitlines())
+
+    # its title says what it is doing
+    pid = svstat_pid(service)
+    title = wait(lambda: (Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                          .decode().strip() if "answered" in Path(f"/proc/{pid}/cmdline")
+                          .read_text() else None), "the process title")
+    assert title.startswith(f"qmail-verify 127.0.0.1:{port}: ") and "controls loaded 20" in title
+
+    # svc -h after a control change changes the answer
+    (demo_tree["qmail"] / "control" / "locals").write_text("mail.demo.example\n")
+    subprocess.run(["svc", "-h", str(service)], check=True)
+    wait(lambda: "controls reloaded." in log(), "the reload")
+    assert ask(b"alice@demo.example", server).position == 1         # no longer ours
+    assert svstat_pid(service) == pid
+
+    # killed, it is restarted; a crash leaves its reason in the log
+    os.kill(pid, signal.SIGKILL)
+    pid2 = wait(lambda: (svstat_pid(service) or pid) != pid and svstat_pid(service), "a restart")
+    wait(lambda: log().count("Listening on address") == 2, "the new start in the log")
+    os.kill(pid2, signal.SIGSEGV)
+    wait(lambda: "Fatal Python error: Segmentation fault" in log(), "the crash in the log")
+    wait(lambda: log().count("Listening on address") == 3, "the restart after the crash")
+    assert ask(b"alice@mail.demo.example", server, timeout=2).code == 0
+
+    # svc -d stops it cleanly
+    subprocess.run(["svc", "-d", str(service)], check=True)
+    wait(lambda: "exiting on SIGTERM." in log(), "a clean exit")
+    wait(lambda: svstat_pid(service) is None, "svstat to say down")
+    assert ask(b"alice@mail.demo.example", server, timeout=0.5).code == 2
