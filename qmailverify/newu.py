@@ -5,12 +5,8 @@ NUL (lowercased); '+prefix:...' lines give '!' + prefix (lowercased) and
 add the prefix's last character to the wildcard characters, stored under
 the empty key.  The value is the rest of the line with its first six
 colons turned into NULs, ending before the sixth.  A line '.' ends the
-file.  Used to build fixtures and the demo tree.
+file.  Used to build fixtures and the demo tree; cdbmake writes the cdb.
 """
-
-import os
-
-import cdblib
 
 
 class AssignError(ValueError):
@@ -43,16 +39,3 @@ def compile_assign(data: bytes) -> list[tuple[bytes, bytes]]:
         records.append((key, b"\0".join(parts[:6])))
     records.append((b"", bytes(wild)))
     return records
-
-
-def write_cdb(path: str, records) -> None:
-    """Write a cdb atomically: path.tmp, fsync, rename."""
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        w = cdblib.Writer(f)
-        for key, value in records:
-            w.put(key, value)
-        w.finalize()
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)

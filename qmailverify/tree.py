@@ -8,7 +8,8 @@ tree; '{root}' in any text stands for the folder built in.
 import os
 from pathlib import Path
 
-from .newu import compile_assign, write_cdb
+from .cdbmake import write_cdb
+from .newu import compile_assign
 
 
 def build(spec: dict, root: Path) -> dict:

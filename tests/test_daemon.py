@@ -10,7 +10,8 @@ import subprocess
 import pytest
 
 from helpers import executable, free_port
-from qmailverify.newu import compile_assign, write_cdb
+from qmailverify.cdbmake import write_cdb
+from qmailverify.newu import compile_assign
 from qmailverify.wire import EXTENDED_TAG
 
 
@@ -294,3 +295,32 @@ def test_runs_as_a_single_uid_without_root(start, request):
     assert d.ask(b"vuser-box@v.example") == b"\xa0vuser-box"
     assert d.ask(b"vuser-nope@v.example") == b"\xe1vuser-nope"
     assert d.ask(b"postmaster@v.example") == b"\xa0alias"
+
+
+def test_background_mode_with_pidfile_and_logfile(p1_tree, tmp_path):
+    port = free_port()
+    pidfile, logfile = tmp_path / "qv.pid", tmp_path / "qv.log"
+    env = {"PATH": os.environ["PATH"], "LISTEN": f"127.0.0.1:{port}",
+           "QMAILHOME": str(p1_tree["qmail"]), "VERIFY_PASSWD": str(p1_tree["passwd"])}
+    r = subprocess.run([executable("qmail-verify"), "-d", "-p", str(pidfile), "-o", str(logfile)],
+                       env=env, capture_output=True, timeout=20)
+    assert r.returncode == 0 and r.stderr == b""          # the parent returns at once
+    from qmailverify.client import ask
+    from conftest import wait_until
+    pid = wait_until(lambda: pidfile.exists() and int(pidfile.read_text().split()[0]))
+    try:
+        assert ask(b"kim@example.com", ("127.0.0.1", port)).user == b"kim"
+        assert os.getppid() != pid and open(f"/proc/{pid}/stat").read().split()[3] != str(os.getpid())
+        (p1_tree["qmail"] / "control" / "locals").write_text("example.com\nnew.example\n")
+        os.kill(pid, signal.SIGHUP)                       # reloads: does not kill
+        wait_until(lambda: b"controls reloaded." in logfile.read_bytes())
+        assert ask(b"kim@new.example", ("127.0.0.1", port)).user == b"kim"
+        r = subprocess.run([executable("qmail-verify"), "-d", "-p", str(pidfile)], env=env,
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 111 and "unable to bind" in r.stderr
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not pidfile.exists())
+    log = logfile.read_bytes()
+    assert log.startswith(b"qmail-verify: Listening on address: 127.0.0.1") \
+        and log.endswith(b"exiting on SIGTERM.\n")

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from qmailverify.errors import Trouble
-from qmailverify.newu import AssignError, compile_assign, write_cdb
+from qmailverify.cdbmake import write_cdb
+from qmailverify.newu import AssignError, compile_assign
 from qmailverify.system import CdbFile, PasswdFile
 
 

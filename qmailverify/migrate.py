@@ -1,0 +1,263 @@
+"""verify-migrate: move tcpserver rules to qmail-verify 1.30's VERIFY.
+
+    verify-migrate [-r] RULES                show what would change (a diff)
+    verify-migrate [-r] -w RULES [CDB]       change it, keep a backup, rebuild CDB
+    verify-migrate -c [-o] [-r] FILE IP...   which verification each client gets
+
+Before 1.30 three variables did the job of one (spec section 8):
+
+    VERIFY=""                      ->  VERIFY=":"        (it meant: on!)
+    VERIFYDEFER=""                 ->  VERIFY="DEFER"
+    VERIFYSVR="IP:PORT" with them  ->  VERIFY="IP:PORT" or VERIFY="DEFER,IP:PORT"
+    realrcptto QMAILRRTDENYALL="1" ->  VERIFY="DEFER"
+    realrcptto, on by default (-r) ->  VERIFY=":" on every allow rule that has
+                                       no RELAYCLIENT and no verification yet
+
+Only those instructions change: the first old one becomes the new VERIFY
+(in its own quote character), the others go; every other rule, comment,
+blank, order and quoting stays byte for byte.  A VERIFY that already has
+a 1.30 value is left alone (and reported).  A VERIFYSVR that 1.30 could
+not parse is an error: qmail-smtpd would answer every RCPT with 451.
+
+-w writes RULES atomically (RULES.tmp, then a rename), keeps the old file
+as RULES.bak-YYYYMMDDHHMMSS, and rebuilds CDB (RULES.cdb by default)
+exactly as tcprules would, by the same atomic rename.
+
+-c reads FILE (rules source, or a .cdb) and prints, for each IP, what a
+connection from it gets, as 1.30 reads VERIFY, or with -o as pre-1.30
+qmail-smtpd (and, with -r, realrcptto) read the old variables.  Run it
+with -o on the old file and without on the new one, and compare.
+
+Exit 0 on success, 100 for a usage error or a rules file tcprules would
+refuse, 111 when a file cannot be read or written.
+"""
+
+import difflib
+import getopt
+import os
+import shutil
+import sys
+import time
+
+import cdblib
+
+from .addrspec import AddressError, format_server, parse_server
+from .cdbmake import write_cdb
+from .client import SetupError, parse_verify
+from .tcprules import Rule, RulesError, lookup, parse, records
+
+USAGE = ("verify-migrate: usage: verify-migrate [-r] [-w] rules [cdb] | "
+         "verify-migrate -c [-o] [-r] rules-or-cdb ip ...")
+OLD = (b"VERIFY", b"VERIFYDEFER", b"VERIFYSVR", b"QMAILRRTDENYALL")
+
+
+class Fatal(Exception):
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def new_verify(rule: Rule, realrcptto: bool) -> tuple[bytes | None, list[str]]:
+    """The 1.30 VERIFY value for a rule's old instructions (None: none),
+    and notes about the rule."""
+    first = {}
+    for i in rule.instructions:
+        first.setdefault(i.name, i)
+    verify, defer = first.get(b"VERIFY"), first.get(b"VERIFYDEFER")
+    svr, rrt = first.get(b"VERIFYSVR"), first.get(b"QMAILRRTDENYALL")
+    where = f"line {rule.lineno}"
+    if defer:
+        deferred = True
+    elif verify:
+        deferred = False
+    elif rrt and rrt.value == b"1":
+        deferred = True
+    elif rrt and realrcptto:
+        deferred = False
+    else:
+        what = "VERIFYSVR without VERIFY or VERIFYDEFER" if svr else "QMAILRRTDENYALL"
+        return None, [f"{where}: {what} turned nothing on; removed"]
+    server = svr.value if svr else b""             # kept as the admin wrote it...
+    try:
+        parse_server(server.decode("latin-1"))     # ...once we know 1.30 can read it
+    except AddressError as e:
+        raise RulesError(f"{where}: VERIFYSVR {server.decode('latin-1')!r}: {e}") from None
+    value = (b"DEFER" if deferred else b":") if not server else \
+        (b"DEFER," + server if deferred else server)
+    return value, []
+
+
+def migrate_rule(rule: Rule, realrcptto: bool) -> tuple[bytes, list[str]]:
+    """The rule's line in 1.30 terms, and notes."""
+    line = rule.line
+    olds = [i for i in rule.instructions if i.name in OLD]
+    names = {i.name for i in rule.instructions}
+    if not olds:
+        if realrcptto and not rule.deny and b"RELAYCLIENT" not in names:
+            end = len(line.rstrip(b"\n").rstrip(b" \t"))
+            return line[:end] + b',VERIFY=":"' + line[end:], []
+        return line, []
+    verify = next((i for i in olds if i.name == b"VERIFY"), None)
+    if verify and verify.value and len(olds) == 1:
+        return line, [f"line {rule.lineno}: VERIFY={verify.value.decode('latin-1')!r} "
+                      "is already 1.30 syntax; left alone"]
+    value, notes = new_verify(rule, realrcptto)
+    replacement = b""
+    if value is not None:
+        quote = next(q for q in (olds[0].quote, 0x22, 0x27, 0x2F, 0x7C) if q not in value)
+        replacement = b",VERIFY=" + bytes([quote]) + value + bytes([quote])
+    out, pos = b"", 0
+    for n, i in enumerate(olds):
+        out += line[pos:i.start] + (replacement if n == 0 else b"")
+        pos = i.end
+    return out + line[pos:], notes
+
+
+def migrate(text: bytes, realrcptto: bool) -> tuple[bytes, list[str]]:
+    out, notes = [], []
+    for item in parse(text):
+        if isinstance(item, Rule):
+            line, n = migrate_rule(item, realrcptto)
+            out.append(line)
+            notes += n
+        else:
+            out.append(item)
+    return b"".join(out), notes
+
+
+def describe(env: dict, old: bool, realrcptto: bool) -> str:
+    """What a connection with this rules environment gets."""
+    if b"RELAYCLIENT" in env:
+        return "relay client: not verified"
+    if old:
+        server = env.get(b"VERIFYSVR", b"").decode("latin-1")
+        try:
+            where = format_server(*parse_server(server))
+        except AddressError:
+            where = format_server(*parse_server(""))      # pre-1.30 fell back silently
+        if b"VERIFYDEFER" in env:
+            return f"deferred, {where}"
+        if b"VERIFY" in env:
+            return f"immediate, {where}"
+        if env.get(b"QMAILRRTDENYALL") == b"1":
+            return f"deferred, {format_server(*parse_server(''))}"
+        if realrcptto:
+            return f"immediate, {format_server(*parse_server(''))}"
+        return "not verified"
+    value = env.get(b"VERIFY")
+    try:
+        mode = parse_verify(None if value is None else value.decode("latin-1"))
+    except SetupError as e:
+        return f"setup failure: every RCPT gets 451 ({e})"
+    if not mode.enabled:
+        return "not verified (explicitly)" if mode.note else "not verified"
+    return f"{'deferred' if mode.deferred else 'immediate'}, {format_server(*mode.server)}"
+
+
+def check(path: str, ips: list[str], old: bool, realrcptto: bool, out) -> None:
+    data = read(path)
+    if path.endswith(".cdb"):
+        try:
+            table = cdblib.Reader(data=data)
+        except Exception:
+            raise Fatal(f"verify-migrate: fatal: {path} is not a cdb file", 111) from None
+        get = table.get
+    else:
+        first: dict[bytes, bytes] = {}
+        for key, value in records(parse(data)):
+            first.setdefault(key, value)
+        get = first.get
+    for ip in ips:
+        env = lookup(get, ip.encode())
+        rule = "no rule" if env.key is None else f"rule {env.key.decode('latin-1')!r}"
+        what = "connection refused" if env.deny else describe(env.env, old, realrcptto)
+        out.write(f"{ip}: {what} [{rule}]\n")
+
+
+def read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise Fatal(f"verify-migrate: fatal: unable to read {path}: {e.strerror.lower()}", 111) from None
+
+
+def write(rules: str, cdb: str, old: bytes, new: bytes) -> str:
+    """New rules in place (old kept as a backup), then the cdb; returns the backup's name."""
+    backup = f"{rules}.bak-{time.strftime('%Y%m%d%H%M%S')}"
+    tmp = rules + ".tmp"
+    try:
+        st = os.stat(rules)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, st.st_mode & 0o7777)
+        with os.fdopen(fd, "wb") as f:
+            f.write(new)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chown(tmp, st.st_uid, st.st_gid)
+        try:
+            os.link(rules, backup)
+        except OSError:
+            shutil.copy2(rules, backup)
+        os.rename(tmp, rules)
+    except OSError as e:
+        raise Fatal(f"verify-migrate: fatal: unable to write {e.filename or rules}: "
+                    f"{(e.strerror or str(e)).lower()}", 111) from None
+    try:
+        write_cdb(cdb, records(parse(new)))
+    except OSError as e:
+        raise Fatal(f"verify-migrate: fatal: unable to write {cdb}: {e.strerror.lower()} "
+                    f"({rules} is already migrated: run tcprules by hand)", 111) from None
+    return backup
+
+
+def parseargs(argv: list[str]) -> tuple[dict, list[str]]:
+    try:
+        opts, args = getopt.getopt(argv, "rwco")
+    except getopt.GetoptError as e:
+        raise Fatal(f"{USAGE} ({e})", 100) from None
+    o = {k: True for k, _ in opts}
+    if "-c" in o:
+        if "-w" in o or len(args) < 2:
+            raise Fatal(USAGE, 100)
+    elif "-o" in o or not 1 <= len(args) <= (2 if "-w" in o else 1):
+        raise Fatal(USAGE, 100)
+    return o, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        o, args = parseargs(sys.argv[1:] if argv is None else argv)
+        realrcptto = "-r" in o
+        if "-c" in o:
+            check(args[0], args[1:], "-o" in o, realrcptto, sys.stdout)
+            return 0
+        rules = args[0]
+        old = read(rules)
+        try:
+            parse(old)                      # the file must be one tcprules accepts
+            new, notes = migrate(old, realrcptto)
+        except RulesError as e:
+            raise Fatal(f"verify-migrate: fatal: {rules}: {e}", 100) from None
+        for note in notes:
+            print(f"verify-migrate: {rules}: {note}", file=sys.stderr)
+        if new == old:
+            print(f"verify-migrate: {rules}: nothing to change", file=sys.stderr)
+            return 0
+        diff = difflib.unified_diff(old.decode("latin-1").splitlines(True),
+                                    new.decode("latin-1").splitlines(True),
+                                    rules, rules + " (1.30)")
+        sys.stdout.buffer.write("".join(diff).encode("latin-1"))
+        sys.stdout.flush()
+        if "-w" in o:
+            cdb = args[1] if len(args) > 1 else rules + ".cdb"
+            backup = write(rules, cdb, old, new)
+            print(f"verify-migrate: wrote {rules} (the old one is {backup}) and rebuilt {cdb}",
+                  file=sys.stderr)
+        return 0
+    except Fatal as e:
+        print(e, file=sys.stderr)
+        return e.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
