@@ -42,6 +42,16 @@ class SyslogStream:
         raise OSError("syslog has no descriptor")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def detach(sock, stream, pidfile: str | None, logfile: str | None):
     """Become a background daemon; returns the stream to log to."""
     if logfile:
@@ -55,7 +65,10 @@ def detach(sock, stream, pidfile: str | None, logfile: str | None):
     if pidfile:
         lock = daemon.pidfile.TimeoutPIDLockFile(os.path.abspath(pidfile), acquire_timeout=0)
         if lock.is_locked():
-            raise Fatal(f"qmail-verify: fatal: {pidfile} names a running daemon (pid {lock.read_pid()})")
+            pid = lock.read_pid()
+            if pid and _alive(pid):
+                raise Fatal(f"qmail-verify: fatal: {pidfile} names a running daemon (pid {pid})")
+            lock.break_lock()                  # left behind by one that died
     stream.flush()
     context = daemon.DaemonContext(
         detach_process=True,

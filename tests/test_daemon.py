@@ -315,11 +315,22 @@ def test_background_mode_with_pidfile_and_logfile(p1_tree, tmp_path):
         os.kill(pid, signal.SIGHUP)                       # reloads: does not kill
         wait_until(lambda: b"controls reloaded." in logfile.read_bytes())
         assert ask(b"kim@new.example", ("127.0.0.1", port)).user == b"kim"
-        r = subprocess.run([executable("qmail-verify"), "-d", "-p", str(pidfile)], env=env,
+        other = dict(env, LISTEN=f"127.0.0.1:{free_port()}")
+        r = subprocess.run([executable("qmail-verify"), "-d", "-p", str(pidfile)], env=other,
                            capture_output=True, text=True, timeout=20)
-        assert r.returncode == 111 and "unable to bind" in r.stderr
+        assert (r.returncode, r.stderr) == (111, f"qmail-verify: fatal: {pidfile} names a "
+                                                 f"running daemon (pid {pid})\n")
     finally:
         os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not pidfile.exists())
+    # a pid file left by a daemon that died does not stop the next one
+    pidfile.write_text("999999\n")
+    r = subprocess.run([executable("qmail-verify"), "-d", "-p", str(pidfile), "-o", str(logfile)],
+                       env=env, capture_output=True, timeout=20)
+    assert r.returncode == 0
+    pid = wait_until(lambda: int(pidfile.read_text().split()[0]) != 999999
+                     and int(pidfile.read_text().split()[0]))
+    os.kill(pid, signal.SIGTERM)
     wait_until(lambda: not pidfile.exists())
     log = logfile.read_bytes()
     assert log.startswith(b"qmail-verify: Listening on address: 127.0.0.1") \

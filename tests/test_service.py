@@ -139,6 +139,15 @@ def test_the_daemon_under_svscan(svscan, demo_tree):
     assert ask(b"alice@demo.example", server).position == 1         # no longer ours
     assert svstat_pid(service) == pid
 
+    # the operator's view
+    r = subprocess.run([executable("qmail-verify-status"), str(service), "alice@mail.demo.example"],
+                       capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    assert r.returncode == 0, r.stderr
+    assert f"{service}: up (pid {pid})" in r.stdout
+    assert f"title: qmail-verify 127.0.0.1:{port}: " in r.stdout
+    assert "controls reloaded." in r.stdout
+    assert r.stdout.endswith("alice@mail.demo.example: deliverable (alice)\n")
+
     # killed, it is restarted; a crash leaves its reason in the log
     os.kill(pid, signal.SIGKILL)
     pid2 = wait(lambda: (svstat_pid(service) or pid) != pid and svstat_pid(service), "a restart")
@@ -153,3 +162,19 @@ def test_the_daemon_under_svscan(svscan, demo_tree):
     wait(lambda: "exiting on SIGTERM." in log(), "a clean exit")
     wait(lambda: svstat_pid(service) is None, "svstat to say down")
     assert ask(b"alice@mail.demo.example", server, timeout=0.5).code == 2
+
+
+@pytest.mark.parametrize("page", ["man1/verify-query.1", "man8/qmail-verify.8", "man8/qmail-logmsg.8",
+                                  "man8/qmail-verify-conf.8", "man8/verify-migrate.8"])
+def test_man_pages_are_installed_and_render_cleanly(page):
+    import sysconfig
+    path = Path(sysconfig.get_path("data")) / "share" / "man" / page
+    if not path.exists():
+        pytest.skip(f"{path} is not installed (an editable install does not install man pages)")
+    if shutil.which("groff") is None:
+        pytest.skip("groff is not installed")
+    r = subprocess.run(["groff", "-man", "-Tutf8", "-ww"], stdin=open(path, "rb"),
+                       capture_output=True)
+    assert r.returncode == 0 and r.stderr == b""
+    text = re.sub(r".\x08", "", r.stdout.decode("utf-8", "replace"))      # overstruck bold
+    assert "NAME" in text and "SYNOPSIS" in text and "EXIT CODES" in text
