@@ -51,6 +51,16 @@ R451 = b"451 qv temporary failure (#4.3.0)\r\n"
 R451SETUP = b"451 qv setup failure (#4.3.0)\r\n"
 
 
+def _write(fd: int, data) -> int | None:
+    """Bytes written now (0 if the descriptor is full); None if it is gone."""
+    try:
+        return os.write(fd, data)
+    except BlockingIOError:
+        return 0
+    except OSError:
+        return None
+
+
 class Expect:
     """A reply qmail-smtpd owes us, in order: what it answers and why."""
     __slots__ = ("kind", "arg")
@@ -161,12 +171,7 @@ class Session:
     @staticmethod
     def _write_through(fd: int, data: bytes) -> bytes:
         """Write what the descriptor takes now; return the rest."""
-        try:
-            n = os.write(fd, data)
-        except BlockingIOError:
-            return data
-        except OSError:
-            return data                 # the loop finds the same error and ends
+        n = _write(fd, data) or 0       # on an error the loop meets it again, and ends
         return data[n:] if n < len(data) else b""
 
     def owed_by_server(self) -> bool:
@@ -441,13 +446,19 @@ class Session:
             else:
                 self.server_eof = True
         if fd == self.cout_fd and ev & selectors.EVENT_WRITE:
-            if not self._write(fd, self.to_client):
+            n = _write(fd, self.to_client)
+            if n is None:
                 self.to_client.clear()            # the client is gone
                 self.client_eof = True
+            else:
+                del self.to_client[:n]
         if fd == self.sin_fd and ev & selectors.EVENT_WRITE:
-            if not self._write(fd, self.to_server):
-                self.to_server.clear()
+            n = _write(fd, self.to_server)
+            if n is None:
+                self.to_server.clear()            # qmail-smtpd is gone
                 self.sin_closed = True
+            else:
+                del self.to_server[:n]
 
     @staticmethod
     def _read(fd: int) -> bytes | None:
@@ -458,17 +469,6 @@ class Session:
             return None
         except OSError:
             return b""
-
-    @staticmethod
-    def _write(fd: int, buf: bytearray) -> bool:
-        try:
-            n = os.write(fd, buf)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        del buf[:n]
-        return True
 
     def finish(self) -> int:
         try:

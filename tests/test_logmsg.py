@@ -33,6 +33,30 @@ def raw_session(port: int, data: bytes, read_until: bytes = b"221 ", timeout=10)
         return got
 
 
+def data_session(port: int, head: bytes, rest: bytes, timeout=30) -> bytes:
+    """Send head (ending in DATA), wait for 354, send rest; read to the 221."""
+    with socket.create_connection(("127.0.0.1", port), timeout) as c:
+        c.sendall(head)
+        got = b""
+        while b"354 " not in got:
+            got += c.recv(65536)
+        c.sendall(rest)
+        while b"221 " not in got:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+def rcpt_code(port: int, address: str) -> int:
+    """HELO, MAIL and one RCPT with smtplib: the RCPT's reply code."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+        c.helo("x")
+        c.mail("s@example.org")
+        return c.rcpt(address)[0]
+
+
 def test_immediate_mode_refuses_a_bad_rcpt_itself(shim):
     s = shim(VERIFY=":PORT")
     with smtplib.SMTP("127.0.0.1", s.port, timeout=10) as c:
@@ -87,17 +111,7 @@ def test_pipelined_session_keeps_order_and_passes_bytes_untouched(shim):
     head = (b"EHLO client.example\r\nMAIL FROM:<s@example.org>\r\n"
             b"RCPT TO:<" + BAD.encode() + b">\r\nRCPT TO:<" + GOOD.encode() + b">\r\n"
             b"RCPT TO:<x@notours.example>\r\nDATA\r\n")
-    with socket.create_connection(("127.0.0.1", s.port), 10) as c:
-        c.sendall(head)
-        got = b""
-        while b"354 " not in got:
-            got += c.recv(65536)
-        c.sendall(body + b"NOOP\r\nQUIT\r\n")
-        while b"221 " not in got:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            got += chunk
+    got = data_session(s.port, head, body + b"NOOP\r\nQUIT\r\n")
     codes = [line[:4] for line in got.split(b"\r\n") if line]
     assert codes == [b"220 ", b"250-", b"250-", b"250 ", b"250 ", b"550 ", b"250 ", b"553 ",
                      b"354 ", b"250 ", b"250 ", b"221 "]
@@ -110,31 +124,17 @@ def test_pipelined_session_keeps_order_and_passes_bytes_untouched(shim):
 
 
 def test_rcpthosts_and_relayclient_skip_verification(shim, verifyd):
-    s = shim(VERIFY=":PORT", RELAYCLIENT="")
-    with smtplib.SMTP("127.0.0.1", s.port, timeout=10) as c:
-        c.helo("x")
-        c.mail("s@example.org")
-        assert c.rcpt(BAD)[0] == 250
+    assert rcpt_code(shim(VERIFY=":PORT", RELAYCLIENT="").port, BAD) == 250
     s2 = shim(VERIFY=":PORT")
-    with smtplib.SMTP("127.0.0.1", s2.port, timeout=10) as c:
-        c.helo("x")
-        c.mail("s@example.org")
-        assert c.rcpt("y@notours.example")[0] == 553
+    assert rcpt_code(s2.port, "y@notours.example") == 553
     s2.wait_for("Session ended", count=2)
     assert BAD not in verifyd.log() and "notours" not in verifyd.log()
 
 
 def test_unset_and_empty_verify(shim):
-    s = shim()
-    with smtplib.SMTP("127.0.0.1", s.port, timeout=10) as c:
-        c.helo("x")
-        c.mail("s@example.org")
-        assert c.rcpt(BAD)[0] == 250
+    assert rcpt_code(shim().port, BAD) == 250
     s2 = shim(VERIFY="")
-    with smtplib.SMTP("127.0.0.1", s2.port, timeout=10) as c:
-        c.helo("x")
-        c.mail("s@example.org")
-        assert c.rcpt(BAD)[0] == 250
+    assert rcpt_code(s2.port, BAD) == 250
     log = s2.wait_for("Session ended", count=2)
     assert lines_of(log, last_session_pid(log))[0] == "Note recipient verification explicitly disabled."
 
@@ -219,17 +219,8 @@ def test_qmail_smtpd_timeout_is_relayed_and_logged(shim):
 def test_a_big_body_streams_through_unchanged(shim):
     s = shim(VERIFY=":PORT")
     body = b"".join(b"line %d .\r\n..dots\r\n" % i for i in range(100000)) + b".\r\n"
-    with socket.create_connection(("127.0.0.1", s.port), 30) as c:
-        c.sendall(b"HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<" + GOOD.encode() + b">\r\nDATA\r\n")
-        got = b""
-        while b"354 " not in got:
-            got += c.recv(4096)
-        c.sendall(body + b"QUIT\r\n")
-        while b"221 " not in got:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            got += chunk
+    got = data_session(s.port, b"HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<" + GOOD.encode()
+                       + b">\r\nDATA\r\n", body + b"QUIT\r\n")
     assert b"250 ok 1764000000 qp" in got
     assert s.received().endswith(b"DATA\r\n" + body + b"QUIT\r\n")
 
