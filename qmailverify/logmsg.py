@@ -417,6 +417,7 @@ class Session:
                 self.ready(fd, selectors.EVENT_WRITE, query)
             if query and self.waiting is query and query.expired():
                 self.verified(timeout_answer())
+        self.to_server.clear()          # the session is over: nothing more goes in
         self.close_server_input()
         return self.finish()
 
