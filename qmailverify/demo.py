@@ -67,6 +67,14 @@ def daemon_command() -> list[str]:
 
 
 def main(argv=None) -> int:
+    try:
+        return demo()
+    except BrokenPipeError:             # e.g. | head: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def demo() -> int:
     # As root, demo users get a uid of their own: root's homes never count.
     uid, gid = (os.getuid(), os.getgid()) if os.geteuid() else (7001, 7001)
     root = Path(tempfile.mkdtemp(prefix="qmail-verify-demo-"))

@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = run(addresses, opts.server, opts.timeout, opts.inflight, out, progress)
         out.flush()
-    except BrokenPipeError:
+    except BrokenPipeError:             # the reader went away: say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 111
     except OSError as e:
         print(f"verify-query: fatal: {e.strerror or e}", file=sys.stderr)
