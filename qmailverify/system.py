@@ -23,6 +23,8 @@ never tells anyone more than that user could see.  Effective ids are
 process-wide: the daemon is single-threaded for that reason.
 """
 
+import ctypes
+import ctypes.util
 import errno
 import os
 import pwd
@@ -149,8 +151,57 @@ def parse_passwd(data: bytes) -> dict[bytes, Passwd]:
     return users
 
 
+class _CPasswd(ctypes.Structure):
+    _fields_ = [("pw_name", ctypes.c_char_p), ("pw_passwd", ctypes.c_char_p),
+                ("pw_uid", ctypes.c_uint32), ("pw_gid", ctypes.c_uint32),
+                ("pw_gecos", ctypes.c_char_p), ("pw_dir", ctypes.c_char_p),
+                ("pw_shell", ctypes.c_char_p)]
+
+
+def _load_getpwnam_r():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        f = libc.getpwnam_r
+    except (OSError, AttributeError):
+        return None
+    f.argtypes = [ctypes.c_char_p, ctypes.POINTER(_CPasswd), ctypes.c_char_p, ctypes.c_size_t,
+                  ctypes.POINTER(ctypes.POINTER(_CPasswd))]
+    f.restype = ctypes.c_int
+    return f
+
+
+_getpwnam_r = _load_getpwnam_r()
+# getpwnam_r(3): these, with no entry, mean "no such user"; any other error
+# is trouble of ours (an unreadable /etc/passwd, an LDAP server down).
+_NOT_FOUND = {0, errno.ENOENT, errno.ESRCH, errno.EBADF, errno.EPERM}
+
+
+def system_getpwnam(name: bytes) -> Passwd | None:
+    """The system user database's entry for name; raises Trouble when the
+    database cannot say (Python's pwd module cannot tell that apart)."""
+    if _getpwnam_r is None:                      # no C library to ask: pwd it is
+        try:
+            p = pwd.getpwnam(os.fsdecode(name))
+        except (KeyError, ValueError):
+            return None
+        return Passwd(name, p.pw_uid, p.pw_gid, os.fsencode(p.pw_dir))
+    size = 4096
+    while True:
+        entry, buf = _CPasswd(), ctypes.create_string_buffer(size)
+        result = ctypes.POINTER(_CPasswd)()
+        rc = _getpwnam_r(name, ctypes.byref(entry), buf, size, ctypes.byref(result))
+        if rc == errno.ERANGE and size < 1 << 20:
+            size *= 4
+            continue
+        if result:
+            return Passwd(name, entry.pw_uid, entry.pw_gid, entry.pw_dir or b"")
+        if rc in _NOT_FOUND:
+            return None
+        raise Trouble(f"unable to read the user database: {errtext(rc)}")
+
+
 class SystemPasswd:
-    """getpwnam() with a cache that /etc/passwd changes and a one-second
+    """getpwnam_r() with a cache that /etc/passwd changes and a one-second
     lifetime both clear."""
 
     def __init__(self, watch: str = "/etc/passwd", ttl: float = 1.0):
@@ -176,11 +227,7 @@ class SystemPasswd:
             return self._cache[name]
         except KeyError:
             pass
-        try:
-            p = pwd.getpwnam(os.fsdecode(name))
-            entry = Passwd(name, p.pw_uid, p.pw_gid, os.fsencode(p.pw_dir))
-        except (KeyError, ValueError):
-            entry = None
+        entry = system_getpwnam(name)                # trouble is not cached
         self._cache[name] = entry
         return entry
 

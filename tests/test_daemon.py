@@ -335,3 +335,22 @@ def test_background_mode_with_pidfile_and_logfile(p1_tree, tmp_path):
     log = logfile.read_bytes()
     assert log.startswith(b"qmail-verify: Listening on address: 127.0.0.1") \
         and log.endswith(b"exiting on SIGTERM.\n")
+
+
+def test_a_failing_user_database_is_our_trouble_not_a_missing_user(p1_tree, start, tmp_path):
+    # passwd comes from files only, and /etc/passwd cannot be read:
+    # getpwnam() would say "no such user"; the daemon must not.
+    nss = tmp_path / "nsswitch.conf"
+    nss.write_text("passwd: files\ngroup: files\n")
+    setup = f"mount --bind {nss} /etc/nsswitch.conf && mount --bind /proc/1/mem /etc/passwd"
+    probe = subprocess.run(["unshare", "-m", "sh", "-c",
+                            setup + " && ! cat /etc/passwd >/dev/null 2>&1"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot make /etc/passwd unreadable in a private mount namespace here")
+    script = setup + " && exec \"$0\""
+    d = start({"QMAILHOME": str(p1_tree["qmail"])}, wrapper=["unshare", "-m", "sh", "-c", script])
+    assert d.ask(b"kim@example.com", timeout=1.0) is None                 # legacy: 451 later
+    reply = d.ask(b"kim@example.com", extended=True)
+    assert reply[0] == 0x72 and reply[1:].startswith(b"unable to read the user database")
+    assert d.ask(b"x@example.org") == b"\x10"                            # not ours: still fine
+    d.wait_for("kim@example.com not answered: temporary failure: unable to read the user database")
