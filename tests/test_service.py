@@ -178,3 +178,14 @@ def test_man_pages_are_installed_and_render_cleanly(page):
     assert r.returncode == 0 and r.stderr == b""
     text = re.sub(r".\x08", "", r.stdout.decode("utf-8", "replace"))      # overstruck bold
     assert "NAME" in text and "SYNOPSIS" in text and "EXIT CODES" in text
+
+
+def test_the_example_qmail_smtpd_service_is_a_valid_script():
+    for script in ("service/qmail-smtpd/run", "service/qmail-smtpd/log/run",
+                   "service/qmail-verify/run", "service/qmail-verify/log/run"):
+        path = REPO / script
+        assert os.access(path, os.X_OK), script
+        r = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    run = (REPO / "service/qmail-smtpd/run").read_text()
+    assert "qmail-logmsg /var/qmail/bin/qmail-smtpd" in run and "-x /etc/tcp.smtp.cdb" in run
