@@ -4,12 +4,15 @@ They are read the way qmail-send reads them (control.c): each line loses
 its trailing spaces, tabs and newline; empty lines and '#' lines are
 skipped; a missing file is not an error, any other failure to read is.
 Lookups are ASCII case-insensitive and exact, and in virtualdomains the
-later of two equal keys wins, as with qmail's constmap.
+later of two equal keys wins, as with qmail's constmap.  Rcpthosts is
+qmail-smtpd's control/rcpthosts (and morercpthosts.cdb), for qmail-logmsg.
 """
 
 import errno
 import os
 from typing import NamedTuple
+
+import cdblib
 
 
 class ControlError(Exception):
@@ -82,3 +85,30 @@ def load(qmailhome: str) -> Controls:
     return Controls.build(envnoathost, locals_,
                           read_lines(ctl("percenthack")) or (),
                           read_lines(ctl("virtualdomains")) or ())
+
+
+class Rcpthosts:
+    """Which recipient domains qmail-smtpd accepts from non-relay clients."""
+
+    def __init__(self, qmailhome: str):
+        lines = read_lines(os.path.join(qmailhome, "control", "rcpthosts"))
+        self.everything = lines is None            # no rcpthosts: no limit
+        self.hosts = {line.lower() for line in lines or ()}
+        self.more = None
+        try:
+            with open(os.path.join(qmailhome, "control", "morercpthosts.cdb"), "rb") as f:
+                self.more = cdblib.Reader(data=f.read())
+        except (OSError, ValueError):
+            pass
+
+    def allowed(self, addr: bytes) -> bool:
+        if self.everything:
+            return True
+        at = addr.rfind(b"@")
+        if at < 0:
+            return True
+        host = addr[at + 1:].lower()
+        suffixes = [host] + [host[j:] for j in range(len(host)) if host[j] == 0x2E]
+        if any(s in self.hosts for s in suffixes):
+            return True
+        return bool(self.more) and any(self.more.get(s) is not None for s in suffixes)

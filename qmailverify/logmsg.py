@@ -36,7 +36,8 @@ import time
 
 from .client import TIMEOUT, Query, SetupError, parse_verify, timeout_answer
 from .clean import clean
-from .smtp import BodyEnd, Rcpthosts, ReplyReader, addrparse, reply_code, split_command
+from .controls import Rcpthosts
+from .smtp import BodyEnd, ReplyReader, addrparse, reply_code, split_command
 from .wire import DELIVERABLE, UNDELIVERABLE
 
 USAGE = "qmail-logmsg: usage: qmail-logmsg program [arg ...] | qmail-logmsg -s"

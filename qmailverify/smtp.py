@@ -2,18 +2,11 @@
 
   split_command  qmail's commands.c: a line is a verb and an argument
   addrparse      qmail-smtpd's addrparse(): the address in MAIL/RCPT
-  Rcpthosts      control/rcpthosts and morercpthosts.cdb, as rcpthosts.c
   ReplyReader    where one (possibly multi-line) reply ends
   BodyEnd        where the DATA body ends: the first CR LF . CR LF, the
                  CR LF before it possibly being the one that ended DATA's
                  line (qmail-smtpd's blast() is exactly that matcher)
 """
-
-import os
-
-import cdblib
-
-from .controls import read_lines
 
 END_OF_DATA = b"\r\n.\r\n"
 
@@ -58,33 +51,6 @@ def addrparse(arg: bytes) -> bytes | None:
         else:
             out.append(ch)
     return bytes(out) if len(out) + 1 <= 900 else None
-
-
-class Rcpthosts:
-    """Which recipient domains qmail-smtpd accepts from non-relay clients."""
-
-    def __init__(self, qmailhome: str):
-        lines = read_lines(os.path.join(qmailhome, "control", "rcpthosts"))
-        self.everything = lines is None            # no rcpthosts: no limit
-        self.hosts = {line.lower() for line in lines or ()}
-        self.more = None
-        try:
-            with open(os.path.join(qmailhome, "control", "morercpthosts.cdb"), "rb") as f:
-                self.more = cdblib.Reader(data=f.read())
-        except (OSError, ValueError):
-            pass
-
-    def allowed(self, addr: bytes) -> bool:
-        if self.everything:
-            return True
-        at = addr.rfind(b"@")
-        if at < 0:
-            return True
-        host = addr[at + 1:].lower()
-        suffixes = [host] + [host[j:] for j in range(len(host)) if host[j] == 0x2E]
-        if any(s in self.hosts for s in suffixes):
-            return True
-        return bool(self.more) and any(self.more.get(s) is not None for s in suffixes)
 
 
 class ReplyReader:
