@@ -178,16 +178,28 @@ class Title:
         self.loaded = time.strftime("%Y-%m-%d %H:%M:%S")
 
 
+class Signals:
+    """The handlers only queue; Daemon.run() dispatches.  Installed first
+    thing, so that a signal that comes during start-up waits for the loop
+    instead of killing the process half-way."""
+
+    def __init__(self):
+        self.queue: list[int] = []
+        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._queue)
+
+    def _queue(self, signum, frame) -> None:
+        self.queue.append(signum)
+
+
 class Daemon:
-    def __init__(self, verifier: Verifier, sock: socket.socket, title: Title):
+    def __init__(self, verifier: Verifier, sock: socket.socket, title: Title,
+                 signals: Signals):
         self.verifier = verifier
         self.sock = sock
         self.title = title
         self.log = verifier.log
-        self.signals: list[int] = []
-
-    def _queue(self, signum, frame) -> None:
-        self.signals.append(signum)
+        self.signals = signals.queue
 
     def handle_hup(self) -> None:
         try:
@@ -210,8 +222,6 @@ class Daemon:
         os.set_blocking(rfd, False)
         os.set_blocking(wfd, False)
         signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
-        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._queue)
         sock, verifier = self.sock, self.verifier
         sock.setblocking(False)
         selector = selectors.DefaultSelector()
@@ -284,7 +294,7 @@ def bind(ip: str, port: int) -> socket.socket:
 
 
 def main(argv: list[str] | None = None) -> int:
-    title = None
+    signals = Signals()
     try:
         options = parseargs(sys.argv[1:] if argv is None else argv)
         settings = settings_from_env(os.environ)
@@ -306,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         log.flush()
         faulthandler.enable()          # a fatal signal leaves its trace in the log
         try:
-            return Daemon(verifier, sock, title).run()
+            return Daemon(verifier, sock, title, signals).run()
         except MemoryError:
             log.line(b"fatal: out of memory (is softlimit too small?)")
         except Exception as e:         # a bug of ours: one line, and supervise restarts us

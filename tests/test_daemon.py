@@ -297,6 +297,32 @@ def test_runs_as_a_single_uid_without_root(start, request):
     assert d.ask(b"postmaster@v.example") == b"\xa0alias"
 
 
+def read_pid(path) -> int | None:
+    """The pid in a pid file, None while it is missing or still being written."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    return int(text) if text.strip().isdigit() else None
+
+
+def stop_detached(pid, port) -> None:
+    """SIGTERM the detached daemon: by pid, or else by the title naming its port."""
+    if pid is None:
+        for proc in os.listdir("/proc"):
+            try:
+                title = open(f"/proc/{proc}/cmdline", "rb").read()
+            except OSError:
+                continue
+            if title.startswith(b"qmail-verify 127.0.0.1:%d:" % port):
+                pid = int(proc)
+    if pid is not None:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+
 def test_background_mode_with_pidfile_and_logfile(p1_tree, tmp_path):
     port = free_port()
     pidfile, logfile = tmp_path / "qv.pid", tmp_path / "qv.log"
@@ -307,8 +333,9 @@ def test_background_mode_with_pidfile_and_logfile(p1_tree, tmp_path):
     assert r.returncode == 0 and r.stderr == b""          # the parent returns at once
     from qmailverify.client import ask
     from conftest import wait_until
-    pid = wait_until(lambda: pidfile.exists() and int(pidfile.read_text().split()[0]))
+    pid = None
     try:
+        pid = wait_until(lambda: read_pid(pidfile))
         assert ask(b"kim@example.com", ("127.0.0.1", port)).user == b"kim"
         assert os.getppid() != pid and open(f"/proc/{pid}/stat").read().split()[3] != str(os.getpid())
         (p1_tree["qmail"] / "control" / "locals").write_text("example.com\nnew.example\n")
@@ -321,16 +348,19 @@ def test_background_mode_with_pidfile_and_logfile(p1_tree, tmp_path):
         assert (r.returncode, r.stderr) == (111, f"qmail-verify: fatal: {pidfile} names a "
                                                  f"running daemon (pid {pid})\n")
     finally:
-        os.kill(pid, signal.SIGTERM)
+        stop_detached(pid, port)
     wait_until(lambda: not pidfile.exists())
     # a pid file left by a daemon that died does not stop the next one
     pidfile.write_text("999999\n")
     r = subprocess.run([executable("qmail-verify"), "-d", "-p", str(pidfile), "-o", str(logfile)],
                        env=env, capture_output=True, timeout=20)
-    assert r.returncode == 0
-    pid = wait_until(lambda: int(pidfile.read_text().split()[0]) != 999999
-                     and int(pidfile.read_text().split()[0]))
-    os.kill(pid, signal.SIGTERM)
+    pid = None
+    try:
+        assert r.returncode == 0
+        pid = wait_until(lambda: read_pid(pidfile) != 999999 and read_pid(pidfile))
+        assert ask(b"kim@example.com", ("127.0.0.1", port)).user == b"kim"
+    finally:
+        stop_detached(pid, port)
     wait_until(lambda: not pidfile.exists())
     log = logfile.read_bytes()
     assert log.startswith(b"qmail-verify: Listening on address: 127.0.0.1") \
