@@ -126,7 +126,6 @@ class Verifier:
             self.log.line(b"warning: internal error answering " + addr + b": "
                           + type(e).__name__.encode() + b"; not answered.")
             return None
-        self.answered += 1
         if v.stat_errno:
             self.log.line(b"Unable to stat " + clean(v.stat_path) + b": "
                           + errtext(v.stat_errno).encode() + b".")
@@ -140,7 +139,9 @@ class Verifier:
                 self.log.line(addr + b" not answered: temporary failure: " + reason + b".")
                 return None
             self.log.line(addr + b" temporary failure: " + reason + b".")
+            self.answered += 1
             return make_reply(TEMPORARY, v.position, reason)
+        self.answered += 1
         return make_reply(v.code, v.position, v.user or b"")
 
     def reload(self) -> None:
@@ -161,11 +162,11 @@ class Title:
             setproctitle.getproctitle()
 
     def stale(self, answered: int) -> bool:
-        return (answered, self.loaded) != self.shown
+        return bool(setproctitle) and (answered, self.loaded) != self.shown
 
     def update(self, answered: int, force: bool = False) -> None:
         now = time.monotonic()
-        if not setproctitle or not self.stale(answered):
+        if not self.stale(answered):
             return
         if not force and now - self.when < 1.0:
             return

@@ -29,7 +29,6 @@ import collections
 import fcntl
 import os
 import select
-import selectors
 import subprocess
 import sys
 import time
@@ -50,6 +49,16 @@ R550 = b"550 sorry, no mailbox here by that name. (#5.1.1)\r\n"
 R554 = b"554 sorry, invalid mailbox name(s). (#5.1.1)\r\n"
 R451 = b"451 qv temporary failure (#4.3.0)\r\n"
 R451SETUP = b"451 qv setup failure (#4.3.0)\r\n"
+
+
+def _read(fd: int) -> bytes | None:
+    """Data, b"" at the end (or on error), None if nothing is there yet."""
+    try:
+        return os.read(fd, READ)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
 
 
 def _write(fd: int, data) -> int | None:
@@ -81,7 +90,6 @@ class Local:
 class Session:
     def __init__(self, argv: list[str], env, client_in: int = 0, client_out: int = 1,
                  log_fd: int = 2):
-        self.env = env
         self.cin_fd, self.cout_fd, self.log_fd = client_in, client_out, log_fd
         self.prefix = f"qmail-smtpd: pid {os.getpid()} from {env.get('TCPREMOTEIP', 'unknown')}: "
         self.mode, self.setup_error, self.timeout = None, None, TIMEOUT
@@ -413,64 +421,48 @@ class Session:
             timeout = max(query.deadline - time.monotonic(), 0) if query else None
             readable, writable, _ = select.select(rlist, wlist, [], timeout)
             for fd in readable:
-                self.ready(fd, selectors.EVENT_READ, query)
+                self.readable(fd, query)
             for fd in writable:
-                self.ready(fd, selectors.EVENT_WRITE, query)
+                self.writable(fd)
             if query and self.waiting is query and query.expired():
                 self.verified(timeout_answer())
         self.to_server.clear()          # the session is over: nothing more goes in
         self.close_server_input()
         return self.finish()
 
-    def ready(self, fd: int, ev: int, query) -> None:
+    def readable(self, fd: int, query) -> None:
         if query is not None and fd == query.fileno():
             answer = query.receive()
             if answer is not None:
                 self.verified(answer)
             return
-        if fd == self.cin_fd and ev & selectors.EVENT_READ:
-            data = self._read(fd)
-            if data is None:
-                pass
-            elif data:
-                self.cin = self.cin + data if self.cin else data
-            else:
-                self.client_eof = True
-                if self.cin:                       # a last line without its newline
-                    self.forward(self.cin, None)
-                    self.cin = b""
+        data = _read(fd)
+        if data is None:
+            return
         if fd == self.sout_fd:
-            data = self._read(fd)
-            if data is None:
-                pass
-            elif data:
+            if data:
                 self.process_server(data)
             else:
                 self.server_eof = True
-        if fd == self.cout_fd and ev & selectors.EVENT_WRITE:
-            n = _write(fd, self.to_client)
-            if n is None:
-                self.to_client.clear()            # the client is gone
-                self.client_eof = True
-            else:
-                del self.to_client[:n]
-        if fd == self.sin_fd and ev & selectors.EVENT_WRITE:
-            n = _write(fd, self.to_server)
-            if n is None:
-                self.to_server.clear()            # qmail-smtpd is gone
-                self.sin_closed = True
-            else:
-                del self.to_server[:n]
+        elif data:
+            self.cin = self.cin + data if self.cin else data
+        else:
+            self.client_eof = True
+            if self.cin:                           # a last line without its newline
+                self.forward(self.cin, None)
+                self.cin = b""
 
-    @staticmethod
-    def _read(fd: int) -> bytes | None:
-        """Data, b"" at the end (or on error), None if nothing is there yet."""
-        try:
-            return os.read(fd, READ)
-        except BlockingIOError:
-            return None
-        except OSError:
-            return b""
+    def writable(self, fd: int) -> None:
+        buf = self.to_client if fd == self.cout_fd else self.to_server
+        n = _write(fd, buf)
+        if n is not None:
+            del buf[:n]
+            return
+        buf.clear()                                # that side is gone
+        if fd == self.cout_fd:
+            self.client_eof = True
+        else:
+            self.sin_closed = True
 
     def finish(self) -> int:
         try:

@@ -41,7 +41,7 @@ import time
 
 import cdblib
 
-from .addrspec import AddressError, format_server, parse_server
+from .addrspec import DEFAULT_IP, DEFAULT_PORT, AddressError, format_server, parse_server
 from .cdbmake import write_cdb
 from .client import SetupError, parse_verify
 from .tcprules import Rule, RulesError, lookup, parse, records
@@ -49,6 +49,7 @@ from .tcprules import Rule, RulesError, lookup, parse, records
 USAGE = ("verify-migrate: usage: verify-migrate [-r] [-w] rules [cdb] | "
          "verify-migrate -c [-o] [-r] rules-or-cdb ip ...")
 OLD = (b"VERIFY", b"VERIFYDEFER", b"VERIFYSVR", b"QMAILRRTDENYALL")
+DEFAULT_SERVER = format_server(DEFAULT_IP, DEFAULT_PORT)
 
 
 class Fatal(Exception):
@@ -134,15 +135,15 @@ def describe(env: dict, old: bool, realrcptto: bool) -> str:
         try:
             where = format_server(*parse_server(server))
         except AddressError:
-            where = format_server(*parse_server(""))      # pre-1.30 fell back silently
+            where = DEFAULT_SERVER                      # pre-1.30 fell back silently
         if b"VERIFYDEFER" in env:
             return f"deferred, {where}"
         if b"VERIFY" in env:
             return f"immediate, {where}"
         if env.get(b"QMAILRRTDENYALL") == b"1":
-            return f"deferred, {format_server(*parse_server(''))}"
+            return f"deferred, {DEFAULT_SERVER}"
         if realrcptto:
-            return f"immediate, {format_server(*parse_server(''))}"
+            return f"immediate, {DEFAULT_SERVER}"
         return "not verified"
     value = env.get(b"VERIFY")
     try:
@@ -182,7 +183,7 @@ def read(path: str) -> bytes:
         raise Fatal(f"verify-migrate: fatal: unable to read {path}: {e.strerror.lower()}", 111) from None
 
 
-def write(rules: str, cdb: str, old: bytes, new: bytes) -> str:
+def write(rules: str, cdb: str, new: bytes) -> str:
     """New rules in place (old kept as a backup), then the cdb; returns the backup's name."""
     backup = f"{rules}.bak-{time.strftime('%Y%m%d%H%M%S')}"
     tmp = rules + ".tmp"
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         if "-w" in o:
             cdb = args[1] if len(args) > 1 else rules + ".cdb"
-            backup = write(rules, cdb, old, new)
+            backup = write(rules, cdb, new)
             print(f"verify-migrate: wrote {rules} (the old one is {backup}) and rebuilt {cdb}",
                   file=sys.stderr)
         return 0
