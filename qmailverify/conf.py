@@ -26,7 +26,7 @@ import sysconfig
 from .addrspec import AddressError, format_server, parse_server
 
 USAGE = "qmail-verify-conf: usage: qmail-verify-conf acct logacct /dir [listen]"
-SOFTLIMIT = 64_000_000        # measured floor 21 MB; see INSTALL
+SOFTLIMIT = 64_000_000        # measured floor 20 MB; see INSTALL
 
 
 class Fatal(Exception):
