@@ -25,7 +25,7 @@ from pathlib import Path
 from statistics import median
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_FIXTURE = HERE.parent.parent / "shared" / "conformance" / "P1.json"
+DEFAULT_FIXTURE = HERE.parent / "tests" / "data" / "P1.json"
 
 
 def free_port():

@@ -15,8 +15,8 @@ from pathlib import Path
 from qmailverify import tree
 from qmailverify.wire import make_query
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
-P1 = SHARED / "conformance" / "P1.json"
+DATA = Path(__file__).resolve().parent / "data"
+P1 = DATA / "P1.json"
 
 
 def executable(name: str) -> str:
