@@ -1,28 +1,81 @@
 """qmail-logmsg -s: one line per SMTP session from qmail-logmsg's log.
 
-Reads multilog output (each line '@TAI64N qmail-smtpd: pid PID from IP:
-MESSAGE'; lines without a stamp are read too, and lines of other
-programs are skipped) on stdin and prints, for each session:
+The job of the awk script that shipped with qmail-logmsg, in a form an awk
+script can read in turn.  Only `qmail-logmsg -s` imports this module (the
+shim's per-session path never does), so it may take its time.
 
-    START LENGTH IP sender=<S> accepted=N refused=REASON:N,... messages=N ended=HOW
+Input, on stdin: qmail-logmsg's lines, 'qmail-smtpd: pid PID from IP:
+MESSAGE', with or without multilog's '@TAI64N ' stamp; other programs'
+lines are skipped.  A line logged before a session's 'New session' (the
+'Note ...' of VERIFY="", always) is held and belongs to the session that
+then starts under that pid; held lines never make a session of their own.
+A session whose 'New session' is not in the input (it began in an earlier
+log file) starts at its first line that only a running session logs.
 
-START is UTC, LENGTH in seconds ('-' without stamps), and refusal
-reasons are 'unverified' (qmail-verify said no, at RCPT time),
-'unverified-at-data' (deferred mode: the DATA was refused), 'qv-451'
-(the daemon did not answer) and qmail-smtpd's own reply codes.  Sessions
-still open at the end of the input show ended=open.  Then a table of
-totals.  The job of the awk script that shipped with qmail-logmsg.
+Output, on stdout: one line a session, then one line of totals.  Each line
+is a word naming the record, then space-separated KEY=VALUE fields, always
+all of them and in this order:
+
+    session start= length= pid= ip= newsession= sender= accepted= refused=
+            refused_rcpts= reasons= refused_data= messages= controls_421= ended=
+    total sessions= accepted= refused= refused_data= messages= controls_421=
+          reasons= ended=
+
+start     UTC, 2025-11-25T08:00:00Z ('-' without stamps; the first line seen)
+pid, ip   as in the log
+length    seconds to the session's last line, 10.5 ('-' without stamps)
+newsession  'no' if the session began before the input ('yes' otherwise)
+sender    the last MAIL's address; '<>' the null sender; '-' no MAIL
+accepted  recipients not refused at RCPT time
+refused   recipients refused at RCPT time; refused_rcpts lists them in
+          order, comma-separated ('-' none)
+reasons   REASON:COUNT,... for those recipients ('-' none): 'unverified'
+          (qmail-verify said no, 550), 'qv-451' (no answer or trouble at
+          the daemon), 'qv-setup' (VERIFY cannot be parsed), 'controls-421'
+          (421 unable to read controls) or qmail-smtpd's own reply code
+refused_data  DATA commands answered 554 in deferred mode (which recipient
+          was bad is not logged, so these are in no list)
+messages  messages accepted
+controls_421  1 if the session ended with '421 unable to read controls'
+          (a shim line starting 'unable to read controls', at the greeting
+          or at a RCPT, or qmail-smtpd's 421 to a RCPT), else 0
+ended     how the shim said the session ended; 'open' if it did not (yet)
+In the total line ended is HOW:COUNT,... and the rest are sums.
+
+Encoding: a value never holds a space, so awk's fields are the KEY=VALUE
+pairs and split($i, kv, "=") takes them apart.  Addresses (as cleaned in the
+log) and the ended text are written with each of space % , = : < > and any
+byte outside printable ASCII as %XX (hex, upper case); an empty address is
+'<>' and a value that is exactly '-' is %2D, so '-' always means none.
+
+Output errors: a write error prints 'qmail-logmsg: fatal: unable to write
+output: REASON' and exits 111; a reader that has gone away (| head) ends
+the program quietly through SIGPIPE, as it ends djb's tools.
 """
 
+import os
 import re
+import signal
 import sys
 import time
 from collections import Counter
 
+from .errors import errtext
+
 TAI_OFFSET = 4611686018427387914          # 2**62 + 10: TAI64 label to UTC seconds
 LINE = re.compile(rb"^(?:@([0-9a-f]{24}) )?qmail-smtpd: pid (\d+) from (\S*): (.*)$")
 RECIPIENT = re.compile(rb"^Recipient <(.*)>$")
-REFUSED = re.compile(rb"^Recipient <(.*)> refused: (\d{3})")
+REFUSED = re.compile(rb"^Recipient <(.*)> refused: (\d{3})(.*)")
+CONTROLS = re.compile(rb"^(?:421 )?unable to read controls")
+# The shim's own refusal of the recipient it logged last, by message start.
+SHIM_REFUSAL = ((b"Unverified mailbox at RCPT time", "unverified"),
+                (b"Timeout (no response", "qv-451"), (b"temporary failure (", "qv-451"),
+                (b"setup failure (", "qv-setup"))
+# Lines only a running session logs; any other line before 'New session' is held.
+IN_SESSION = (b"Received ", b"Sender <", b"Recipient <", b"Session ", b"Remote end QUIT",
+              b"Unverified ", b"Message ", b"STARTTLS", b"AUTH ", b"Timeout (",
+              b"temporary failure (", b"setup failure (")
+KEEP = frozenset(range(33, 127)) - frozenset(b"%,=:<>")
 
 
 def tai64n(label: bytes | None) -> float | None:
@@ -31,104 +84,174 @@ def tai64n(label: bytes | None) -> float | None:
     return int(label[:16], 16) - TAI_OFFSET + int(label[16:], 16) / 1e9
 
 
+def encode(value: bytes) -> str:
+    """value as one field element: no space, comma, '=' or ':' (see above)."""
+    if not value:
+        return "<>"
+    if value == b"-":
+        return "%2D"
+    return "".join(chr(b) if b in KEEP else f"%{b:02X}" for b in value)
+
+
+def counts(c: Counter) -> str:
+    return ",".join(f"{k}:{n}" for k, n in sorted(c.items())) or "-"
+
+
 class Session:
-    def __init__(self, ip: str, when: float | None):
-        self.ip = ip
+    def __init__(self, pid: bytes, ip: bytes, when: float | None, newsession: bool):
+        self.pid, self.ip, self.newsession = pid, ip, newsession
         self.start = self.last = when
         self.sender = None
         self.recipients: list[list] = []      # [address, refusal reason or None]
-        self.data_refused = 0
-        self.messages = 0
-        self.ended = "open"
+        self.current = None                   # the recipient the shim is deciding
+        self.refused_data = self.messages = self.controls = 0
+        self.ended = None
 
-    def refuse_last(self, reason: str, address: bytes | None = None) -> None:
-        for r in reversed(self.recipients):
-            if r[1] is None and (address is None or r[0] == address):
-                r[1] = reason
-                return
+    def refuse(self, entry: list | None, reason: str) -> None:
+        if entry is not None and entry[1] is None:
+            entry[1] = reason
+        self.current = None
 
-    def take(self, msg: bytes) -> None:
-        if msg.startswith(b"Sender <"):
-            self.sender = msg[7:].decode("ascii", "replace")
+    def take(self, when: float | None, msg: bytes) -> None:
+        if when is not None:
+            self.last = when
+            if self.start is None:
+                self.start = when
+        if msg.startswith(b"Session ended: "):
+            self.ended = msg[15:]
+            if b"unable to read controls" in self.ended:
+                self.controls = 1
         elif m := REFUSED.match(msg):
-            self.refuse_last(m.group(2).decode(), m.group(1))
+            code, text = m.group(2).decode(), m.group(3)
+            if code == "421" and text.startswith(b" unable to read controls"):
+                code, self.controls = "controls-421", 1
+            entry = next((r for r in reversed(self.recipients)
+                          if r[1] is None and r[0] == m.group(1)), None)
+            if entry is not None:
+                entry[1] = code
         elif m := RECIPIENT.match(msg):
-            self.recipients.append([m.group(1), None])
-        elif msg == b"Unverified mailbox at RCPT time":
-            self.refuse_last("unverified")
+            self.current = [m.group(1), None]
+            self.recipients.append(self.current)
+        elif CONTROLS.match(msg):
+            self.controls = 1
+            self.refuse(self.current, "controls-421")
+        elif msg.startswith(b"Sender <") and msg.endswith(b">"):
+            self.sender, self.current = msg[8:-1], None
         elif msg == b"Unverified mailbox(es) at DATA time":
-            self.data_refused += 1
-        elif msg.startswith((b"Timeout (no response", b"temporary failure (", b"setup failure (")):
-            self.refuse_last("qv-451")
+            self.refused_data += 1
         elif msg.startswith(b"Message accepted"):
             self.messages += 1
-        elif msg.startswith(b"Session ended: "):
-            self.ended = msg[15:].decode("ascii", "replace")
+        else:
+            for start, reason in SHIM_REFUSAL:
+                if msg.startswith(start):
+                    self.refuse(self.current, reason)
+                    break
 
-    def refusals(self) -> Counter:
-        c = Counter(r[1] for r in self.recipients if r[1])
-        if self.data_refused:
-            c["unverified-at-data"] += self.data_refused
-        return c
-
-    def accepted(self) -> int:
-        return sum(1 for r in self.recipients if r[1] is None)
+    def refused(self) -> list[list]:
+        return [r for r in self.recipients if r[1]]
 
     def line(self) -> str:
-        start = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.start)) \
+        start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.start)) \
             if self.start is not None else "-"
-        length = f"{self.last - self.start:.1f}s" if self.start is not None else "-"
-        refused = ",".join(f"{k}:{v}" for k, v in sorted(self.refusals().items())) or "0"
-        return (f"{start} {length} {self.ip} sender={self.sender or '-'} "
-                f"accepted={self.accepted()} refused={refused} messages={self.messages} "
-                f"ended={self.ended}")
+        length = f"{self.last - self.start:.1f}" if self.start is not None else "-"
+        refused = self.refused()
+        rcpts = ",".join(encode(r[0]) for r in refused) or "-"
+        sender = "-" if self.sender is None else encode(self.sender)
+        return (f"session start={start} length={length} pid={self.pid.decode()} "
+                f"ip={self.ip.decode('ascii', 'replace')} newsession={'yes' if self.newsession else 'no'} "
+                f"sender={sender} accepted={len(self.recipients) - len(refused)} "
+                f"refused={len(refused)} refused_rcpts={rcpts} "
+                f"reasons={counts(Counter(r[1] for r in refused))} "
+                f"refused_data={self.refused_data} messages={self.messages} "
+                f"controls_421={self.controls} ended={self.ending()}")
+
+    def ending(self) -> str:
+        return "open" if self.ended is None else encode(self.ended)
 
 
 def summarise(lines, out) -> None:
-    open_sessions: dict[bytes, Session] = {}
-    done: list[Session] = []
+    """Read log lines (bytes) and write the summary (str) to out."""
+    sessions: dict[bytes, Session] = {}       # open sessions by pid
+    held: dict[bytes, list] = {}              # lines before a pid's 'New session'
+    totals, reasons, endings = Counter(), Counter(), Counter()
 
     def close(s: Session) -> None:
-        done.append(s)
+        refused = s.refused()
+        totals.update(sessions=1, accepted=len(s.recipients) - len(refused),
+                      refused=len(refused), refused_data=s.refused_data,
+                      messages=s.messages, controls_421=s.controls)
+        reasons.update(r[1] for r in refused)
+        endings[s.ending()] += 1
         out.write(s.line() + "\n")
 
     for raw in lines:
-        m = LINE.match(raw.rstrip(b"\n"))
+        m = LINE.match(raw.rstrip(b"\r\n"))
         if not m:
             continue
         label, pid, ip, msg = m.groups()
         when = tai64n(label)
-        s = open_sessions.get(pid)
-        if msg == b"New session" or s is None:
+        s = sessions.get(pid)
+        if msg == b"New session" or (s is None and msg.startswith(IN_SESSION)):
             if s is not None:
-                close(s)
-            s = open_sessions[pid] = Session(ip.decode("ascii", "replace"), when)
-        s.last = when if when is not None else s.last
-        s.take(msg)
+                close(sessions.pop(pid))
+            early = held.pop(pid, [])
+            s = sessions[pid] = Session(pid, ip, None, msg == b"New session")
+            for line in early:
+                s.take(*line)
+        elif s is None or msg.startswith(b"Note "):
+            held.setdefault(pid, []).append((when, msg))   # for the session to come
+            continue
+        s.take(when, msg)
         if msg.startswith(b"Session ended: "):
-            close(open_sessions.pop(pid))
-    for s in open_sessions.values():
+            close(sessions.pop(pid))
+    for s in sessions.values():
         close(s)
 
-    totals = Counter()
-    for s in done:
-        totals["sessions"] += 1
-        totals["messages accepted"] += s.messages
-        totals["recipients accepted"] += s.accepted()
-        for reason, n in s.refusals().items():
-            totals[f"refused: {reason}"] += n
-        totals[f"ended: {s.ended}"] += 1
-    out.write("\n")
-    for key in sorted(totals, key=lambda k: (k.split(":")[0] not in
-                                             ("sessions", "messages accepted",
-                                              "recipients accepted"), k)):
-        out.write(f"{key:<40} {totals[key]:>8}\n")
+    sums = " ".join(f"{k}={totals[k]}" for k in (
+        "sessions", "accepted", "refused", "refused_data", "messages", "controls_421"))
+    out.write(f"total {sums} reasons={counts(reasons)} ended={counts(endings)}\n")
+
+
+class WriteError(Exception):
+    pass
+
+
+class Output:
+    """Text to a file descriptor through os.write, so that a write error is
+    ours to report (sys.stdout would repeat it at exit, with a traceback)."""
+
+    def __init__(self, fd: int, size: int = 1 << 16):
+        self.fd, self.size, self.buf = fd, size, bytearray()
+
+    def write(self, text: str) -> None:
+        self.buf += text.encode("ascii", "replace")
+        if len(self.buf) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        try:
+            while self.buf:
+                del self.buf[:os.write(self.fd, self.buf)]
+        except OSError as e:
+            raise WriteError(errtext(e.errno)) from None
 
 
 def main() -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # a reader gone: end quietly, as djb's tools do
+    out = Output(1)
     try:
-        summarise(sys.stdin.buffer, sys.stdout)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        return 0
+        summarise(sys.stdin.buffer, out)
+        out.flush()
+    except WriteError as e:
+        return fatal(f"unable to write output: {e}")
+    except OSError as e:
+        return fatal(f"unable to read input: {errtext(e.errno)}")
     return 0
+
+
+def fatal(message: str) -> int:
+    try:
+        os.write(2, f"qmail-logmsg: fatal: {message}\n".encode())
+    except OSError:
+        pass
+    return 111

@@ -6,7 +6,6 @@ import smtplib
 import socket
 import time
 
-import pytest
 
 GOOD, BAD = "alice@demo.example", "nobody-here@demo.example"
 
@@ -234,42 +233,3 @@ def test_shim_usage_and_missing_program():
                        capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert r.returncode == 111
     assert r.stderr == "qmail-logmsg: fatal: unable to run /nonexistent/qmail-smtpd: no such file or directory\n"
-
-
-def test_summary_of_a_multilog_file(shim, tmp_path):
-    import subprocess
-    from helpers import executable
-    s = shim(VERIFY=":PORT")
-    with smtplib.SMTP("127.0.0.1", s.port, timeout=10) as c:
-        c.helo("x")
-        c.mail("s@example.org")
-        c.rcpt(GOOD)
-        c.rcpt(BAD)
-        c.rcpt("z@notours.example")
-        c.data(b"hi\r\n")
-    with socket.create_connection(("127.0.0.1", s.port), 10) as c:
-        c.recv(100)
-    s.wait_for("Session ended", count=3)
-    # stamp it as multilog would
-    if not shutil_which("multilog"):
-        pytest.skip("multilog (Debian's daemontools) is not installed")
-    logdir = tmp_path / "main"
-    subprocess.run(["multilog", "t", str(logdir)], input=s.logpath.read_bytes(), check=True)
-    current = (logdir / "current").read_bytes()
-    assert current.startswith(b"@4000")
-    r = subprocess.run([executable("qmail-logmsg"), "-s"], input=current, capture_output=True)
-    assert r.returncode == 0
-    out = r.stdout.decode().splitlines()
-    sessions = [line for line in out if " 127.0.0.1 " in line]
-    assert len(sessions) == 3
-    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \d+\.\ds 127\.0\.0\.1 sender=<s@example.org> "
-                    r"accepted=1 refused=553:1,unverified:1 messages=1 ended=QUIT$", sessions[1])
-    assert sessions[2].endswith("accepted=0 refused=0 messages=0 ended=dropped by the client")
-    table = dict(re.split(r"\s{2,}", line.strip()) for line in out[4:] if line.strip())
-    assert table["sessions"] == "3" and table["refused: unverified"] == "1"
-    assert table["messages accepted"] == "1" and table["ended: QUIT"] == "1"
-
-
-def shutil_which(name):
-    import shutil
-    return shutil.which(name)
