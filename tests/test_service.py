@@ -165,7 +165,8 @@ def test_the_daemon_under_svscan(svscan, demo_tree):
 
 
 @pytest.mark.parametrize("page", ["man1/verify-query.1", "man8/qmail-verify.8", "man8/qmail-logmsg.8",
-                                  "man8/qmail-verify-conf.8", "man8/verify-migrate.8"])
+                                  "man8/qmail-verify-conf.8", "man8/verify-migrate.8",
+                                  "man8/qmail-verify-status.8", "man1/qmail-verify-demo.1"])
 def test_man_pages_are_installed_and_render_cleanly(page):
     import sysconfig
     path = Path(sysconfig.get_path("data")) / "share" / "man" / page
