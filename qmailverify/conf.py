@@ -5,7 +5,8 @@
 In the manner of dnscache-conf: DIR must be absolute and must not exist;
 it gets run (envdir ./env, softlimit, the daemon), env/QMAILHOME (from
 $QMAILHOME, /var/qmail by default) and env/LISTEN (127.0.0.1:11113 by
-default), and log/run (setuidgid LOGACCT multilog t ./main).  ACCT is
+default), and log/run (setuidgid LOGACCT multilog, keeping 20 files of
+16 MB: see MULTILOG).  ACCT is
 the account the daemon runs as: root on a normal qmail system, where
 each dot-qmail stat is made as the user whose home it is; the one uid of
 a single-uid virtual-domain system otherwise.  Only log/main and
@@ -24,15 +25,15 @@ import sys
 import sysconfig
 
 from .addrspec import AddressError, format_server, parse_server
+from .cli import guarded, help_or_version
+from .errors import Fatal
 
 USAGE = "qmail-verify-conf: usage: qmail-verify-conf acct logacct /dir [listen]"
 SOFTLIMIT = 64_000_000        # measured floor 20 MB; see INSTALL
-
-
-class Fatal(Exception):
-    def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code
+# multilog's default (10 files of 99999 bytes) holds about 12,000 queries:
+# one busy minute.  16 MB (the most multilog takes) times 20 files holds
+# about four million log lines, in at most 320 MB.
+MULTILOG = "multilog t s16777215 n20 ./main"
 
 
 def program_path(name: str = "qmail-verify") -> str:
@@ -50,7 +51,7 @@ def render(acct: str, logacct: str, listen: str, qmailhome: str,
            "exec 2>&1\n"
            f"exec envdir ./env softlimit -m {SOFTLIMIT} {drop}{program}\n")
     logrun = ("#!/bin/sh\n"
-              f"exec setuidgid {logacct} multilog t ./main\n")
+              f"exec setuidgid {logacct} {MULTILOG}\n")
     return [
         ("run", run, 0o755, False),
         ("env", None, 0o2755, False),
@@ -64,6 +65,7 @@ def render(acct: str, logacct: str, listen: str, qmailhome: str,
 
 
 def parseargs(argv: list[str], env=os.environ) -> dict:
+    help_or_version(argv, USAGE)
     if len(argv) not in (3, 4):
         raise Fatal(USAGE, 100)
     acct, logacct, directory = argv[:3]
@@ -130,13 +132,9 @@ def make(a: dict, program: str) -> None:
                     f"{(e.strerror or str(e)).lower()}", 111) from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        a = parseargs(sys.argv[1:] if argv is None else argv)
-        make(a, program_path())
-    except Fatal as e:
-        print(e, file=sys.stderr)
-        return e.code
+def run(argv: list[str]) -> int:
+    a = parseargs(argv)
+    make(a, program_path())
     d = a["dir"]
     name = os.path.basename(d)
     print(f"qmail-verify-conf: made {d}\n"
@@ -144,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
           f"  check it:  svstat /service/{name}; tail {d}/log/main/current\n"
           f"  reload:    svc -h /service/{name}   (after editing control files)")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return guarded("qmail-verify-conf", lambda: run(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

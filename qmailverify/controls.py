@@ -14,6 +14,9 @@ from typing import NamedTuple
 
 import cdblib
 
+from .clean import cleantext
+from .errors import errtext
+
 
 class ControlError(Exception):
     """A control file that exists but cannot be read, or no locals at all."""
@@ -52,7 +55,7 @@ def read_lines(path: str) -> list[bytes] | None:
     except OSError as e:
         if e.errno == errno.ENOENT:
             return None
-        raise ControlError(f"unable to read {path}: {e.strerror.lower()}") from None
+        raise ControlError(f"unable to read {_shown(path)}: {errtext(e.errno)}") from None
     lines = (_strip(line) for line in data.split(b"\n"))
     return [line for line in lines if line and not line.startswith(b"#")]
 
@@ -65,11 +68,19 @@ def read_first_line(path: str) -> bytes | None:
     except OSError as e:
         if e.errno == errno.ENOENT:
             return None
-        raise ControlError(f"unable to read {path}: {e.strerror.lower()}") from None
+        raise ControlError(f"unable to read {_shown(path)}: {errtext(e.errno)}") from None
+
+
+def _shown(path: str) -> str:
+    return cleantext(os.fsencode(path))
 
 
 def load(qmailhome: str) -> Controls:
-    """Read QMAILHOME/control/*, with qmail-send's fallbacks to control/me."""
+    """Read QMAILHOME/control/*, with qmail-send's fallbacks to control/me.
+
+    Deliberate change: a control/me whose first line is empty, with no
+    control/locals, is refused: it would make every address non-local,
+    so that every address passed."""
     def ctl(name):
         return os.path.join(qmailhome, "control", name)
 
@@ -80,7 +91,10 @@ def load(qmailhome: str) -> Controls:
     locals_ = read_lines(ctl("locals"))
     if locals_ is None:
         if me is None:
-            raise ControlError("neither control/locals nor control/me exists")
+            raise ControlError(f"neither {_shown(ctl('locals'))} nor {_shown(ctl('me'))} exists")
+        if not me:
+            raise ControlError(f"the first line of {_shown(ctl('me'))} is empty and there is"
+                               f" no {_shown(ctl('locals'))}")
         locals_ = [me]
     return Controls.build(envnoathost, locals_,
                           read_lines(ctl("percenthack")) or (),

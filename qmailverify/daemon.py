@@ -11,12 +11,17 @@ Everything is configured from the environment and qmail's control files:
 
 Verifier.answer() turns one datagram into one reply and its log lines;
 Daemon is the socket loop around it.  Signal handlers only queue the
-signal; the loop dispatches handle_hup() (re-read the control files,
-keeping the old ones if the new ones cannot be read) and handle_term().
+signal; the loop dispatches handle_<name>(): hup (re-read the control
+files, keeping the old ones if the new ones cannot be read), term and
+int (exit), alrm (a statistics line, stats.py), usr1 and usr2 (logged,
+otherwise ignored).
+
+Everything the loop needs is made, and everything that can be checked is
+checked (startup.py), before the daemon says it listens; a refusal is
+one line and exit 111, detached (-d) or not.
 """
 
 import faulthandler
-import getopt
 import os
 import selectors
 import signal
@@ -25,29 +30,21 @@ import sys
 import time
 from typing import NamedTuple
 
-try:
-    import setproctitle
-except ImportError:          # the title is a convenience, never a need
-    setproctitle = None
-
+from . import __version__
 from . import controls as controlfiles
 from .addrspec import AddressError, parse_server
-from .clean import clean
-from .errors import errtext
+from .cli import Shown, guarded, options
+from .clean import clean, visible
+from .errors import Fatal, errtext
 from .rules import decide
+from .startup import spare_descriptor_trouble, start_trouble
+from .stats import Counts, stats_line
 from .system import LiveSystem, LostPrivileges
+from .title import Title
 from .wire import DELIVERABLE, QUERY_MAX, TEMPORARY, UNDELIVERABLE, make_reply, parse_query
 
 PROG = b"qmail-verify: "
 USAGE = "qmail-verify: usage: qmail-verify [-d] [-p pidfile] [-o logfile]"
-
-
-class Fatal(Exception):
-    """A reason to stop: str() is the message, .code the exit code."""
-
-    def __init__(self, message: str, code: int = 111):
-        super().__init__(message)
-        self.code = code
 
 
 class Settings(NamedTuple):
@@ -109,12 +106,14 @@ class Verifier:
         self.controls = controls
         self.system = system
         self.log = log
-        self.answered = 0
+        self.counts = Counts()
 
     def answer(self, datagram: bytes) -> bytes | None:
         query = parse_query(datagram)
         if query is None:
             return None
+        counts = self.counts
+        counts.queries += 1
         addr = clean(query.address)
         try:
             self.system.refresh()
@@ -125,23 +124,27 @@ class Verifier:
         except Exception as e:    # a bug of ours must not stop the daemon
             self.log.line(b"warning: internal error answering " + addr + b": "
                           + type(e).__name__.encode() + b"; not answered.")
+            counts.unanswered += 1
             return None
         if v.stat_errno:
             self.log.line(b"Unable to stat " + clean(v.stat_path) + b": "
                           + errtext(v.stat_errno).encode() + b".")
         if v.code == DELIVERABLE:
             self.log.line(addr + b" permitted for " + (clean(v.user) if v.user else b"UNKNOWN") + b".")
+            counts.permitted += 1
         elif v.code == UNDELIVERABLE:
             self.log.line(addr + b" denied.")
+            counts.denied += 1
         else:
-            reason = clean(v.reason.encode())
+            # our own words, with any path in them already cleaned
+            reason = visible(v.reason.encode("utf-8", "replace"))
             if not query.extended:
                 self.log.line(addr + b" not answered: temporary failure: " + reason + b".")
+                counts.unanswered += 1
                 return None
             self.log.line(addr + b" temporary failure: " + reason + b".")
-            self.answered += 1
+            counts.temporary += 1
             return make_reply(TEMPORARY, v.position, reason)
-        self.answered += 1
         return make_reply(v.code, v.position, v.user or b"")
 
     def reload(self) -> None:
@@ -149,44 +152,17 @@ class Verifier:
         self.controls = controlfiles.load(self.settings.qmailhome)
 
 
-class Title:
-    """The process title: where we listen, how much we did, when the
-    controls were loaded.  Rewritten at most once a second."""
-
-    def __init__(self, where: str):
-        self.where = where
-        self.loaded = ""
-        self.shown = None
-        self.when = 0.0
-        if setproctitle:
-            setproctitle.getproctitle()
-
-    def stale(self, answered: int) -> bool:
-        return bool(setproctitle) and (answered, self.loaded) != self.shown
-
-    def update(self, answered: int, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self.stale(answered):
-            return
-        if not force and now - self.when < 1.0:
-            return
-        setproctitle.setproctitle(
-            f"qmail-verify {self.where}: {answered} queries answered,"
-            f" controls loaded {self.loaded}")
-        self.shown, self.when = (answered, self.loaded), now
-
-    def controls_loaded(self) -> None:
-        self.loaded = time.strftime("%Y-%m-%d %H:%M:%S")
-
-
 class Signals:
     """The handlers only queue; Daemon.run() dispatches.  Installed first
     thing, so that a signal that comes during start-up waits for the loop
     instead of killing the process half-way."""
 
+    QUEUED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGALRM,
+              signal.SIGUSR1, signal.SIGUSR2)
+
     def __init__(self):
         self.queue: list[int] = []
-        for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+        for signum in self.QUEUED:
             signal.signal(signum, self._queue)
 
     def _queue(self, signum, frame) -> None:
@@ -194,6 +170,10 @@ class Signals:
 
 
 class Daemon:
+    """The loop.  Everything it needs (the signal wake-up pipe, the
+    selector) is made here, so that a process short of descriptors is
+    refused before it says it listens."""
+
     def __init__(self, verifier: Verifier, sock: socket.socket, title: Title,
                  signals: Signals):
         self.verifier = verifier
@@ -201,49 +181,73 @@ class Daemon:
         self.title = title
         self.log = verifier.log
         self.signals = signals.queue
+        self.started = self.loaded = time.monotonic()
+        try:
+            self.wakeup, wfd = os.pipe()
+        except OSError as e:
+            raise Fatal(f"qmail-verify: fatal: unable to create a pipe: {errtext(e.errno)}") \
+                from None
+        os.set_blocking(self.wakeup, False)
+        os.set_blocking(wfd, False)
+        signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        sock.setblocking(False)
+        try:
+            self.selector = selectors.DefaultSelector()
+        except OSError as e:
+            raise Fatal(f"qmail-verify: fatal: unable to create a selector: {errtext(e.errno)}") \
+                from None
+        self.selector.register(sock, selectors.EVENT_READ)
+        self.selector.register(self.wakeup, selectors.EVENT_READ)
 
-    def handle_hup(self) -> None:
+    def dispatch(self, signum: int) -> int | None:
+        """Run handle_<name> for a queued signal; an exit code means stop."""
+        name = signal.Signals(signum).name
+        return getattr(self, "handle_" + name[3:].lower())(name)
+
+    def handle_hup(self, name: str) -> None:
         try:
             self.verifier.reload()
         except controlfiles.ControlError as e:
-            self.log.line(b"warning: Unable to read controls: " + clean(str(e).encode())
+            self.log.line(b"warning: Unable to read controls: " + visible(str(e).encode())
                           + b": keeping the old ones.")
             return
+        self.loaded = time.monotonic()
         self.title.controls_loaded()
-        self.title.update(self.verifier.answered, force=True)
+        self.title.update(self.verifier.counts.answered, force=True)
         self.log.line(b"controls reloaded.")
 
-    def handle_term(self, signum: int) -> int:
-        self.log.line(f"exiting on {signal.Signals(signum).name}.".encode())
+    def handle_term(self, name: str) -> int:
+        self.log.line(f"exiting on {name}.".encode())
         self.log.flush()
         return 0
 
+    handle_int = handle_term
+
+    def handle_alrm(self, name: str) -> None:
+        now = time.monotonic()
+        self.log.line(stats_line(self.verifier.counts, now - self.started, now - self.loaded))
+
+    def handle_usr1(self, name: str) -> None:
+        self.log.line(f"received {name}: ignored.".encode())
+
+    handle_usr2 = handle_usr1
+
     def run(self) -> int:
-        rfd, wfd = os.pipe()
-        os.set_blocking(rfd, False)
-        os.set_blocking(wfd, False)
-        signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
-        sock, verifier = self.sock, self.verifier
-        sock.setblocking(False)
-        selector = selectors.DefaultSelector()
-        selector.register(sock, selectors.EVENT_READ)
-        selector.register(rfd, selectors.EVENT_READ)
+        sock, verifier, selector = self.sock, self.verifier, self.selector
         while True:
             while self.signals:
-                signum = self.signals.pop(0)
-                if signum == signal.SIGHUP:
-                    self.handle_hup()
-                else:
-                    return self.handle_term(signum)
+                code = self.dispatch(self.signals.pop(0))
+                if code is not None:
+                    return code
             try:
                 data, peer = sock.recvfrom(QUERY_MAX)
             except BlockingIOError:
                 self.log.flush()
-                self.title.update(verifier.answered)
-                stale = self.title.stale(verifier.answered)
-                selector.select(1.0 if stale else None)
+                answered = verifier.counts.answered
+                self.title.update(answered)
+                selector.select(1.0 if self.title.stale(answered) else None)
                 try:
-                    os.read(rfd, 512)
+                    os.read(self.wakeup, 512)
                 except BlockingIOError:
                     pass
                 continue
@@ -270,10 +274,7 @@ class Options(NamedTuple):
 
 def parseargs(argv: list[str]) -> Options:
     """Options from the command line (argv without the program name)."""
-    try:
-        opts, rest = getopt.getopt(argv, "dp:o:")
-    except getopt.GetoptError as e:
-        raise Fatal(f"{USAGE} ({e})", 100) from None
+    opts, rest = options(argv, "dp:o:", USAGE)           # raises Fatal, Shown
     if rest:
         raise Fatal(USAGE, 100)
     o = dict(opts)
@@ -296,35 +297,50 @@ def bind(ip: str, port: int) -> socket.socket:
 
 def main(argv: list[str] | None = None) -> int:
     signals = Signals()
+    ready = None
     try:
-        options = parseargs(sys.argv[1:] if argv is None else argv)
+        options_ = parseargs(sys.argv[1:] if argv is None else argv)
         settings = settings_from_env(os.environ)
         title = Title("{}:{}".format(*settings.listen))
+        trouble = start_trouble(settings.qmailhome, settings.passwd, settings.fastforward)
+        if trouble:
+            raise Fatal(f"qmail-verify: fatal: {trouble}")
         try:
             controls = controlfiles.load(settings.qmailhome)
         except controlfiles.ControlError as e:
             raise Fatal(f"qmail-verify: Unable to read controls: {e}: exiting.") from None
         sock = bind(*settings.listen)
+        system = LiveSystem(settings.qmailhome, settings.passwd, settings.fastforward)
         stream = open(2, "wb", buffering=1 << 16, closefd=False)
-        if options.detach:
+        if options_.detach:
             from .background import detach
-            stream = detach(sock, stream, options.pidfile, options.logfile)
+            stream, ready = detach(sock, stream, options_.pidfile, options_.logfile)
         log = Log(stream)
-        verifier = Verifier(settings, controls, LiveSystem(
-            settings.qmailhome, settings.passwd, settings.fastforward), log)
+        verifier = Verifier(settings, controls, system, log)
         title.controls_loaded()
+        daemon = Daemon(verifier, sock, title, signals)
+        trouble = spare_descriptor_trouble()
+        if trouble:
+            raise Fatal(f"qmail-verify: fatal: {trouble}")
         log.line("Listening on address: {}, port {}.".format(*settings.listen).encode())
+        log.line(f"version {__version__}.".encode())
         log.flush()
+        if ready:
+            ready.ok()
         faulthandler.enable()          # a fatal signal leaves its trace in the log
         try:
-            return Daemon(verifier, sock, title, signals).run()
+            return daemon.run()
         except MemoryError:
             log.line(b"fatal: out of memory (is softlimit too small?)")
         except Exception as e:         # a bug of ours: one line, and supervise restarts us
             log.line(f"fatal: internal error: {type(e).__name__}: {e}".encode())
         log.flush()
         return 111
+    except Shown as e:
+        return guarded("qmail-verify", lambda: print(e) or 0)
     except Fatal as e:
+        if ready:
+            ready.fail(str(e))
         print(str(e), file=sys.stderr, flush=True)
         return e.code
 

@@ -6,6 +6,8 @@ for the current user so that no system accounts are needed, starts the
 installed qmail-verify on it on a free port of 127.0.0.1, asks it about a
 few addresses, prints the answers and the daemon's log, and stops it.
 The tree is left in place, with the command that starts the daemon on it.
+
+    qmail-verify-demo          (no arguments; -h and -V answer and exit)
 """
 
 import os
@@ -18,7 +20,14 @@ import time
 from pathlib import Path
 
 from . import tree
+from .cli import guarded, help_or_version
+from .errors import Fatal
 from .wire import make_query, parse_reply
+
+USAGE = "qmail-verify-demo: usage: qmail-verify-demo"
+# What the name in parentheses is: qmail's controlling user.
+USER_NOTE = ("(in parentheses: the name qmail looked up, the controlling user;"
+             " not necessarily an account)")
 
 QUERIES = [
     (b"alice@demo.example", "a passwd user's own mailbox"),
@@ -66,12 +75,17 @@ def daemon_command() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "qmailverify.daemon"]
 
 
+def run(argv: list[str]) -> int:
+    help_or_version(argv, USAGE)
+    if argv:
+        raise Fatal(f"{USAGE} (it takes no arguments)", 100)
+    return demo()
+
+
 def main(argv=None) -> int:
-    try:
-        return demo()
-    except BrokenPipeError:             # e.g. | head: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    # | head stops it quietly
+    return guarded("qmail-verify-demo", lambda: run(sys.argv[1:] if argv is None else argv),
+                   on_broken_pipe=0)
 
 
 def demo() -> int:
@@ -101,12 +115,13 @@ def demo() -> int:
             s.settimeout(5)
             s.connect(("127.0.0.1", port))
             for addr, why in QUERIES:
-                s.send(make_query(addr))
                 try:
+                    s.send(make_query(addr))
                     reply = s.recv(64)
-                except socket.timeout:
+                except OSError:             # a timeout, or nobody there
                     reply = None
                 print(f"  {addr.decode():32} {describe(reply):42} {why}")
+            print(f"\n  {USER_NOTE}")
     finally:
         proc.terminate()
         proc.wait(10)

@@ -46,3 +46,12 @@ class Trouble(Exception):
     home directory that cannot be stat'ed for a temporary reason, ...).
 
     str() is a short reason fit for a log line and an extended reply."""
+
+
+class Fatal(Exception):
+    """A reason for a program to stop: str() is the whole message line
+    (empty: nothing to say), .code the exit code (100 or 111)."""
+
+    def __init__(self, message: str, code: int = 111):
+        super().__init__(message)
+        self.code = code

@@ -33,7 +33,7 @@ refuse, 111 when a file cannot be read or written.
 """
 
 import difflib
-import getopt
+import ipaddress
 import os
 import shutil
 import sys
@@ -43,19 +43,16 @@ import cdblib
 
 from .addrspec import DEFAULT_IP, DEFAULT_PORT, AddressError, format_server, parse_server
 from .cdbmake import write_cdb
+from .clean import visible
+from .cli import guarded, options
 from .client import SetupError, parse_verify
+from .errors import Fatal
 from .tcprules import Rule, RulesError, lookup, parse, records
 
 USAGE = ("verify-migrate: usage: verify-migrate [-r] [-w] rules [cdb] | "
          "verify-migrate -c [-o] [-r] rules-or-cdb ip ...")
 OLD = (b"VERIFY", b"VERIFYDEFER", b"VERIFYSVR", b"QMAILRRTDENYALL")
 DEFAULT_SERVER = format_server(DEFAULT_IP, DEFAULT_PORT)
-
-
-class Fatal(Exception):
-    def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code
 
 
 def new_verify(rule: Rule, realrcptto: bool) -> tuple[bytes | None, list[str]]:
@@ -155,7 +152,18 @@ def describe(env: dict, old: bool, realrcptto: bool) -> str:
     return f"{'deferred' if mode.deferred else 'immediate'}, {format_server(*mode.server)}"
 
 
+def check_ips(ips: list[str]) -> None:
+    """Every IP must be an address tcpserver could put in TCPREMOTEIP."""
+    for ip in ips:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise Fatal(f"verify-migrate: fatal: not an IP address: "
+                        f"{visible(os.fsencode(ip)).decode()}", 100) from None
+
+
 def check(path: str, ips: list[str], old: bool, realrcptto: bool, out) -> None:
+    check_ips(ips)
     data = read(path)
     if path.endswith(".cdb"):
         try:
@@ -170,7 +178,7 @@ def check(path: str, ips: list[str], old: bool, realrcptto: bool, out) -> None:
         get = first.get
     for ip in ips:
         env = lookup(get, ip.encode())
-        rule = "no rule" if env.key is None else f"rule {env.key.decode('latin-1')!r}"
+        rule = "no rule" if env.key is None else f"rule '{visible(env.key).decode()}'"
         what = "connection refused" if env.deny else describe(env.env, old, realrcptto)
         out.write(f"{ip}: {what} [{rule}]\n")
 
@@ -212,10 +220,7 @@ def write(rules: str, cdb: str, new: bytes) -> str:
 
 
 def parseargs(argv: list[str]) -> tuple[dict, list[str]]:
-    try:
-        opts, args = getopt.getopt(argv, "rwco")
-    except getopt.GetoptError as e:
-        raise Fatal(f"{USAGE} ({e})", 100) from None
+    opts, args = options(argv, "rwco", USAGE)
     o = {k: True for k, _ in opts}
     if "-c" in o:
         if "-w" in o or len(args) < 2:
@@ -225,39 +230,39 @@ def parseargs(argv: list[str]) -> tuple[dict, list[str]]:
     return o, args
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        o, args = parseargs(sys.argv[1:] if argv is None else argv)
-        realrcptto = "-r" in o
-        if "-c" in o:
-            check(args[0], args[1:], "-o" in o, realrcptto, sys.stdout)
-            return 0
-        rules = args[0]
-        old = read(rules)
-        try:
-            parse(old)                      # the file must be one tcprules accepts
-            new, notes = migrate(old, realrcptto)
-        except RulesError as e:
-            raise Fatal(f"verify-migrate: fatal: {rules}: {e}", 100) from None
-        for note in notes:
-            print(f"verify-migrate: {rules}: {note}", file=sys.stderr)
-        if new == old:
-            print(f"verify-migrate: {rules}: nothing to change", file=sys.stderr)
-            return 0
-        diff = difflib.unified_diff(old.decode("latin-1").splitlines(True),
-                                    new.decode("latin-1").splitlines(True),
-                                    rules, rules + " (1.30)")
-        sys.stdout.buffer.write("".join(diff).encode("latin-1"))
-        sys.stdout.flush()
-        if "-w" in o:
-            cdb = args[1] if len(args) > 1 else rules + ".cdb"
-            backup = write(rules, cdb, new)
-            print(f"verify-migrate: wrote {rules} (the old one is {backup}) and rebuilt {cdb}",
-                  file=sys.stderr)
+def run(argv: list[str]) -> int:
+    o, args = parseargs(argv)
+    realrcptto = "-r" in o
+    if "-c" in o:
+        check(args[0], args[1:], "-o" in o, realrcptto, sys.stdout)
         return 0
-    except Fatal as e:
-        print(e, file=sys.stderr)
-        return e.code
+    rules = args[0]
+    old = read(rules)
+    try:
+        parse(old)                      # the file must be one tcprules accepts
+        new, notes = migrate(old, realrcptto)
+    except RulesError as e:
+        raise Fatal(f"verify-migrate: fatal: {rules}: {e}", 100) from None
+    for note in notes:
+        print(f"verify-migrate: {rules}: {note}", file=sys.stderr)
+    if new == old:
+        print(f"verify-migrate: {rules}: nothing to change", file=sys.stderr)
+        return 0
+    diff = difflib.unified_diff(old.decode("latin-1").splitlines(True),
+                                new.decode("latin-1").splitlines(True),
+                                rules, rules + " (1.30)")
+    sys.stdout.buffer.write("".join(diff).encode("latin-1"))
+    sys.stdout.flush()                  # a full disk stops it before -w writes
+    if "-w" in o:
+        cdb = args[1] if len(args) > 1 else rules + ".cdb"
+        backup = write(rules, cdb, new)
+        print(f"verify-migrate: wrote {rules} (the old one is {backup}) and rebuilt {cdb}",
+              file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return guarded("verify-migrate", lambda: run(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

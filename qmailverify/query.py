@@ -12,13 +12,20 @@ SERVER is written as in VERIFY (":10101", "192.168.1.1:10101",
     ADDRESS: temporary failure: REASON
 
 ADDRESS is cleaned as in the daemon's log, so each answer is one line.
+USER is the controlling user: the name qmail looked up (a user, a
+users/assign name, or the alias user), not necessarily an account.
+
+Each address is tidied first, as admins' lists come: blanks around it go,
+and so does one pair of angle brackets ("<x@y>" asks about x@y).  An
+address longer than the daemon reads whole (wire.ADDRESS_MAX) is not
+asked: a warning on stderr says so, and it counts as not deliverable.
+
 Exit 0 if every address is deliverable, 100 if any is not (and none
 failed), 111 if any failed temporarily (or on a usage error: 100).  Up to
 N queries (default 32) are in flight at once, each on its own socket; a
 progress line goes to stderr when stderr is a terminal.
 """
 
-import getopt
 import os
 import selectors
 import sys
@@ -27,8 +34,10 @@ from typing import NamedTuple
 
 from .addrspec import AddressError, parse_server
 from .client import TIMEOUT, Query, timeout_answer
-from .clean import clean
-from .wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from .clean import clean, visible
+from .cli import Shown, guarded, options, silence_stdout
+from .errors import Fatal, errtext
+from .wire import ADDRESS_MAX, DELIVERABLE, TEMPORARY, UNDELIVERABLE
 
 USAGE = "verify-query: usage: verify-query [-s server] [-t seconds] [-c inflight] address ... | -"
 
@@ -45,10 +54,7 @@ class Options(NamedTuple):
 
 
 def parseargs(argv: list[str], env=os.environ) -> Options:
-    try:
-        opts, args = getopt.getopt(argv, "s:t:c:")
-    except getopt.GetoptError as e:
-        raise UsageError(str(e)) from None
+    opts, args = options(argv, "s:t:c:", USAGE)      # raises Fatal, Shown
     o = dict(opts)
     try:
         if "-s" in o:
@@ -62,16 +68,29 @@ def parseargs(argv: list[str], env=os.environ) -> Options:
         raise UsageError(f"bad server address: {e}") from None
     try:
         timeout = float(o.get("-t", TIMEOUT))
+    except ValueError:
+        timeout = -1.0
+    if not 0 < timeout <= 3600:
+        raise UsageError("-t takes a number of seconds, more than 0 and at most 3600")
+    try:
         inflight = int(o.get("-c", 32))
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if not 0 < timeout <= 3600 or not 0 < inflight <= 1024:
-        raise UsageError("-t takes 0 to 3600 seconds, -c 1 to 1024")
+    except ValueError:
+        inflight = -1
+    if not 0 < inflight <= 1024:
+        raise UsageError("-c takes a whole number of queries, 1 to 1024")
     if not args:
         raise UsageError("no addresses")
     if args == ["-"]:
         return Options(server, timeout, inflight, None)
-    return Options(server, timeout, inflight, [os.fsencode(a) for a in args])
+    return Options(server, timeout, inflight, [tidy(os.fsencode(a)) for a in args])
+
+
+def tidy(address: bytes) -> bytes:
+    """address without the blanks around it and one pair of angle brackets."""
+    address = address.strip(b" \t")
+    if address.startswith(b"<") and address.endswith(b">") and len(address) >= 2:
+        address = address[1:-1].strip(b" \t")
+    return address
 
 
 def describe(answer) -> bytes:
@@ -79,12 +98,20 @@ def describe(answer) -> bytes:
         return b"deliverable" + (b" (" + clean(answer.user) + b")" if answer.user else b"")
     if answer.code == UNDELIVERABLE:
         return b"not deliverable"
-    return b"temporary failure: " + clean(answer.reason.encode())
+    return b"temporary failure: " + visible(answer.reason.encode("utf-8", "replace"))
 
 
-def run(addresses, server, timeout: float, inflight: int, out, progress=None) -> int:
+def too_long(address: bytes) -> str:
+    return (f"verify-query: warning: not asked: an address of {len(address)} bytes"
+            f" ({clean(address[:40]).decode()}...) is longer than the {ADDRESS_MAX} bytes"
+            f" qmail-verify reads")
+
+
+def run(addresses, server, timeout: float, inflight: int, out, progress=None,
+        warn=None) -> int:
     """Ask about every address (an iterable of bytes); write the answers in
-    order to out (a binary stream); return the exit code."""
+    order to out (a binary stream); return the exit code.  An address too
+    long to ask is not asked: warn(message) says so, and it counts as 100."""
     worst = 0
     pending = iter(enumerate(addresses))
     results: dict[int, tuple[bytes, object]] = {}
@@ -109,6 +136,11 @@ def run(addresses, server, timeout: float, inflight: int, out, progress=None) ->
             except StopIteration:
                 exhausted = True
                 break
+            if len(address) > ADDRESS_MAX:
+                if warn:
+                    warn(too_long(address))
+                results[index] = (address, None)
+                continue
             q = Query(address, server, True, timeout)
             active[q] = index
             sel.register(q, selectors.EVENT_READ)
@@ -118,9 +150,12 @@ def run(addresses, server, timeout: float, inflight: int, out, progress=None) ->
                 finish(q, failed)
         while next_out in results:
             address, answer = results.pop(next_out)
+            next_out += 1
+            if answer is None:                 # not asked
+                worst = max(worst, 100)
+                continue
             out.write(clean(address) + b": " + describe(answer) + b"\n")
             worst = max(worst, {DELIVERABLE: 0, UNDELIVERABLE: 100, TEMPORARY: 111}[answer.code])
-            next_out += 1
         if exhausted and not active:
             break
         now = time.monotonic()
@@ -143,7 +178,7 @@ def run(addresses, server, timeout: float, inflight: int, out, progress=None) ->
 
 def stdin_addresses():
     for line in sys.stdin.buffer:
-        line = line.rstrip(b"\r\n")
+        line = tidy(line.rstrip(b"\r\n"))
         if line:
             yield line
 
@@ -162,17 +197,25 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"{USAGE} ({e})", file=sys.stderr)
         return 100
+    except Fatal as e:
+        print(e, file=sys.stderr)
+        return e.code
+    except Shown as e:
+        return guarded("verify-query", lambda: print(e) or 0)
     addresses = opts.addresses if opts.addresses is not None else stdin_addresses()
     progress = terminal_progress(sys.stderr) if sys.stderr.isatty() else None
     out = sys.stdout.buffer
     try:
-        code = run(addresses, opts.server, opts.timeout, opts.inflight, out, progress)
+        code = run(addresses, opts.server, opts.timeout, opts.inflight, out, progress,
+                   warn=lambda message: print(message, file=sys.stderr, flush=True))
         out.flush()
     except BrokenPipeError:             # the reader went away: say nothing more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        silence_stdout()
         return 111
     except OSError as e:
-        print(f"verify-query: fatal: {e.strerror or e}", file=sys.stderr)
+        silence_stdout()
+        print(f"verify-query: fatal: unable to write output: {errtext(e.errno)}",
+              file=sys.stderr)
         return 111
     return code
 

@@ -15,9 +15,22 @@ trailing blanks are ignored.
 
 from typing import NamedTuple
 
+from .clean import visible
+
 
 class RulesError(ValueError):
     """A line tcprules would refuse; str() names it."""
+
+
+def _refused(n: int, body: bytes) -> RulesError:
+    """The error for line n, its bytes made visible (a binary file's bytes
+    must not reach a terminal), and a carriage return named: a file saved
+    with CRLF line ends is refused by tcprules too."""
+    why = ""
+    if b"\r" in body:
+        why = (" (it holds a carriage return, shown as _: the file has CRLF"
+               " line ends; tcprules refuses them too)")
+    return RulesError(f"unable to parse line {n}: {visible(body).decode()}{why}")
 
 
 class Instruction(NamedTuple):
@@ -51,17 +64,17 @@ def parse(text: bytes) -> list:
         elif body.startswith(b"allow", pos):
             deny, pos = False, pos + 5
         else:
-            raise RulesError(f"unable to parse line {n}: {body.decode('latin-1')}")
+            raise _refused(n, body)
         instructions = []
         while pos < len(body):
             ch = body[pos]
             eq = body.find(b"=", pos)
             if ch != 0x2C or eq < 0 or eq + 1 >= len(body):        # ','
-                raise RulesError(f"unable to parse line {n}: {body.decode('latin-1')}")
+                raise _refused(n, body)
             quote = body[eq + 1]
             close = body.find(bytes([quote]), eq + 2)
             if close < 0:
-                raise RulesError(f"unable to parse line {n}: {body.decode('latin-1')}")
+                raise _refused(n, body)
             instructions.append(Instruction(body[pos + 1:eq], body[eq + 2:close], quote,
                                             pos, close + 1))
             pos = close + 1
@@ -96,7 +109,7 @@ def keys(address: bytes, lineno: int = 0) -> list[bytes]:
 def _number(text: bytes, address: bytes, lineno: int) -> int:
     """scan_ulong() that must take the whole text (empty is 0)."""
     if text and not text.isdigit():
-        raise RulesError(f"unable to parse line {lineno}: bad range in {address.decode('latin-1')}")
+        raise RulesError(f"unable to parse line {lineno}: bad range in {visible(address).decode()}")
     return int(text) if text else 0
 
 

@@ -18,6 +18,10 @@ QUERY_MAX = 900
 REPLY_MAX = 33
 EXTENDED_TAG = b"QV2"
 
+# The longest address a query can carry whole with the extended-reply tag
+# (address, NUL, tag); anything longer would be cut by the daemon.
+ADDRESS_MAX = QUERY_MAX - 1 - len(EXTENDED_TAG)
+
 DELIVERABLE = 0
 UNDELIVERABLE = 1
 TEMPORARY = 2

@@ -15,3 +15,12 @@ def test_demo_shows_the_daemon_answering():
     assert "deliverable (carol) [rule 12]" in lines["help-billing@demo.example"]
     assert "qmail-verify: nobody-here@demo.example denied." in r.stdout
     assert "exiting on SIGTERM." in r.stdout
+
+
+def test_demo_says_what_the_parentheses_hold():
+    r = subprocess.run([executable("qmail-verify-demo")], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert ("(in parentheses: the name qmail looked up, the controlling user;"
+            " not necessarily an account)") in r.stdout
+    assert "deliverable (alice-work) [rule 10]" in r.stdout

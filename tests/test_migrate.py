@@ -183,3 +183,33 @@ def test_lookup_order_agrees_with_tcprulescheck(tmp_path, ip):
     assert ("deny connection" in out) == ours.deny
     for name, value in ours.env.items():
         assert f"set environment variable {name.decode()}={value.decode()}" in out
+
+
+def test_check_refuses_what_is_not_an_ip(tmp_path):
+    rules = tmp_path / "tcp.smtp"
+    rules.write_bytes(OLD)
+    r = vm("-c", str(rules), "10.1.2.3", "not-an-ip")
+    assert (r.returncode, r.stdout) == (100, b"")
+    assert r.stderr == b"verify-migrate: fatal: not an IP address: not-an-ip\n"
+    assert vm("-c", str(rules), "10.1.2.3", "::1").returncode == 0
+
+
+def test_a_crlf_file_is_refused_naming_the_cr(tmp_path):
+    rules = tmp_path / "tcp.smtp"
+    rules.write_bytes(OLD.replace(b"\n", b"\r\n"))
+    r = vm(str(rules))
+    assert r.returncode == 100
+    assert r.stderr == (f"verify-migrate: fatal: {rules}: unable to parse line 2: 127.0.0.1:allow_"
+                        " (it holds a carriage return, shown as _: the file has CRLF line ends;"
+                        " tcprules refuses them too)\n").encode()
+    assert tcprules_cdb(tmp_path, OLD.replace(b"\n", b"\r\n")) is None
+
+
+def test_a_binary_file_does_not_reach_the_terminal_raw(tmp_path):
+    rules = tmp_path / "tcp.smtp"
+    data = b"\x1b[2J\x00\xff\x07:allow,\x9bX\n"
+    rules.write_bytes(data)
+    r = vm(str(rules))
+    assert r.returncode == 100
+    assert r.stderr == f"verify-migrate: fatal: {rules}: unable to parse line 1: _[2J___:allow,_X\n".encode()
+    assert tcprules_cdb(tmp_path, data) is None

@@ -145,3 +145,40 @@ def test_verify_values(value, enabled, deferred, server):
 def test_unparsable_verify_servers_are_setup_errors(value):
     with pytest.raises(SetupError):
         parse_verify(value)
+
+
+def test_untidy_addresses_are_tidied(verifyd):
+    server = f":{verifyd.port}"
+    r = vq(["-s", server, " alice@demo.example", "nobody-here@demo.example\t ", "<alice-work@demo.example>"])
+    assert r.stdout.splitlines() == [b"alice@demo.example: deliverable (alice)",
+                                     b"nobody-here@demo.example: not deliverable",
+                                     b"alice-work@demo.example: deliverable (alice-work)"]
+    r = vq(["-s", server, "-"], input=b" alice@demo.example\r\n<nobody-here@demo.example> \n  \n"
+                                        b"\t< alice-work@demo.example >\n")
+    assert r.stdout.splitlines() == [b"alice@demo.example: deliverable (alice)",
+                                     b"nobody-here@demo.example: not deliverable",
+                                     b"alice-work@demo.example: deliverable (alice-work)"]
+    assert r.returncode == 100
+
+
+def test_an_address_longer_than_the_daemon_reads_is_not_answered(verifyd):
+    from qmailverify.wire import ADDRESS_MAX, QUERY_MAX
+    assert ADDRESS_MAX == QUERY_MAX - 1 - len(EXTENDED_TAG) == 896
+    fits = b"x" * (ADDRESS_MAX - 18) + b"@elsewhere.example"         # 896 bytes
+    long = b"alice@demo.example" + b"x" * (ADDRESS_MAX - 17)           # 897 bytes
+    assert (len(fits), len(long)) == (896, 897)
+    r = vq(["-s", f":{verifyd.port}", "alice@demo.example", long, fits])
+    assert r.stdout.splitlines() == [b"alice@demo.example: deliverable (alice)",
+                                     fits + b": deliverable"]
+    assert r.stderr == (b"verify-query: warning: not asked: an address of 897 bytes "
+                        b"(alice@demo.examplexxxxxxxxxxxxxxxxxxxxxx...) is longer than the "
+                        b"896 bytes qmail-verify reads\n")
+    assert r.returncode == 100
+
+
+def test_bad_numbers_say_what_the_option_takes():
+    r = vq(["-t", "abc", "a@b"])
+    assert r.returncode == 100
+    assert r.stderr.endswith(b"(-t takes a number of seconds, more than 0 and at most 3600)\n")
+    r = vq(["-c", "many", "a@b"])
+    assert r.returncode == 100 and r.stderr.endswith(b"(-c takes a whole number of queries, 1 to 1024)\n")

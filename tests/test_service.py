@@ -165,7 +165,8 @@ def test_the_daemon_under_svscan(svscan, demo_tree):
 
 
 @pytest.mark.parametrize("page", ["man1/verify-query.1", "man8/qmail-verify.8", "man8/qmail-logmsg.8",
-                                  "man8/qmail-verify-conf.8", "man8/verify-migrate.8"])
+                                  "man8/qmail-verify-conf.8", "man8/verify-migrate.8",
+                                  "man8/qmail-verify-status.8", "man1/qmail-verify-demo.1"])
 def test_man_pages_are_installed_and_render_cleanly(page):
     import sysconfig
     path = Path(sysconfig.get_path("data")) / "share" / "man" / page
@@ -189,3 +190,98 @@ def test_the_example_qmail_smtpd_service_is_a_valid_script():
         assert r.returncode == 0, r.stderr
     run = (REPO / "service/qmail-smtpd/run").read_text()
     assert "qmail-logmsg /var/qmail/bin/qmail-smtpd" in run and "-x /etc/tcp.smtp.cdb" in run
+
+
+def make_service(root, services, demo_tree, qmailhome=None):
+    port = free_port()
+    service = root / "qmail-verify"
+    r = conf("root", "nobody", str(service), f"127.0.0.1:{port}",
+             env={"QMAILHOME": qmailhome or str(demo_tree["qmail"])})
+    assert r.returncode == 0, r.stderr
+    (service / "env" / "VERIFY_PASSWD").write_text(str(demo_tree["passwd"]) + "\n")
+    os.symlink(service, services / "qmail-verify")
+    current = service / "log" / "main" / "current"
+    return service, port, lambda: current.read_text(errors="replace") if current.exists() else ""
+
+
+def test_signals_under_svscan(svscan, demo_tree):
+    root, services = svscan
+    service, port, log = make_service(root, services, demo_tree)
+    wait(lambda: ask(b"alice@demo.example", ("127.0.0.1", port), timeout=0.5).code == 0,
+         "the daemon to answer")
+    ask(b"nobody@demo.example", ("127.0.0.1", port))
+    pid = svstat_pid(service)
+    subprocess.run(["svc", "-a", str(service)], check=True)
+    line = wait(lambda: re.search(r"qmail-verify: stats: queries=(\d+) permitted=(\d+) "
+                                  r"denied=(\d+) temporary=0 unanswered=0 uptime=\d+ "
+                                  r"controls_age=\d+\n", log()), "the stats line")
+    assert int(line.group(2)) >= 1 and line.group(3) == "1"
+    for flag, signum in (("-1", signal.SIGUSR1), ("-2", signal.SIGUSR2)):
+        # Debian's svc (daemontools 0.76) has no -1 and -2 (daemontools-encore's
+        # has): then USR1 and USR2 go to the pid svstat names
+        if subprocess.run(["svc", flag, str(service)], capture_output=True).returncode:
+            os.kill(pid, signum)
+        wait(lambda: f"qmail-verify: received {signum.name}: ignored." in log(),
+             f"the {signum.name} line")
+    assert svstat_pid(service) == pid
+    assert ask(b"alice@demo.example", ("127.0.0.1", port)).code == 0
+    # the command name survives the title, under supervise too
+    out = subprocess.run(["pgrep", "-x", "qmail-verify"], capture_output=True, text=True).stdout
+    assert str(pid) in out.split()
+
+
+def status(service, *args):
+    return subprocess.run([executable("qmail-verify-status"), str(service), *args],
+                          capture_output=True, text=True, env={"PATH": os.environ["PATH"]},
+                          timeout=60)
+
+
+def test_status_of_a_service_that_keeps_failing(svscan, demo_tree, tmp_path):
+    root, services = svscan
+    missing = tmp_path / "no-qmail-here"
+    service, port, log = make_service(root, services, demo_tree, qmailhome=str(missing))
+    fatal = f"qmail-verify: fatal: QMAILHOME: unable to use {missing}: file does not exist"
+    wait(lambda: log().count(fatal) >= 2, "the daemon to fail twice")
+    r = status(service)
+    assert r.returncode == 111, r.stdout + r.stderr
+    assert "state: restarting\n" in r.stdout
+    assert re.search(r"^last fatal: \d{4}-\d\d-\d\d [\d:.]+ " + re.escape(fatal) + "$",
+                     r.stdout, re.M), r.stdout
+    assert "title:" not in r.stdout and "usage" not in r.stderr
+    assert r.stderr == ("qmail-verify-status: fatal: qmail-verify keeps exiting and supervise"
+                        " keeps restarting it: see the last fatal line\n")
+    # taken down by the admin, it says so
+    subprocess.run(["svc", "-d", str(service)], check=True)
+    def down():
+        out = subprocess.run(["svstat", str(service)], capture_output=True, text=True).stdout
+        return ": down " in out and ", want up" not in out
+    wait(down, "svstat to say down")
+    r = status(service)
+    assert r.returncode == 111 and "state: down\n" in r.stdout
+    assert r.stderr == f"qmail-verify-status: fatal: qmail-verify is down (svc -u {service} starts it)\n"
+
+
+def multilog_args(text: str) -> list[str]:
+    words = text.split()
+    return words[words.index("multilog") + 1:]
+
+
+def test_the_log_keeps_a_busy_burst(tmp_path):
+    """100,000 queries' log lines stay in current: multilog's default size
+    (s99999) would have rotated them away."""
+    if shutil.which("multilog") is None:
+        pytest.skip("multilog (Debian's daemontools) is not installed")
+    made = dict((rel, content) for rel, content, _, _ in render(
+        "root", "qmaill", "127.0.0.1:11113", "/var/qmail", "/usr/local/bin/qmail-verify"))
+    scripts = [made["log/run"]] + [(REPO / "service" / name / "log" / "run").read_text()
+                                   for name in ("qmail-verify", "qmail-smtpd")]
+    lines = b"".join(b"qmail-verify: user%d@demo.example denied.\n" % i for i in range(100_000))
+    for n, script in enumerate(scripts):
+        args = multilog_args(script)
+        assert args[:3] == ["t", "s16777215", "n20"] and args[-1] == "./main", script
+        work = tmp_path / str(n)
+        work.mkdir()
+        subprocess.run(["multilog", *args], cwd=work, input=lines, check=True, timeout=60)
+        current = (work / "main" / "current").read_bytes()
+        assert current.count(b"\n") == 100_000
+        assert sorted(p.name for p in (work / "main").iterdir() if p.name.startswith("@")) == []

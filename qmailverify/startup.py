@@ -1,0 +1,80 @@
+"""What qmail-verify checks before it says it listens.
+
+A daemon that starts and then answers nobody (every legacy client timing
+out, 451 for every local recipient) is worse than one that refuses to
+start with one line saying why.  So whatever can be checked at start is:
+QMAILHOME must be a folder; a passwd file named by VERIFY_PASSWD must be
+readable; users/cdb, if there is one, and a fastforward cdb named by
+VERIFY_FASTFORWARDCDB must be readable cdb files; and a descriptor must
+be left over for the files a query reads.  Trouble that comes later is
+still handled per query (system.py).
+"""
+
+import errno
+import os
+import stat
+
+import cdblib
+
+from .clean import cleantext
+from .errors import errtext
+
+
+def _shown(path: str) -> str:
+    return cleantext(os.fsencode(path))
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def qmailhome_trouble(qmailhome: str) -> str | None:
+    try:
+        st = os.stat(qmailhome)
+    except OSError as e:
+        return f"QMAILHOME: unable to use {_shown(qmailhome)}: {errtext(e.errno)}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"QMAILHOME: {_shown(qmailhome)} is not a directory"
+    return None
+
+
+def file_trouble(name: str, path: str, cdb: bool, missing_ok: bool = False) -> str | None:
+    """Why the file named by name (a variable, or what it is) cannot be used."""
+    try:
+        data = _read(path)
+    except OSError as e:
+        if e.errno == errno.ENOENT and missing_ok:
+            return None
+        return f"{name}: unable to read {_shown(path)}: {errtext(e.errno)}"
+    if cdb:
+        try:
+            cdblib.Reader(data=data)
+        except Exception:
+            return f"{name}: {_shown(path)} is not a cdb file"
+    return None
+
+
+def start_trouble(qmailhome: str, passwd: str | None, fastforward: str | None) -> str | None:
+    """The first reason not to start, or None."""
+    checks = [lambda: qmailhome_trouble(qmailhome)]
+    if passwd:
+        checks.append(lambda: file_trouble("VERIFY_PASSWD", passwd, cdb=False))
+    checks.append(lambda: file_trouble("users/cdb", os.path.join(qmailhome, "users", "cdb"),
+                                       cdb=True, missing_ok=True))
+    if fastforward:
+        checks.append(lambda: file_trouble("VERIFY_FASTFORWARDCDB", fastforward, cdb=True))
+    for check in checks:
+        trouble = check()
+        if trouble:
+            return trouble
+    return None
+
+
+def spare_descriptor_trouble() -> str | None:
+    """None if one more file can be opened (a query reads users/cdb, passwd)."""
+    try:
+        os.close(os.open("/", os.O_RDONLY))
+    except OSError as e:
+        return f"no descriptor left for reading files: {errtext(e.errno)} (raise the open files limit)"
+    return None

@@ -1,0 +1,37 @@
+"""The daemon's statistics: what SIGALRM (svc -a) writes to the log.
+
+Counts holds the counters, one field each; stats_line() is the pure
+function that writes them as one log line of key=value fields, in the
+order the fields are declared, followed by the uptime and the age of the
+controls in whole seconds:
+
+    stats: queries=12 permitted=7 denied=4 temporary=1 unanswered=0 uptime=3600 controls_age=120
+
+queries counts every non-empty datagram; permitted and denied the
+answers "deliverable" and "not deliverable"; temporary the status-2
+answers sent to clients that asked for the extended reply; unanswered the
+queries left without a reply because of our own trouble (a legacy client
+then says 451).  A later feature adds its counter as a field of Counts.
+"""
+
+from dataclasses import dataclass, fields
+
+
+@dataclass
+class Counts:
+    queries: int = 0
+    permitted: int = 0
+    denied: int = 0
+    temporary: int = 0
+    unanswered: int = 0
+
+    @property
+    def answered(self) -> int:
+        return self.permitted + self.denied + self.temporary
+
+
+def stats_line(counts: Counts, uptime: float, controls_age: float) -> bytes:
+    """The log line (without 'qmail-verify: ' and the newline)."""
+    pairs = [f"{f.name}={getattr(counts, f.name)}" for f in fields(counts)]
+    pairs += [f"uptime={int(uptime)}", f"controls_age={int(controls_age)}"]
+    return ("stats: " + " ".join(pairs)).encode()

@@ -1,0 +1,98 @@
+"""Every program has a man page, installed with it, and the pages say what
+the tests show: qmail-verify(8) lists its signals, its statistics fields,
+its control files and its start-up refusals."""
+
+import configparser
+import dataclasses
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from qmailverify.stats import Counts
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def setup_cfg():
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    return cfg
+
+
+def programs():
+    cfg = setup_cfg()
+    scripts = [line.split("=")[0].strip() for line in
+               cfg["options.entry_points"]["console_scripts"].split("\n") if line.strip()]
+    scripts += [Path(line.strip()).name for line in cfg["options"]["scripts"].split("\n")
+                if line.strip()]
+    return scripts
+
+
+def installed_pages():
+    cfg = setup_cfg()
+    return [line.strip() for value in cfg["options.data_files"].values()
+            for line in value.split("\n") if line.strip()]
+
+
+def test_every_program_has_a_man_page_that_is_installed():
+    pages = installed_pages()
+    for program in programs():
+        found = [p for p in pages if re.fullmatch(rf"man/{re.escape(program)}\.[18]", p)]
+        assert found, f"no man page for {program} in setup.cfg's data_files"
+        assert (REPO / found[0]).exists()
+    assert set(programs()) >= {"qmail-verify-status", "qmail-verify-demo"}
+
+
+def text(page: str) -> str:
+    """The page as a reader sees it, on one long line (no hyphenation)."""
+    if shutil.which("groff") is None:
+        pytest.skip("groff is not installed")
+    r = subprocess.run(["groff", "-man", "-Tascii", "-rLL=5000n", "-ww"],
+                       stdin=open(REPO / "man" / page, "rb"), capture_output=True, check=True)
+    assert r.stderr == b""
+    plain = re.sub(r".\x08", "", r.stdout.decode("ascii", "replace"))
+    return " ".join(plain.split())
+
+
+def test_qmail_verify_8_lists_signals_log_lines_controls_and_refusals():
+    page = text("qmail-verify.8")
+    for word in ("SIGHUP", "SIGTERM", "SIGINT", "SIGALRM", "SIGUSR1", "SIGUSR2", "svc -a",
+                 "control/me", "control/envnoathost", "control/locals", "START-UP REFUSALS"):
+        assert word in page, word
+    fields = [f.name for f in dataclasses.fields(Counts)] + ["uptime", "controls_age"]
+    assert "stats: " + " ".join(f"{f}=" for f in fields) in re.sub(r"=\S+", "=", page)
+    for line in ("Listening on address: ip, port port.", "version version.",
+                 "received SIGUSR1: ignored.", "exiting on SIGTERM.", "controls reloaded.",
+                 "warning: Unable to read controls: reason: keeping the old ones.",
+                 "Unable to read controls: reason: exiting.",
+                 "the first line of qmailhome/control/me is empty and there is no",
+                 "fatal: QMAILHOME: unable to use path: reason",
+                 "fatal: VERIFY_PASSWD: unable to read path: reason",
+                 "fatal: users/cdb: path is not a cdb file",
+                 "fatal: VERIFY_FASTFORWARDCDB: path is not a cdb file",
+                 "fatal: no descriptor left for reading files",
+                 "softlimit -o 8", "fatal: unable to write pidfile: reason",
+                 "not answered: temporary failure: reason.",
+                 "fatal: internal error: type: message", "Fatal Python error"):
+        assert line in page, line
+
+
+def test_the_other_pages_say_what_their_tests_show():
+    vq = text("verify-query.1")
+    assert "controlling user" in vq and "not necessarily an account" in vq
+    assert "one pair of angle brackets" in vq and "longer than 896 bytes is not asked" in vq
+    assert "more than 0 and at most 3600" in vq
+    assert "not necessarily an account" in text("qmail-verify-demo.1")
+    conf = text("qmail-verify-conf.8")
+    assert "multilog t s16777215 n20 ./main" in conf and "100,000 queries" in conf
+    status = text("qmail-verify-status.8")
+    assert "state: restarting" in status and "last fatal:" in status
+    migrate = text("verify-migrate.8")
+    assert "carriage return" in migrate and "must be an IPv4 or IPv6 address" in migrate
+    for page in ("qmail-verify.8", "verify-query.1", "verify-migrate.8", "qmail-verify-conf.8",
+                 "qmail-verify-status.8", "qmail-verify-demo.1"):
+        body = text(page)
+        assert "-h Print the usage and exit 0" in body or "-h prints the usage" in body, page

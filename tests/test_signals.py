@@ -1,0 +1,78 @@
+"""The running daemon as process tools and signals see it: pgrep -x,
+pidof and ps -C find it by its command name whatever its title says;
+ALRM logs a statistics line, USR1 and USR2 are logged and ignored."""
+
+import re
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_until
+from qmailverify.stats import Counts, stats_line
+
+from test_daemon import env_for
+
+
+def titled(d):
+    """Wait until the daemon has set its title (it does so as it starts)."""
+    return wait_until(lambda: b"queries answered" in Path(f"/proc/{d.proc.pid}/cmdline")
+                      .read_bytes())
+
+
+def pids(*command):
+    if shutil.which(command[0]) is None:
+        pytest.skip(f"{command[0]} is not installed")
+    out = subprocess.run(list(command), capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def test_process_tools_find_it_by_name_after_a_title_change(p1_tree, start):
+    d = start(env_for(p1_tree))
+    titled(d)
+    d.ask(b"kim@example.com")
+    wait_until(lambda: b" 1 queries answered" in Path(f"/proc/{d.proc.pid}/cmdline").read_bytes())
+    assert Path(f"/proc/{d.proc.pid}/comm").read_text() == "qmail-verify\n"
+    assert d.proc.pid in pids("pgrep", "-x", "qmail-verify")
+    assert d.proc.pid in pids("pidof", "qmail-verify")
+    assert d.proc.pid in pids("ps", "-C", "qmail-verify", "-o", "pid=")
+    args = subprocess.run(["ps", "-o", "args=", "-p", str(d.proc.pid)], capture_output=True,
+                          text=True).stdout
+    assert args.startswith(f"qmail-verify 127.0.0.1:{d.port}: 1 queries answered")
+
+
+STATS = re.compile(r"qmail-verify: stats: queries=(\d+) permitted=(\d+) denied=(\d+) "
+                   r"temporary=(\d+) unanswered=(\d+) uptime=(\d+) controls_age=(\d+)\n")
+
+
+def test_alrm_logs_the_statistics(p1_tree, start):
+    d = start(env_for(p1_tree))
+    d.ask(b"kim@example.com")
+    d.ask(b"ghost@example.com")
+    d.ask(b"nobody@example.com")
+    (p1_tree["qmail"] / "users" / "cdb").write_bytes(b"garbage")
+    d.ask(b"kim@example.com", extended=True)
+    assert d.ask(b"kim@example.com", timeout=0.5) is None
+    d.signal(signal.SIGALRM)
+    m = STATS.search(d.wait_for("qmail-verify: stats: "))
+    assert m, d.log()
+    assert [int(x) for x in m.groups()[:5]] == [5, 1, 2, 1, 1]
+    assert d.proc.poll() is None and d.ask(b"x@example.org") == b"\x10"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGUSR2])
+def test_usr1_and_usr2_are_logged_and_ignored(p1_tree, start, signum):
+    d = start(env_for(p1_tree))
+    d.signal(signum)
+    d.wait_for(f"qmail-verify: received {signum.name}: ignored.\n")
+    assert d.proc.poll() is None and d.ask(b"kim@example.com") == b"\x90kim"
+
+
+def test_the_stats_line_is_key_value_in_field_order():
+    counts = Counts(queries=7, permitted=3, denied=2, temporary=1, unanswered=1)
+    assert stats_line(counts, 3600.9, 12.2) == (
+        b"stats: queries=7 permitted=3 denied=2 temporary=1 unanswered=1"
+        b" uptime=3600 controls_age=12")
+    assert counts.answered == 6
