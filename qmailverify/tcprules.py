@@ -15,6 +15,10 @@ trailing blanks are ignored.
 
 from typing import NamedTuple
 
+from .clean import cleantext
+
+ULONG = 1 << 64             # tcprules' scan_ulong() wraps at this
+
 
 class RulesError(ValueError):
     """A line tcprules would refuse; str() names it."""
@@ -37,9 +41,13 @@ class Rule(NamedTuple):
 
 
 def parse(text: bytes) -> list:
-    """Every line of text: a Rule for a rule, the bytes for anything else."""
+    """Every line of text: a Rule for a rule, the bytes for anything else.
+
+    Lines end at '\n' only (a '\r' is an ordinary byte, as for tcprules)."""
     out = []
-    for n, line in enumerate(text.splitlines(keepends=True), 1):
+    lines = [line + b"\n" for line in text.split(b"\n")]
+    lines[-1] = lines[-1][:-1]
+    for n, line in enumerate(filter(None, lines), 1):
         body = line.rstrip(b"\n").rstrip(b" \t")
         colon = body.find(b":")
         if body.startswith(b"#") or colon < 0:
@@ -51,17 +59,17 @@ def parse(text: bytes) -> list:
         elif body.startswith(b"allow", pos):
             deny, pos = False, pos + 5
         else:
-            raise RulesError(f"unable to parse line {n}: {body.decode('latin-1')}")
+            raise RulesError(f"unable to parse line {n}: {cleantext(body)}")
         instructions = []
         while pos < len(body):
             ch = body[pos]
             eq = body.find(b"=", pos)
             if ch != 0x2C or eq < 0 or eq + 1 >= len(body):        # ','
-                raise RulesError(f"unable to parse line {n}: {body.decode('latin-1')}")
+                raise RulesError(f"unable to parse line {n}: {cleantext(body)}")
             quote = body[eq + 1]
             close = body.find(bytes([quote]), eq + 2)
             if close < 0:
-                raise RulesError(f"unable to parse line {n}: {body.decode('latin-1')}")
+                raise RulesError(f"unable to parse line {n}: {cleantext(body)}")
             instructions.append(Instruction(body[pos + 1:eq], body[eq + 2:close], quote,
                                             pos, close + 1))
             pos = close + 1
@@ -94,10 +102,14 @@ def keys(address: bytes, lineno: int = 0) -> list[bytes]:
 
 
 def _number(text: bytes, address: bytes, lineno: int) -> int:
-    """scan_ulong() that must take the whole text (empty is 0)."""
+    """scan_ulong() that must take the whole text (empty is 0), wrapping
+    as an unsigned long does."""
     if text and not text.isdigit():
-        raise RulesError(f"unable to parse line {lineno}: bad range in {address.decode('latin-1')}")
-    return int(text) if text else 0
+        raise RulesError(f"unable to parse line {lineno}: bad range in {cleantext(address)}")
+    value = 0
+    for digit in text:
+        value = (value * 10 + digit - 48) % ULONG
+    return value
 
 
 def records(parsed: list) -> list[tuple[bytes, bytes]]:
