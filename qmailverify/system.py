@@ -129,7 +129,7 @@ class PasswdFile:
                 data = f.read()
         except OSError as e:
             self._sig = None
-            self._trouble = f"unable to read {self.path}: {errtext(e.errno)}"
+            self._trouble = f"unable to read {cleantext(os.fsencode(self.path))}: {errtext(e.errno)}"
             return
         self._sig, self._trouble = sig, None
         self._users = parse_passwd(data)
