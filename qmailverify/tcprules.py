@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 from .clean import visible
 
+ULONG = 1 << 64             # tcprules' scan_ulong() wraps at this
+
 
 class RulesError(ValueError):
     """A line tcprules would refuse; str() names it."""
@@ -50,9 +52,13 @@ class Rule(NamedTuple):
 
 
 def parse(text: bytes) -> list:
-    """Every line of text: a Rule for a rule, the bytes for anything else."""
+    """Every line of text: a Rule for a rule, the bytes for anything else.
+
+    Lines end at '\n' only (a '\r' is an ordinary byte, as for tcprules)."""
     out = []
-    for n, line in enumerate(text.splitlines(keepends=True), 1):
+    lines = [line + b"\n" for line in text.split(b"\n")]
+    lines[-1] = lines[-1][:-1]
+    for n, line in enumerate(filter(None, lines), 1):
         body = line.rstrip(b"\n").rstrip(b" \t")
         colon = body.find(b":")
         if body.startswith(b"#") or colon < 0:
@@ -107,10 +113,14 @@ def keys(address: bytes, lineno: int = 0) -> list[bytes]:
 
 
 def _number(text: bytes, address: bytes, lineno: int) -> int:
-    """scan_ulong() that must take the whole text (empty is 0)."""
+    """scan_ulong() that must take the whole text (empty is 0), wrapping
+    as an unsigned long does."""
     if text and not text.isdigit():
         raise RulesError(f"unable to parse line {lineno}: bad range in {visible(address).decode()}")
-    return int(text) if text else 0
+    value = 0
+    for digit in text:
+        value = (value * 10 + digit - 48) % ULONG
+    return value
 
 
 def records(parsed: list) -> list[tuple[bytes, bytes]]:

@@ -1,0 +1,22 @@
+"""Our trouble's reason goes into a log line and an extended reply, so it
+must be text that can be written as bytes whatever the admin's paths hold.
+A VERIFY_PASSWD path that is not UTF-8 (found while building the fuzz
+harness's fault modes) used to make the daemon die on every query once
+the file could not be read, instead of answering "temporary"."""
+
+import os
+
+from qmailverify.wire import TEMPORARY
+
+
+def test_unreadable_passwd_with_a_non_utf8_name_is_temporary(p1_tree, start):
+    missing = os.fsdecode(os.fsencode(str(p1_tree["root"])) + b"/p\xe9sswd")
+    d = start({"QMAILHOME": str(p1_tree["qmail"]), "VERIFY_PASSWD": missing})
+    reply = d.ask(b"kim@example.com", extended=True)
+    assert reply is not None and reply[0] & 0x0F == TEMPORARY, reply
+    assert reply[1:].startswith(b"unable to read ")
+    assert d.ask(b"kim@example.com", timeout=0.5) is None        # legacy: silence
+    assert d.proc.poll() is None
+    d.wait_for("kim@example.com not answered: temporary failure: unable to read ")
+    assert "/p_sswd_ file does not exist." in d.log()
+    assert "internal error" not in d.log()
