@@ -10,13 +10,16 @@ from qmailverify.wire import TEMPORARY
 
 
 def test_unreadable_passwd_with_a_non_utf8_name_is_temporary(p1_tree, start):
-    missing = os.fsdecode(os.fsencode(str(p1_tree["root"])) + b"/p\xe9sswd")
-    d = start({"QMAILHOME": str(p1_tree["qmail"]), "VERIFY_PASSWD": missing})
+    name = os.fsencode(str(p1_tree["root"])) + b"/p\xe9sswd"
+    os.rename(p1_tree["passwd"], name)        # readable at start (else it is refused)
+    d = start({"QMAILHOME": str(p1_tree["qmail"]), "VERIFY_PASSWD": os.fsdecode(name)})
+    assert d.ask(b"kim@example.com", extended=True)[0] & 0x0F != TEMPORARY
+    os.unlink(name)                           # trouble that comes later
     reply = d.ask(b"kim@example.com", extended=True)
     assert reply is not None and reply[0] & 0x0F == TEMPORARY, reply
     assert reply[1:].startswith(b"unable to read ")
     assert d.ask(b"kim@example.com", timeout=0.5) is None        # legacy: silence
     assert d.proc.poll() is None
     d.wait_for("kim@example.com not answered: temporary failure: unable to read ")
-    assert "/p_sswd_ file does not exist." in d.log()
+    assert "/p_sswd: file does not exist." in d.log()
     assert "internal error" not in d.log()
