@@ -3,13 +3,17 @@
 Builds a demo qmail tree in a new temporary folder (control files,
 users/assign and users/cdb, a passwd file, homes with dot-qmail files),
 for the current user so that no system accounts are needed, starts the
-installed qmail-verify on it on a free port of 127.0.0.1, asks it about a
-few addresses, prints the answers and the daemon's log, and stops it.
-The tree is left in place, with the command that starts the daemon on it.
+qmail-verify of its own installation on it on a free port of 127.0.0.1,
+asks it about a few addresses, prints the answers and the daemon's log,
+stops it and removes the tree.  The tree goes however the demo ends: at
+its end, on an error, on Ctrl-C (SIGINT), SIGTERM or SIGHUP; the daemon
+runs in a session of its own, so a Ctrl-C reaches the demo, which then
+stops it.
 """
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import tree
+from . import installed, tree
 from .wire import make_query, parse_reply
 
 QUERIES = [
@@ -62,22 +66,47 @@ def describe(reply: bytes | None) -> str:
 
 
 def daemon_command() -> list[str]:
-    exe = shutil.which("qmail-verify")
+    exe = installed.program("qmail-verify")
     return [exe] if exe else [sys.executable, "-m", "qmailverify.daemon"]
 
 
+class Stopped(Exception):
+    """A signal asked the demo to end."""
+
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_on_signal(signum, frame):
+    for other in SIGNALS:               # the first one counts: clean up undisturbed
+        signal.signal(other, signal.SIG_IGN)
+    raise Stopped(signal.Signals(signum).name)
+
+
 def main(argv=None) -> int:
+    for signum in SIGNALS:
+        signal.signal(signum, stop_on_signal)
+    root = Path(tempfile.mkdtemp(prefix="qmail-verify-demo-"))
     try:
-        return demo()
+        return demo(root)
     except BrokenPipeError:             # e.g. | head: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Stopped as e:
+        print(f"qmail-verify-demo: fatal: stopped by {e}", file=sys.stderr)
+        return 111
+    except OSError as e:
+        print(f"qmail-verify-demo: fatal: {e.strerror or e}", file=sys.stderr)
+        return 111
+    finally:
+        for signum in SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        shutil.rmtree(root, ignore_errors=True)
 
 
-def demo() -> int:
+def demo(root: Path) -> int:
     # As root, demo users get a uid of their own: root's homes never count.
     uid, gid = (os.getuid(), os.getgid()) if os.geteuid() else (7001, 7001)
-    root = Path(tempfile.mkdtemp(prefix="qmail-verify-demo-"))
     paths = tree.build(demo_spec(uid, gid), root)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -87,7 +116,7 @@ def demo() -> int:
     log = root / "daemon.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(daemon_command(), env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=out)
+                                stdout=out, stderr=out, start_new_session=True)
     try:
         deadline = time.monotonic() + 10
         while b"Listening" not in log.read_bytes():
@@ -108,14 +137,23 @@ def demo() -> int:
                     reply = None
                 print(f"  {addr.decode():32} {describe(reply):42} {why}")
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop(proc)
     print("\nThe daemon's log:")
     print("".join("  " + line for line in log.read_text().splitlines(True)), end="")
-    print("\nStart it again on this tree yourself:")
-    print(f"  QMAILHOME={paths['qmail']} VERIFY_PASSWD={paths['passwd']} "
-          f"LISTEN=127.0.0.1:{port} qmail-verify")
+    print("\nThe demo tree goes when the demo ends.  INSTALL shows how to run qmail-verify"
+          " for your qmail.")
     return 0
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the daemon and wait for it (SIGKILL if it does not go)."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 if __name__ == "__main__":

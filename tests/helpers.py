@@ -80,6 +80,9 @@ class Daemon:
         return self
 
     def log(self) -> str:
+        """The log as it is now.  The daemon writes its lines when it next
+        waits for work, after the reply: to see a line a query causes, use
+        wait_for()."""
         return self.logpath.read_bytes().decode("latin-1")
 
     def query(self, datagram: bytes, timeout: float = 5.0) -> bytes | None:
