@@ -261,7 +261,7 @@ def test_the_example_qmail_smtpd_service_is_a_valid_script():
 
 def test_nothing_assumes_usr_local_bin():
     """An installation lives in a virtual environment of its own: nothing
-    in the project may take /usr/local/bin for where our programs are."""
+    in the project may take a folder under /usr/local for where our programs are."""
     found = []
     for folder in ("bin", "service", "man", "qmailverify", "bench", "tests", ".ci"):
         for path in (REPO / folder).rglob("*"):
