@@ -60,9 +60,14 @@ class Daemon:
             full["LISTEN"] = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
         full.update(env)
         self.log_file = open(self.logpath, "wb")
-        self.proc = subprocess.Popen(list(wrapper) + [program or executable("qmail-verify")],
-                                     env=full, stdin=subprocess.DEVNULL,
-                                     stdout=self.log_file, stderr=self.log_file)
+        try:
+            self.proc = subprocess.Popen(list(wrapper) + [program or executable("qmail-verify")],
+                                         env=full, stdin=subprocess.DEVNULL,
+                                         stdout=self.log_file, stderr=self.log_file)
+        except BaseException:
+            self.log_file.close()
+            self.logpath.unlink()
+            raise
 
     def wait_for(self, text: str, timeout: float = 10.0) -> str:
         deadline = time.monotonic() + timeout
