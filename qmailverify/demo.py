@@ -74,21 +74,45 @@ class Stopped(Exception):
     """A signal asked the demo to end."""
 
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+class Signals:
+    """SIGINT, SIGTERM and SIGHUP end the demo.  The first one raises
+    Stopped, at once, or while held (when a Stopped would lose track of
+    something to clean up, such as a just-started daemon) on release();
+    later ones are ignored, so the clean-up runs undisturbed."""
 
+    NAMES = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
-def stop_on_signal(signum, frame):
-    for other in SIGNALS:               # the first one counts: clean up undisturbed
-        signal.signal(other, signal.SIG_IGN)
-    raise Stopped(signal.Signals(signum).name)
+    def __init__(self):
+        self.held, self.pending = True, None
+        for signum in self.NAMES:
+            signal.signal(signum, self.caught)
+
+    def caught(self, signum, frame):
+        self.ignore()
+        self.pending = signal.Signals(signum).name
+        if not self.held:
+            raise Stopped(self.pending)
+
+    def ignore(self):
+        for signum in self.NAMES:
+            signal.signal(signum, signal.SIG_IGN)
+
+    def hold(self):
+        self.held = True
+
+    def release(self):
+        self.held = False
+        if self.pending:
+            raise Stopped(self.pending)
 
 
 def main(argv=None) -> int:
-    for signum in SIGNALS:
-        signal.signal(signum, stop_on_signal)
-    root = Path(tempfile.mkdtemp(prefix="qmail-verify-demo-"))
+    signals = Signals()                 # held until there is a tree to remove
+    root = None
     try:
-        return demo(root)
+        root = Path(tempfile.mkdtemp(prefix="qmail-verify-demo-"))
+        signals.release()
+        return demo(root, signals)
     except BrokenPipeError:             # e.g. | head: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -99,12 +123,12 @@ def main(argv=None) -> int:
         print(f"qmail-verify-demo: fatal: {e.strerror or e}", file=sys.stderr)
         return 111
     finally:
-        for signum in SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)
-        shutil.rmtree(root, ignore_errors=True)
+        signals.ignore()
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
 
 
-def demo(root: Path) -> int:
+def demo(root: Path, signals: Signals) -> int:
     # As root, demo users get a uid of their own: root's homes never count.
     uid, gid = (os.getuid(), os.getgid()) if os.geteuid() else (7001, 7001)
     paths = tree.build(demo_spec(uid, gid), root)
@@ -114,10 +138,13 @@ def demo(root: Path) -> int:
     env = dict(os.environ, QMAILHOME=str(paths["qmail"]), VERIFY_PASSWD=str(paths["passwd"]),
                LISTEN=f"127.0.0.1:{port}")
     log = root / "daemon.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(daemon_command(), env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=out, start_new_session=True)
+    proc = None
     try:
+        signals.hold()                  # until proc names the daemon
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(daemon_command(), env=env, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=out, start_new_session=True)
+        signals.release()
         deadline = time.monotonic() + 10
         while b"Listening" not in log.read_bytes():
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -137,7 +164,9 @@ def demo(root: Path) -> int:
                     reply = None
                 print(f"  {addr.decode():32} {describe(reply):42} {why}")
     finally:
-        stop(proc)
+        signals.hold()
+        if proc is not None:
+            stop(proc)
     print("\nThe daemon's log:")
     print("".join("  " + line for line in log.read_text().splitlines(True)), end="")
     print("\nThe demo tree goes when the demo ends.  INSTALL shows how to run qmail-verify"
