@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import socket
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,7 +76,13 @@ def main():
     from qmailverify import tree
     spec = json.loads(Path(args.fixture).read_text())
     root = Path(tempfile.mkdtemp(prefix="qv-bench-"))
-    paths = tree.build(spec, root)
+    try:
+        run(args, spec, tree.build(spec, root), root)
+    finally:
+        shutil.rmtree(root)
+
+
+def run(args, spec, paths, root):
     queryfile = root / "queries.hex"
     queryfile.write_text("".join(c["q"] + "\n" for c in spec["cases"]))
     vport, eport = free_port(), free_port()

@@ -99,7 +99,9 @@ def main():
         raise SystemExit("bench: needs tcpserver (ucspi-tcp) and an installed qmail-logmsg")
     line = b"x" * 76 + b"\r\n"
     body = line * (args.megabytes * 1_000_000 // len(line)) + b".\r\n"
-    log = open(tempfile.mkstemp(prefix="qv-shim-bench-")[1], "wb")
+    fd, logpath = tempfile.mkstemp(prefix="qv-shim-bench-")
+    os.close(fd)
+    log = open(logpath, "wb")
     sink = [sys.executable, str(HERE / "sink_smtpd.py")]
     direct, dport = start(sink, log)
     shimmed, sport = start([shim, *sink], log)
@@ -111,6 +113,10 @@ def main():
     finally:
         direct.terminate()
         shimmed.terminate()
+        direct.wait()
+        shimmed.wait()
+        log.close()
+        os.unlink(logpath)
     print(f"{args.rounds} rounds; medians: {args.commands} NOOPs and a {args.megabytes} MB body a session")
     print(f"{'path':<14} {'greeting ms':>11} {'NOOP p50 ms':>12} {'NOOP p99 ms':>12} {'body MB/s':>10}")
     med = {}

@@ -12,7 +12,11 @@ each dot-qmail stat is made as the user whose home it is; the one uid of
 a single-uid virtual-domain system otherwise.  Only log/main and
 log/status belong to LOGACCT.  Files are written, fsynced and given
 their modes and owners explicitly; if anything fails, DIR is removed
-again.  Linking DIR into /service is left to the admin.
+again.  The run script names the qmail-verify of this same installation
+by its absolute path (svscanboot's PATH does not reach a virtual
+environment).  Linking DIR into the folder svscan watches is left to the
+admin: the closing hint names /etc/service when it exists (Debian's
+daemontools-run), /service otherwise (djb's layout).
 
 Exit 100 for a usage error or a bad argument, 111 when the system
 refuses (an unknown account, DIR already there, a write that fails).
@@ -22,8 +26,8 @@ import os
 import pwd
 import shutil
 import sys
-import sysconfig
 
+from . import installed
 from .addrspec import AddressError, format_server, parse_server
 from .cli import guarded, help_or_version
 from .errors import Fatal
@@ -37,8 +41,19 @@ MULTILOG = "multilog t s16777215 n20 ./main"
 
 
 def program_path(name: str = "qmail-verify") -> str:
-    """Where pip installed one of our programs (not a wrapper found on PATH)."""
-    return os.path.join(sysconfig.get_path("scripts"), name)
+    """The absolute path of this installation's program (not a wrapper
+    found on PATH, such as a pyenv shim)."""
+    path = installed.program(name)
+    if path is None:
+        raise Fatal(f"qmail-verify-conf: fatal: unable to find the {name} installed "
+                    f"with me (looked in {', '.join(installed.folders())})", 111)
+    return path
+
+
+def service_folder() -> str:
+    """Where svscan looks: Debian's daemontools-run watches /etc/service,
+    djb's own layout /service."""
+    return "/etc/service" if os.path.isdir("/etc/service") else "/service"
 
 
 def render(acct: str, logacct: str, listen: str, qmailhome: str,
@@ -48,6 +63,9 @@ def render(acct: str, logacct: str, listen: str, qmailhome: str,
     drop = "" if acct == "root" else f"setuidgid {acct} "
     run = ("#!/bin/sh\n"
            "# qmail-verify under supervise (made by qmail-verify-conf)\n"
+           "# the daemon by absolute path (svscanboot's PATH has no virtual\n"
+           "# environment): qmail-verify-conf names the qmail-verify of its own\n"
+           "# installation; INSTALL puts it in /opt/qmailverify/bin\n"
            "exec 2>&1\n"
            f"exec envdir ./env softlimit -m {SOFTLIMIT} {drop}{program}\n")
     logrun = ("#!/bin/sh\n"
@@ -136,11 +154,15 @@ def run(argv: list[str]) -> int:
     a = parseargs(argv)
     make(a, program_path())
     d = a["dir"]
-    name = os.path.basename(d)
+    folder = service_folder()
+    svc = f"{folder}/{os.path.basename(d)}"
+    why = ("Debian's daemontools-run; djb's layout uses /service" if folder == "/etc/service"
+           else "djb's layout; Debian's daemontools-run uses /etc/service, not here")
     print(f"qmail-verify-conf: made {d}\n"
-          f"  start it:  ln -s {d} /service/{name}\n"
-          f"  check it:  svstat /service/{name}; tail {d}/log/main/current\n"
-          f"  reload:    svc -h /service/{name}   (after editing control files)")
+          f"  start it:  ln -s {d} {svc}\n"
+          f"             ({folder} is the folder svscan watches: {why})\n"
+          f"  check it:  svstat {svc}; tail {d}/log/main/current\n"
+          f"  reload:    svc -h {svc}   (after editing control files)")
     return 0
 
 

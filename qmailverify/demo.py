@@ -3,15 +3,19 @@
 Builds a demo qmail tree in a new temporary folder (control files,
 users/assign and users/cdb, a passwd file, homes with dot-qmail files),
 for the current user so that no system accounts are needed, starts the
-installed qmail-verify on it on a free port of 127.0.0.1, asks it about a
-few addresses, prints the answers and the daemon's log, and stops it.
-The tree is left in place, with the command that starts the daemon on it.
+qmail-verify of its own installation on it on a free port of 127.0.0.1,
+asks it about a few addresses, prints the answers and the daemon's log,
+stops it and removes the tree.  The tree goes however the demo ends: at
+its end, on an error, on Ctrl-C (SIGINT), SIGTERM or SIGHUP; the daemon
+runs in a session of its own, so a Ctrl-C reaches the demo, which then
+stops it.
 
     qmail-verify-demo          (no arguments; -h and -V answer and exit)
 """
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import tree
+from . import installed, tree
 from .cli import guarded, help_or_version
 from .errors import Fatal
 from .wire import make_query, parse_reply
@@ -71,15 +75,73 @@ def describe(reply: bytes | None) -> str:
 
 
 def daemon_command() -> list[str]:
-    exe = shutil.which("qmail-verify")
+    exe = installed.program("qmail-verify")
     return [exe] if exe else [sys.executable, "-m", "qmailverify.daemon"]
+
+
+class Stopped(Exception):
+    """A signal asked the demo to end."""
+
+
+class Signals:
+    """SIGINT, SIGTERM and SIGHUP end the demo.  The first one raises
+    Stopped, at once, or while held (when a Stopped would lose track of
+    something to clean up, such as a just-started daemon) on release();
+    later ones are ignored, so the clean-up runs undisturbed."""
+
+    NAMES = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self):
+        self.held, self.pending = True, None
+        for signum in self.NAMES:
+            signal.signal(signum, self.caught)
+
+    def caught(self, signum, frame):
+        self.ignore()
+        self.pending = signal.Signals(signum).name
+        if not self.held:
+            raise Stopped(self.pending)
+
+    def ignore(self):
+        for signum in self.NAMES:
+            signal.signal(signum, signal.SIG_IGN)
+
+    def hold(self):
+        self.held = True
+
+    def release(self):
+        self.held = False
+        if self.pending:
+            raise Stopped(self.pending)
+
+
+def in_a_tree() -> int:
+    """The demo in a temporary tree, removed however the demo ends."""
+    signals = Signals()                 # held until there is a tree to remove
+    root = None
+    try:
+        root = Path(tempfile.mkdtemp(prefix="qmail-verify-demo-"))
+        signals.release()
+        return demo(root, signals)
+    except Stopped as e:
+        print(f"qmail-verify-demo: fatal: stopped by {e}", file=sys.stderr)
+        return 111
+    except OSError as e:
+        if e.filename is None:          # standard output: guarded() words it
+            raise
+        print(f"qmail-verify-demo: fatal: {e.strerror or e}", file=sys.stderr)
+        return 111
+    finally:
+        signals.ignore()
+        if root is not None:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def run(argv: list[str]) -> int:
     help_or_version(argv, USAGE)
     if argv:
         raise Fatal(f"{USAGE} (it takes no arguments)", 100)
-    return demo()
+    return in_a_tree()
 
 
 def main(argv=None) -> int:
@@ -88,10 +150,9 @@ def main(argv=None) -> int:
                    on_broken_pipe=0)
 
 
-def demo() -> int:
+def demo(root: Path, signals: Signals) -> int:
     # As root, demo users get a uid of their own: root's homes never count.
     uid, gid = (os.getuid(), os.getgid()) if os.geteuid() else (7001, 7001)
-    root = Path(tempfile.mkdtemp(prefix="qmail-verify-demo-"))
     paths = tree.build(demo_spec(uid, gid), root)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -99,10 +160,13 @@ def demo() -> int:
     env = dict(os.environ, QMAILHOME=str(paths["qmail"]), VERIFY_PASSWD=str(paths["passwd"]),
                LISTEN=f"127.0.0.1:{port}")
     log = root / "daemon.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(daemon_command(), env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=out)
+    proc = None
     try:
+        signals.hold()                  # until proc names the daemon
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(daemon_command(), env=env, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=out, start_new_session=True)
+        signals.release()
         deadline = time.monotonic() + 10
         while b"Listening" not in log.read_bytes():
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -123,14 +187,25 @@ def demo() -> int:
                 print(f"  {addr.decode():32} {describe(reply):42} {why}")
             print(f"\n  {USER_NOTE}")
     finally:
-        proc.terminate()
-        proc.wait(10)
+        signals.hold()
+        if proc is not None:
+            stop(proc)
     print("\nThe daemon's log:")
     print("".join("  " + line for line in log.read_text().splitlines(True)), end="")
-    print("\nStart it again on this tree yourself:")
-    print(f"  QMAILHOME={paths['qmail']} VERIFY_PASSWD={paths['passwd']} "
-          f"LISTEN=127.0.0.1:{port} qmail-verify")
+    print("\nThe demo tree goes when the demo ends.  INSTALL shows how to run qmail-verify"
+          " for your qmail.")
     return 0
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM the daemon and wait for it (SIGKILL if it does not go)."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 if __name__ == "__main__":

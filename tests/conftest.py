@@ -1,9 +1,35 @@
 import os
 import shutil
+import tempfile
 
 import pytest
 
 from helpers import Daemon, build_fixture, load_p1, world_tempdir
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """tmp_path folders go into one new folder of this run's own, removed
+    when the run passes (kept, and named, when it fails)."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="qv-pytest-")
+        config._qv_basetemp = config.option.basetemp
+
+
+def pytest_sessionfinish(session, exitstatus):
+    basetemp = getattr(session.config, "_qv_basetemp", None)
+    if basetemp is None:
+        return
+    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        shutil.rmtree(basetemp, ignore_errors=True)
+    else:
+        session.config._qv_kept = basetemp
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    kept = getattr(config, "_qv_kept", None)
+    if kept:
+        terminalreporter.write_line(f"temporary folders of the failed tests kept in {kept}")
 
 
 def need_root():

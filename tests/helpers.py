@@ -60,9 +60,14 @@ class Daemon:
             full["LISTEN"] = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
         full.update(env)
         self.log_file = open(self.logpath, "wb")
-        self.proc = subprocess.Popen(list(wrapper) + [program or executable("qmail-verify")],
-                                     env=full, stdin=subprocess.DEVNULL,
-                                     stdout=self.log_file, stderr=self.log_file)
+        try:
+            self.proc = subprocess.Popen(list(wrapper) + [program or executable("qmail-verify")],
+                                         env=full, stdin=subprocess.DEVNULL,
+                                         stdout=self.log_file, stderr=self.log_file)
+        except BaseException:
+            self.log_file.close()
+            self.logpath.unlink()
+            raise
 
     def wait_for(self, text: str, timeout: float = 10.0) -> str:
         deadline = time.monotonic() + timeout
@@ -80,6 +85,9 @@ class Daemon:
         return self
 
     def log(self) -> str:
+        """The log as it is now.  The daemon writes its lines when it next
+        waits for work, after the reply: to see a line a query causes, use
+        wait_for()."""
         return self.logpath.read_bytes().decode("latin-1")
 
     def query(self, datagram: bytes, timeout: float = 5.0) -> bytes | None:

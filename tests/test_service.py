@@ -6,6 +6,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sysconfig
 import time
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from helpers import executable, free_port, world_tempdir
 from qmailverify.client import ask
-from qmailverify.conf import render
+from qmailverify.conf import render, service_folder
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -77,7 +78,7 @@ def conf(*args, env=None):
 def test_the_shipped_service_directory_is_what_conf_makes():
     shipped = REPO / "service" / "qmail-verify"
     for rel, content, mode, _ in render("root", "qmaill", "127.0.0.1:11113", "/var/qmail",
-                                        "/usr/local/bin/qmail-verify"):
+                                        "/opt/qmailverify/bin/qmail-verify"):
         path = shipped / rel
         if content is None:
             assert path.is_dir(), rel
@@ -99,10 +100,53 @@ def test_conf_refuses_bad_arguments_and_existing_folders(tmp_path):
     r = conf("root", "nobody", str(tmp_path))
     assert r.returncode == 111 and "file exists" in r.stderr
     r = conf("root", "nobody", str(tmp_path / "x"))
-    assert r.returncode == 0 and f"ln -s {tmp_path}/x /service/x" in r.stdout
+    assert r.returncode == 0 and f"ln -s {tmp_path}/x {service_folder()}/x\n" in r.stdout
     main = tmp_path / "x" / "log" / "main"
     assert main.stat().st_uid == 65534 and (tmp_path / "x" / "run").stat().st_uid == 0
     assert (tmp_path / "x" / "env" / "LISTEN").read_text() == "127.0.0.1:11113\n"
+
+
+def run_program(service: Path) -> str:
+    """The program the run script execs (its last word)."""
+    return (service / "run").read_text().split()[-1]
+
+
+def test_conf_names_the_qmail_verify_of_its_own_installation(tmp_path):
+    need()
+    installed = Path(executable("qmail-verify-conf")).resolve()
+    own = installed.parent / "qmail-verify"
+    assert own.samefile(Path(sysconfig.get_path("scripts")) / "qmail-verify")
+    # run by absolute path with a PATH that does not reach the installation
+    r = subprocess.run([str(installed), "root", "nobody", str(tmp_path / "a")],
+                       capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    assert run_program(tmp_path / "a") == str(own)
+    # and through a link in another folder, as an admin may put it on PATH
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "qmail-verify-conf").symlink_to(installed)
+    r = subprocess.run(["qmail-verify-conf", "root", "nobody", str(tmp_path / "b")],
+                       capture_output=True, text=True, env={"PATH": f"{tmp_path}/bin:/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    program = run_program(tmp_path / "b")
+    assert program == str(own) and os.access(program, os.X_OK)
+    # what it names is the daemon itself
+    r = subprocess.run([program, "-x"], capture_output=True, text=True, env={})
+    assert r.returncode == 100 and r.stderr.startswith("qmail-verify: usage:")
+
+
+def test_conf_hint_names_the_folder_svscan_watches(tmp_path, monkeypatch, capsys):
+    need()
+    from qmailverify import conf as conf_module
+    real_isdir = os.path.isdir
+    for exists, folder in ((True, "/etc/service"), (False, "/service")):
+        monkeypatch.setattr(conf_module.os.path, "isdir",
+                            lambda p: exists if p == "/etc/service" else real_isdir(p))
+        target = tmp_path / f"qv-{exists}"
+        assert conf_module.main(["root", "nobody", str(target)]) == 0
+        out = capsys.readouterr().out
+        assert f"ln -s {target} {folder}/{target.name}\n" in out
+        assert f"({folder} is the folder svscan watches: " in out
+        assert ("Debian's daemontools-run;" in out) == exists
 
 
 def test_the_daemon_under_svscan(svscan, demo_tree):
@@ -181,6 +225,25 @@ def test_man_pages_are_installed_and_render_cleanly(page):
     assert "NAME" in text and "SYNOPSIS" in text and "EXIT CODES" in text
 
 
+def test_man_finds_the_installed_pages():
+    """INSTALL's way: the installation's bin on PATH (man-db then looks in
+    ../share/man beside it), or its share/man on MANPATH."""
+    data = Path(sysconfig.get_path("data"))
+    page = data / "share" / "man" / "man8" / "qmail-verify.8"
+    if not page.exists():
+        pytest.skip(f"{page} is not installed (an editable install does not install man pages)")
+    if shutil.which("man") is None:
+        pytest.skip("man (Debian's man-db) is not installed")
+    for env in ({"PATH": f"{sysconfig.get_path('scripts')}:/usr/bin:/bin"},
+                {"PATH": "/usr/bin:/bin", "MANPATH": str(data / "share" / "man")}):
+        r = subprocess.run(["man", "-w", "qmail-verify"], capture_output=True, text=True,
+                           env=env, cwd="/")
+        assert (r.returncode, r.stdout) == (0, f"{page}\n"), (env, r.stderr)
+        r = subprocess.run(["man", "-w", "1", "verify-query"], capture_output=True, text=True,
+                           env=env, cwd="/")
+        assert r.stdout == f"{data}/share/man/man1/verify-query.1\n", (env, r.stderr)
+
+
 def test_the_example_qmail_smtpd_service_is_a_valid_script():
     for script in ("service/qmail-smtpd/run", "service/qmail-smtpd/log/run",
                    "service/qmail-verify/run", "service/qmail-verify/log/run"):
@@ -189,7 +252,27 @@ def test_the_example_qmail_smtpd_service_is_a_valid_script():
         r = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
     run = (REPO / "service/qmail-smtpd/run").read_text()
-    assert "qmail-logmsg /var/qmail/bin/qmail-smtpd" in run and "-x /etc/tcp.smtp.cdb" in run
+    assert "-x /etc/tcp.smtp.cdb" in run
+    # programs by absolute path, where INSTALL puts them (svscanboot's PATH has no venv)
+    assert "\n    /opt/qmailverify/bin/qmail-logmsg /var/qmail/bin/qmail-smtpd\n" in run
+    assert (REPO / "service/qmail-verify/run").read_text().endswith(
+        " /opt/qmailverify/bin/qmail-verify\n")
+    assert "python3 -m venv /opt/qmailverify" in (REPO / "INSTALL").read_text()
+
+
+def test_nothing_assumes_usr_local_bin():
+    """An installation lives in a virtual environment of its own: nothing
+    in the project may take a folder under /usr/local for where our programs are."""
+    found = []
+    for folder in ("bin", "service", "man", "qmailverify", "bench", "tests", ".ci"):
+        for path in (REPO / folder).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                if b"/usr/local/" + b"bin" in path.read_bytes():
+                    found.append(str(path.relative_to(REPO)))
+    for name in ("README", "INSTALL", "setup.cfg"):
+        if b"/usr/local/" + b"bin" in (REPO / name).read_bytes():
+            found.append(name)
+    assert found == []
 
 
 def make_service(root, services, demo_tree, qmailhome=None):
@@ -272,7 +355,7 @@ def test_the_log_keeps_a_busy_burst(tmp_path):
     if shutil.which("multilog") is None:
         pytest.skip("multilog (Debian's daemontools) is not installed")
     made = dict((rel, content) for rel, content, _, _ in render(
-        "root", "qmaill", "127.0.0.1:11113", "/var/qmail", "/usr/local/bin/qmail-verify"))
+        "root", "qmaill", "127.0.0.1:11113", "/var/qmail", "/opt/qmailverify/bin/qmail-verify"))
     scripts = [made["log/run"]] + [(REPO / "service" / name / "log" / "run").read_text()
                                    for name in ("qmail-verify", "qmail-smtpd")]
     lines = b"".join(b"qmail-verify: user%d@demo.example denied.\n" % i for i in range(100_000))
