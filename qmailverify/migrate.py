@@ -43,7 +43,8 @@ import cdblib
 
 from .addrspec import DEFAULT_IP, DEFAULT_PORT, AddressError, format_server, parse_server
 from .cdbmake import write_cdb
-from .client import SetupError, parse_verify
+from .clean import clean
+from .verifyenv import SetupError, ignored, parse_verify
 from .tcprules import Rule, RulesError, lookup, parse, records
 
 USAGE = ("verify-migrate: usage: verify-migrate [-r] [-w] rules [cdb] | "
@@ -168,11 +169,32 @@ def check(path: str, ips: list[str], old: bool, realrcptto: bool, out) -> None:
         for key, value in records(parse(data)):
             first.setdefault(key, value)
         get = first.get
+    warned: set = set()
     for ip in ips:
         env = lookup(get, ip.encode())
+        warn_ignored(env.env, old, warned)
         rule = "no rule" if env.key is None else f"rule {env.key.decode('latin-1')!r}"
         what = "connection refused" if env.deny else describe(env.env, old, realrcptto)
         out.write(f"{ip}: {what} [{rule}]\n")
+
+
+def warn_ignored(env: dict, old: bool, warned: set) -> None:
+    """Warn (once a value) about a VERIFY whose host name the grammar skips."""
+    value = env.get(b"VERIFY")
+    if old or not value or value in warned:
+        return
+    warned.add(value)
+    text = value.decode("latin-1")
+    skipped = ignored(text)
+    if skipped:
+        try:
+            where = format_server(*parse_verify(text).server)
+        except SetupError:
+            return                                  # describe() says setup failure
+        print(f"verify-migrate: warning: VERIFY={clean(value).decode()!r} asks {where}: "
+              f"{clean(skipped.encode('latin-1')).decode()!r} is ignored "
+              f"(only what follows the first digit, ':' or '[' names the server)",
+              file=sys.stderr)
 
 
 def read(path: str) -> bytes:
