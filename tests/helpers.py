@@ -167,6 +167,11 @@ class SmtpShim:
     def received(self) -> bytes:
         return self.record.read_bytes()
 
+    def queued(self) -> bytes:
+        """What the stand-in queued: 'T' + recipient lines, then each body."""
+        queue = self.record.with_name(self.record.name + ".queue")
+        return queue.read_bytes() if queue.exists() else b""
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
