@@ -7,11 +7,10 @@ daemon's own trouble comes back as TEMPORARY at once instead of after the
 timeout.
 """
 
+import _socket as socket       # the C module: importing socket costs qmail-logmsg ~5 ms a connection
 import errno
-import selectors
-import socket
 import time
-from typing import NamedTuple
+from collections import namedtuple      # not typing: qmail-logmsg starts per connection
 
 from .errors import errtext
 from .verifyenv import Mode, SetupError, parse_verify
@@ -20,12 +19,12 @@ from .wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE, make_query, parse_reply
 TIMEOUT = 5.0
 
 
-class Answer(NamedTuple):
-    code: int               # DELIVERABLE, UNDELIVERABLE or TEMPORARY
-    user: bytes = b""       # controlling user, when deliverable or not
-    reason: str = ""        # why, when TEMPORARY
-    position: int = 0       # the daemon's rule (never to act on)
-    timeout: bool = False   # TEMPORARY because no answer came in time
+# code: DELIVERABLE, UNDELIVERABLE or TEMPORARY; user: controlling user, when
+# deliverable or not; reason: why, when TEMPORARY; position: the daemon's rule
+# (never to act on); timeout: TEMPORARY because no answer came in time
+class Answer(namedtuple("Answer", "code user reason position timeout",
+                        defaults=(b"", "", 0, False))):
+    __slots__ = ()
 
     def log_message(self) -> str:
         """The qmail-smtpd log message for a TEMPORARY answer (spec 7)."""
@@ -105,6 +104,7 @@ def ask(address: bytes, server: tuple[str, int], timeout: float = TIMEOUT,
         failed = q.send()
         if failed:
             return failed
+        import selectors
         with selectors.DefaultSelector() as sel:
             sel.register(q, selectors.EVENT_READ)
             while True:

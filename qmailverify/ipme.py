@@ -7,9 +7,7 @@ Computed once, and only when a bracketed address shows up; a failure is
 IpmeError (qmail-smtpd: "421 unable to figure out my IP addresses").
 """
 
-import array
 import fcntl
-import struct
 
 from .smtp import IpmeError
 
@@ -17,11 +15,11 @@ SIOCGIFCONF = 0x8912
 SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
 AF_INET = 2
-IFREQ = 40 if struct.calcsize("P") == 8 else 32       # sizeof(struct ifreq) on Linux
 
 
 def own_addresses() -> set[bytes]:
-    import socket                                      # only a bracketed address needs it
+    import array, socket, struct                       # only a bracketed address needs them
+    IFREQ = 40 if struct.calcsize("P") == 8 else 32    # sizeof(struct ifreq) on Linux
     found = {bytes(4)}
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

@@ -213,11 +213,15 @@ class Relay:
                 self.sin = None
 
     def finish(self) -> int:
+        """Close the connection, then collect qmail-smtpd's exit status
+        (killing it if it lingers 5 seconds after its output ended)."""
         if self.sin is not None:
             os.close(self.sin)
         if not self.client_eof:
             discard_input()
-        deadline = time.monotonic() + 5
+        os.close(0)
+        os.close(1)
+        deadline, pause = time.monotonic() + 5, 0.0002
         while True:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
@@ -226,7 +230,8 @@ class Relay:
                 os.kill(self.pid, 9)
                 pid, status = os.waitpid(self.pid, 0)
                 break
-            time.sleep(0.005)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
         if os.WIFEXITED(status):
             return os.WEXITSTATUS(status)
         return 111
