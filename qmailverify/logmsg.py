@@ -267,7 +267,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qmail-logmsg: fatal: unable to run {argv[0]}: "
               f"{(e.strerror or str(e)).lower()}", file=sys.stderr)
         return 111
-    return Relay(Session(policy), pid, sin, sout, timeout).run()
+    try:
+        return Relay(Session(policy), pid, sin, sout, timeout).run()
+    except MemoryError:                           # as qmail-smtpd's die_nomem; nothing forwarded
+        for fd, data in ((2, prefix + b"out of memory\n"), (1, b"421 out of memory (#4.3.0)\r\n")):
+            try:
+                os.write(fd, data)
+            except OSError:
+                pass
+        return 111
 
 
 if __name__ == "__main__":

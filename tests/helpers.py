@@ -126,7 +126,7 @@ def free_tcp_port() -> int:
 class SmtpShim:
     """Debian's tcpserver running qmail-logmsg in front of fake_smtpd.py."""
 
-    def __init__(self, env: dict, workdir: Path):
+    def __init__(self, env: dict, workdir: Path, wrapper: list[str] = ()):
         if shutil.which("tcpserver") is None:
             import pytest
             pytest.skip("tcpserver (Debian's ucspi-tcp) is not installed")
@@ -137,7 +137,7 @@ class SmtpShim:
         full = {"PATH": os.environ["PATH"], "FAKE_SMTPD_RECORD": str(self.record), **env}
         self.log_file = open(self.logpath, "wb")
         self.proc = subprocess.Popen(
-            ["tcpserver", "-v", "-R", "-H", "-l", "localhost", "127.0.0.1", str(self.port),
+            [*wrapper, "tcpserver", "-v", "-R", "-H", "-l", "localhost", "127.0.0.1", str(self.port),
              executable("qmail-logmsg"), sys.executable, str(FAKE_SMTPD)],
             env=full, stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=self.log_file)
         deadline = time.monotonic() + 10

@@ -418,3 +418,25 @@ def test_help_and_version():
     assert r.returncode == 0 and r.stdout.startswith("usage: qmail-logmsg program")
     r = subprocess.run([executable("qmail-logmsg"), "-V"], capture_output=True, text=True)
     assert (r.returncode, r.stdout) == (0, f"qmail-logmsg {__version__}\n")
+
+
+def test_a_session_works_under_the_documented_memory_limit(shim, demo_tree):
+    from helpers import executable
+    from pathlib import Path
+    run = (Path(__file__).resolve().parent.parent / "service/qmail-smtpd/run").read_text()
+    limit = re.search(r"exec envdir ./env softlimit -m (\d+)", run).group(1)
+    assert int(limit) >= 20000000
+    (demo_tree["qmail"] / "control" / "localiphost").write_text("demo.example\n")
+    s = shim(wrapper=[executable("softlimit"), "-m", limit], VERIFY=":PORT")
+    got = half_closed(s.port, b"HELO x\r\nMAIL FROM:<>\r\n" + rcpt_line(GOOD)
+                      + b"RCPT TO:<nobody-here@[127.0.0.1]>\r\nQUIT\r\n")
+    assert reply_codes(got) == [b"220", b"250", b"250", b"250", b"550", b"221"]
+
+
+
+def test_djbs_usual_memory_limit_is_too_small_for_the_shim(tmp_path):
+    import subprocess
+    from helpers import executable
+    r = subprocess.run([executable("softlimit"), "-m", "12000000", executable("qmail-logmsg"),
+                        "/bin/cat"], input=b"QUIT\r\n", capture_output=True)
+    assert r.returncode != 0 and r.stdout == b""       # why run sets 30000000
