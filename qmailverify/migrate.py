@@ -43,7 +43,6 @@ import cdblib
 
 from .addrspec import DEFAULT_IP, DEFAULT_PORT, AddressError, format_server, parse_server
 from .cdbmake import write_cdb
-from .clean import clean
 from .verifyenv import SetupError, ignored, parse_verify
 from .tcprules import Rule, RulesError, lookup, parse, records
 
@@ -191,8 +190,8 @@ def warn_ignored(env: dict, old: bool, warned: set) -> None:
             where = format_server(*parse_verify(text).server)
         except SetupError:
             return                                  # describe() says setup failure
-        print(f"verify-migrate: warning: VERIFY={clean(value).decode()!r} asks {where}: "
-              f"{clean(skipped.encode('latin-1')).decode()!r} is ignored "
+        print(f"verify-migrate: warning: VERIFY={text!r} asks {where}: "      # repr: escaped
+              f"{skipped!r} is ignored "
               f"(only what follows the first digit, ':' or '[' names the server)",
               file=sys.stderr)
 
