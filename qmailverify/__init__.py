@@ -21,7 +21,7 @@ What the rules read, from the running system:
 
 Programs, thin around the above:
   daemon.py (qmail-verify, with background.py for -d), client.py and
-  query.py (verify-query), logmsg.py and summary.py (qmail-logmsg),
+  query.py (verify-query), logmsg.py, spawn.py and summary.py (qmail-logmsg),
   conf.py (qmail-verify-conf), migrate.py (verify-migrate), demo.py
 """
 

@@ -25,14 +25,13 @@ from .controlfile import ControlError, read_first_line
 from .ipme import Ipme
 from .rcpthosts import Rcpthosts
 from .smtpsession import CHECK, DONE, Policy, Session
+from .spawn import reap, spawn
 from .verifyenv import SetupError, parse_verify
 
 USAGE = "qmail-logmsg: usage: qmail-logmsg program [arg ...] | qmail-logmsg -s | -h | -V"
 READ = 1 << 20
-PIPE_SIZE = 1 << 20          # qmail-smtpd's pipes, where Linux allows
 HIGH_WATER = 1 << 20          # stop reading a side while this much waits for the other
 R421 = b"421 unable to read controls (#4.3.0)\r\n"
-SIGPIPE, SIGXFSZ = 13, 25     # Linux's numbers (the signal module costs an enum import)
 
 
 def policy_from(env, prefix: bytes) -> tuple[Policy, float]:
@@ -75,30 +74,6 @@ def discard_input() -> None:
                 return
         except OSError:
             return
-
-
-def spawn(argv: list[str]) -> tuple[int, int, int]:
-    """Start argv on two pipes: (pid, its stdin, its stdout)."""
-    child_in, to_child = os.pipe()
-    from_child, child_out = os.pipe()
-    try:
-        pid = os.posix_spawnp(argv[0], argv, os.environ, setsigdef=(SIGPIPE, SIGXFSZ),
-                              file_actions=[(os.POSIX_SPAWN_DUP2, child_in, 0),
-                                            (os.POSIX_SPAWN_DUP2, child_out, 1)])
-    except BaseException:
-        for fd in (child_in, to_child, from_child, child_out):
-            os.close(fd)
-        raise
-    os.close(child_in)
-    os.close(child_out)
-    import fcntl
-    for fd in (to_child, from_child):
-        os.set_blocking(fd, False)
-        try:
-            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:
-            pass
-    return pid, to_child, from_child
 
 
 class Relay:
@@ -221,20 +196,7 @@ class Relay:
             discard_input()
         os.close(0)
         os.close(1)
-        deadline, pause = time.monotonic() + 5, 0.0002
-        while True:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                os.kill(self.pid, 9)
-                pid, status = os.waitpid(self.pid, 0)
-                break
-            time.sleep(pause)
-            pause = min(pause * 2, 0.05)
-        if os.WIFEXITED(status):
-            return os.WEXITSTATUS(status)
-        return 111
+        return reap(self.pid)
 
 
 def main(argv: list[str] | None = None) -> int:
