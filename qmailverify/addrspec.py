@@ -6,8 +6,6 @@ missing part takes its default (127.0.0.1, 11113).  Parsing is strict: a
 typo is an error, not a silent fallback to the defaults.
 """
 
-import ipaddress
-
 DEFAULT_IP = "127.0.0.1"
 DEFAULT_PORT = 11113
 
@@ -26,6 +24,7 @@ def parse_port(text: str) -> int:
 
 
 def parse_ip(text: str) -> str:
+    import ipaddress          # only when there is an address: qmail-logmsg starts per connection
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:

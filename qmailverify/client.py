@@ -1,19 +1,5 @@
 """The client side of qmail-verify: what qmail-smtpd's VERIFY logic and
-verify-query are built on.
-
-VERIFY, as set per client in tcpserver's rules (spec section 7):
-
-  unset             no verification
-  ""                no verification, and a note in the log
-  ":"               immediate: a bad RCPT gets 550
-  "DEFER"           deferred (any value starting with D or d): every RCPT
-                    is accepted, DATA gets 554 if any was bad
-  "IP", ":PORT", "IP:PORT", "[IPV6]:PORT", with or without "DEFER,"
-                    the same, asking that server
-
-The server is what follows from the first digit, ':' or '[' of the value;
-missing parts default to 127.0.0.1 and 11113.  A server part that cannot
-be parsed is a SetupError (1.32 silently used the defaults).
+verify-query are built on.  VERIFY values are read by verifyenv.py.
 
 A query goes over a connected UDP socket, so only the server's own
 address and port can answer it; it asks for the extended reply, so the
@@ -21,51 +7,24 @@ daemon's own trouble comes back as TEMPORARY at once instead of after the
 timeout.
 """
 
+import _socket as socket       # the C module: importing socket costs qmail-logmsg ~5 ms a connection
 import errno
-import selectors
-import socket
 import time
-from typing import NamedTuple
+from collections import namedtuple      # not typing: qmail-logmsg starts per connection
 
-from .addrspec import AddressError, parse_server
 from .errors import errtext
+from .verifyenv import Mode, SetupError, parse_verify
 from .wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE, make_query, parse_reply
 
 TIMEOUT = 5.0
 
 
-class SetupError(ValueError):
-    """A VERIFY value whose server address cannot be parsed."""
-
-
-class Mode(NamedTuple):
-    enabled: bool
-    deferred: bool = False
-    server: tuple[str, int] | None = None
-    note: str = ""          # what to log at the start of a session, if anything
-
-
-def parse_verify(value: str | None) -> Mode:
-    """The verification a VERIFY value asks for."""
-    if value is None:
-        return Mode(False)
-    if value == "":
-        return Mode(False, note="Note recipient verification explicitly disabled.")
-    deferred = value[0] in "Dd"
-    start = next((i for i, ch in enumerate(value) if ch in "0123456789:["), len(value))
-    try:
-        server = parse_server(value[start:])
-    except AddressError as e:
-        raise SetupError(f"unable to parse VERIFY server {value[start:]!r}: {e}") from None
-    return Mode(True, deferred, server)
-
-
-class Answer(NamedTuple):
-    code: int               # DELIVERABLE, UNDELIVERABLE or TEMPORARY
-    user: bytes = b""       # controlling user, when deliverable or not
-    reason: str = ""        # why, when TEMPORARY
-    position: int = 0       # the daemon's rule (never to act on)
-    timeout: bool = False   # TEMPORARY because no answer came in time
+# code: DELIVERABLE, UNDELIVERABLE or TEMPORARY; user: controlling user, when
+# deliverable or not; reason: why, when TEMPORARY; position: the daemon's rule
+# (never to act on); timeout: TEMPORARY because no answer came in time
+class Answer(namedtuple("Answer", "code user reason position timeout",
+                        defaults=(b"", "", 0, False))):
+    __slots__ = ()
 
     def log_message(self) -> str:
         """The qmail-smtpd log message for a TEMPORARY answer (spec 7)."""
@@ -145,6 +104,7 @@ def ask(address: bytes, server: tuple[str, int], timeout: float = TIMEOUT,
         failed = q.send()
         if failed:
             return failed
+        import selectors
         with selectors.DefaultSelector() as sel:
             sel.register(q, selectors.EVENT_READ)
             while True:

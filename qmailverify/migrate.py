@@ -45,8 +45,8 @@ from .addrspec import DEFAULT_IP, DEFAULT_PORT, AddressError, format_server, par
 from .cdbmake import write_cdb
 from .clean import visible
 from .cli import guarded, options
-from .client import SetupError, parse_verify
 from .errors import Fatal
+from .verifyenv import SetupError, ignored, parse_verify
 from .tcprules import Rule, RulesError, lookup, parse, records
 
 USAGE = ("verify-migrate: usage: verify-migrate [-r] [-w] rules [cdb] | "
@@ -176,11 +176,32 @@ def check(path: str, ips: list[str], old: bool, realrcptto: bool, out) -> None:
         for key, value in records(parse(data)):
             first.setdefault(key, value)
         get = first.get
+    warned: set = set()
     for ip in ips:
         env = lookup(get, ip.encode())
+        warn_ignored(env.env, old, warned)
         rule = "no rule" if env.key is None else f"rule '{visible(env.key).decode()}'"
         what = "connection refused" if env.deny else describe(env.env, old, realrcptto)
         out.write(f"{ip}: {what} [{rule}]\n")
+
+
+def warn_ignored(env: dict, old: bool, warned: set) -> None:
+    """Warn (once a value) about a VERIFY whose host name the grammar skips."""
+    value = env.get(b"VERIFY")
+    if old or not value or value in warned:
+        return
+    warned.add(value)
+    text = value.decode("latin-1")
+    skipped = ignored(text)
+    if skipped:
+        try:
+            where = format_server(*parse_verify(text).server)
+        except SetupError:
+            return                                  # describe() says setup failure
+        print(f"verify-migrate: warning: VERIFY={text!r} asks {where}: "      # repr: escaped
+              f"{skipped!r} is ignored "
+              f"(only what follows the first digit, ':' or '[' names the server)",
+              file=sys.stderr)
 
 
 def read(path: str) -> bytes:

@@ -37,6 +37,7 @@ from .client import TIMEOUT, Query, timeout_answer
 from .clean import clean, visible
 from .cli import Shown, guarded, options, silence_stdout
 from .errors import Fatal, errtext
+from .verifyenv import SetupError, ignored, parse_server_part
 from .wire import ADDRESS_MAX, DELIVERABLE, TEMPORARY, UNDELIVERABLE
 
 USAGE = "verify-query: usage: verify-query [-s server] [-t seconds] [-c inflight] address ... | -"
@@ -57,14 +58,14 @@ def parseargs(argv: list[str], env=os.environ) -> Options:
     opts, args = options(argv, "s:t:c:", USAGE)      # raises Fatal, Shown
     o = dict(opts)
     try:
-        if "-s" in o:
-            spec = o["-s"]
-            if spec[:1] in ("D", "d"):                 # "DEFER,SERVER": the server part
-                spec = spec.partition(",")[2]
+        if "-s" in o:                                  # read as VERIFY is (verifyenv)
+            if ignored(o["-s"]):                       # a host name VERIFY would skip
+                raise UsageError(f"bad server address: {ignored(o['-s'])!r} is not read "
+                                 f"(VERIFY's grammar ignores it): give an IP address")
+            server = parse_server_part(o["-s"])
         else:
-            spec = env.get("LISTEN", "")
-        server = parse_server(spec)
-    except AddressError as e:
+            server = parse_server(env.get("LISTEN", ""))
+    except (AddressError, SetupError) as e:
         raise UsageError(f"bad server address: {e}") from None
     try:
         timeout = float(o.get("-t", TIMEOUT))

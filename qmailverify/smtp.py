@@ -1,7 +1,8 @@
 """SMTP as qmail-smtpd reads and writes it; pure helpers for the shim.
 
   split_command  qmail's commands.c: a line is a verb and an argument
-  addrparse      qmail-smtpd's addrparse(): the address in MAIL/RCPT
+  addrparse      qmail-smtpd's addrparse(): the address in MAIL/RCPT,
+                 with its localiphost rewrite of user@[IP]
   ReplyReader    where one (possibly multi-line) reply ends
   BodyEnd        where the DATA body ends: the first CR LF . CR LF, the
                  CR LF before it possibly being the one that ended DATA's
@@ -22,20 +23,41 @@ def split_command(line: bytes) -> tuple[bytes, bytes]:
     return verb.upper(), arg.lstrip(b" ")
 
 
-def addrparse(arg: bytes) -> bytes | None:
-    """The address of 'TO:<addr>' or 'FROM:<addr>', quotes and backslashes
-    removed and any source route dropped; None if it is over 900 bytes."""
+class IpmeError(Exception):
+    """This host's own IP addresses could not be found (qmail-smtpd: 421)."""
+
+
+def addrparse(arg: bytes, localiphost: bytes | None = None, ipme=None) -> bytes | None:
+    """The address qmail-smtpd takes from 'TO:<addr>' or 'FROM:<addr>':
+    quotes and backslashes removed, any source route dropped, and, when
+    localiphost is known, 'user@[IP]' for one of this host's own IPs
+    (ipme(four bytes) -> bool, which may raise IpmeError) rewritten to
+    'user@LOCALIPHOST'.  None if the result is over 900 bytes."""
     i = arg.find(b"<")
     if i >= 0:
-        arg, terminator = arg[i + 1:], 0x3E                 # '>'
+        arg, terminator = arg[i + 1:], b">"
     else:
-        terminator = 0x20                                   # ' '
+        terminator = b" "
         i = arg.find(b":")
         arg = arg[i + 1:] if i >= 0 else b""
         arg = arg.lstrip(b" ")
     if arg.startswith(b"@"):
         i = arg.find(b":")
         arg = arg[i + 1:] if i >= 0 else b""
+    end = arg.find(terminator)
+    head = arg if end < 0 else arg[:end]
+    if b"\\" in head or b'"' in head:
+        head = _unquote(arg, terminator[0])
+    if localiphost is not None:
+        at = head.rfind(b"@")
+        if at >= 0:
+            ip = scan_bracket(head[at + 1:])
+            if ip is not None and ipme(ip):
+                head = head[:at + 1] + localiphost
+    return head if len(head) + 1 <= 900 else None
+
+
+def _unquote(arg: bytes, terminator: int) -> bytes:
     out = bytearray()
     escaped = quoted = False
     for ch in arg:
@@ -50,7 +72,18 @@ def addrparse(arg: bytes) -> bytes | None:
             quoted = not quoted
         else:
             out.append(ch)
-    return bytes(out) if len(out) + 1 <= 900 else None
+    return bytes(out)
+
+
+def scan_bracket(text: bytes) -> bytes | None:
+    """The IPv4 address of '[a.b.c.d]' (nothing after the ']'), as qmail's
+    ip_scanbracket reads it: each number any run of digits, modulo 256."""
+    if text[:1] != b"[" or text[-1:] != b"]":
+        return None
+    parts = text[1:-1].split(b".")
+    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+        return None
+    return bytes(int(p[-8:]) % 256 for p in parts)       # 10**8 is 0 modulo 256
 
 
 class ReplyReader:

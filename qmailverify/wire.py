@@ -12,7 +12,7 @@ not know the tag (1.32) ignore everything after the NUL, so the request is
 safe to send anywhere; a query without the tag never gets status 2.
 """
 
-from typing import NamedTuple
+from collections import namedtuple      # not typing: qmail-logmsg starts per connection
 
 QUERY_MAX = 900
 REPLY_MAX = 33
@@ -27,9 +27,7 @@ UNDELIVERABLE = 1
 TEMPORARY = 2
 
 
-class Query(NamedTuple):
-    address: bytes
-    extended: bool
+Query = namedtuple("Query", "address extended")        # bytes, bool
 
 
 def parse_query(datagram: bytes) -> Query | None:
@@ -53,10 +51,9 @@ def make_reply(code: int, position: int, user: bytes = b"") -> bytes:
     return (bytes(((position & 0x0F) << 4 | (code & 0x0F),)) + user)[:REPLY_MAX]
 
 
-class Reply(NamedTuple):
-    code: int        # DELIVERABLE, UNDELIVERABLE or TEMPORARY
-    position: int    # the rule that decided, 1 to 14 (0 if unknown)
-    user: bytes      # controlling user; for TEMPORARY, the reason
+# code: DELIVERABLE, UNDELIVERABLE or TEMPORARY; position: the rule that
+# decided, 1 to 14 (0 if unknown); user: controlling user, for TEMPORARY the reason
+Reply = namedtuple("Reply", "code position user")
 
 
 def parse_reply(datagram: bytes) -> Reply | None:

@@ -84,11 +84,11 @@ def shim(demo_tree, verifyd, tmp_path):
     from helpers import SmtpShim
     shims = []
 
-    def _shim(**env):
+    def _shim(wrapper=(), **env):
         env = {"QMAILHOME": str(demo_tree["qmail"]), **env}
         for key, value in env.items():
             env[key] = value.replace("PORT", str(verifyd.port))
-        s = SmtpShim(env, tmp_path)
+        s = SmtpShim(env, tmp_path, wrapper)
         shims.append(s)
         return s
 

@@ -1,11 +1,21 @@
 #!/usr/bin/env python3
-"""A stand-in for qmail-smtpd: answers as qmail-smtpd does and appends
-every byte it receives to the file named by FAKE_SMTPD_RECORD.
+"""A stand-in for qmail-smtpd: answers as qmail-smtpd.c does and appends
+every byte it receives to the file named by FAKE_SMTPD_RECORD, and each
+message it would queue (its recipients, then its body) to that name
+plus ".queue".
+
+Its replies and state are qmail-smtpd's: the command line read whole
+whatever its length, the verb up to the first space, case-insensitive;
+addrparse (quotes, backslashes, source routes; "user@[127.0.0.1]"
+becomes user@ control/localiphost or control/me; over 900 bytes: 555);
+503 MAIL first, 555 for MAIL changing nothing, 503 RCPT first leaving
+the transaction open, control/rcpthosts under QMAILHOME (553, none
+with RELAYCLIENT), 502 for unknown verbs, 221 and exit on QUIT, a bare
+LF in a body: 451 and exit; input ending anywhere: exit, nothing queued.
 
 FAKE_TLS=1 offers STARTTLS (after "220 ready for tls" it echoes raw
 bytes back, as if encrypted); FAKE_AUTH=1 offers AUTH PLAIN;
-FAKE_TIMEOUT=N gives up after N idle seconds with qmail's 451 timeout.
-Recipients at notours.example get qmail's rcpthosts refusal."""
+FAKE_TIMEOUT=N gives up after N idle seconds with qmail's 451 timeout."""
 
 import os
 import select
@@ -13,6 +23,55 @@ import sys
 
 ME = b"fake.example"
 record = open(os.environ["FAKE_SMTPD_RECORD"], "ab", buffering=0)
+queue = os.environ["FAKE_SMTPD_RECORD"] + ".queue"
+CONTROL = os.path.join(os.environ.get("QMAILHOME", "/var/qmail"), "control")
+
+
+def control_lines(name: str) -> list[bytes] | None:
+    try:
+        with open(os.path.join(CONTROL, name), "rb") as f:
+            lines = [line.rstrip(b" \t\r") for line in f.read().split(b"\n")]
+    except FileNotFoundError:
+        return None
+    return [line for line in lines if line and not line.startswith(b"#")]
+
+
+RCPTHOSTS = control_lines("rcpthosts")
+LOCALIPHOST = (control_lines("localiphost") or control_lines("me") or [None])[0]
+
+
+def addrparse(arg: bytes) -> bytes | None:
+    if b"<" in arg:
+        arg, term = arg[arg.index(b"<") + 1:], ord(">")
+    else:
+        arg, term = (arg[arg.index(b":") + 1:] if b":" in arg else b"").lstrip(b" "), ord(" ")
+    if arg[:1] == b"@":
+        arg = arg[arg.index(b":") + 1:] if b":" in arg else b""
+    out, esc, quoted = bytearray(), False, False
+    for ch in arg:
+        if esc:
+            out.append(ch)
+            esc = False
+        elif not quoted and ch == term:
+            break
+        elif ch == ord("\\"):
+            esc = True
+        elif ch == ord('"'):
+            quoted = not quoted
+        else:
+            out.append(ch)
+    at = out.rfind(b"@")
+    if LOCALIPHOST and at >= 0 and out[at + 1:] in (b"[127.0.0.1]", b"[0.0.0.0]"):
+        out = out[:at + 1] + LOCALIPHOST
+    return bytes(out) if len(out) + 1 <= 900 else None
+
+
+def rcpthosts(addr: bytes) -> bool:
+    if RCPTHOSTS is None or b"@" not in addr:
+        return True
+    host = addr.rsplit(b"@", 1)[1].lower()
+    listed = {h.lower() for h in RCPTHOSTS}
+    return any(host[i:] in listed for i in range(len(host)) if i == 0 or host[i] == ord("."))
 timeout = float(os.environ.get("FAKE_TIMEOUT", "1200"))
 buf = b""
 
@@ -44,27 +103,33 @@ def line() -> bytes:
     return result
 
 
-def body() -> None:
+def body() -> bytes:
     """Read up to CR LF . CR LF, byte by byte as qmail-smtpd's blast()."""
     global buf
-    seen = b"\r\n"
+    seen, got = b"\r\n", bytearray()
     while True:
         while not buf:
             if not fill():
                 sys.exit(0)
         ch, buf = buf[:1], buf[1:]
+        if ch == b"\n" and seen[-1:] != b"\r":
+            out(b"451 See http://pobox.com/~djb/docs/smtplf.html.\r\n")
+            sys.exit(1)
+        got += ch
         seen = (seen + ch)[-5:]
         if seen == b"\r\n.\r\n":
-            return
+            return bytes(got)
 
 
 def main() -> None:
     out(b"220 " + ME + b" ESMTP\r\n")
     seenmail = False
-    rcpts = 0
+    rcpts = []
     while True:
-        cmd = line().rstrip(b"\r\n")
-        verb = cmd.split(b" ", 1)[0].upper()
+        cmd = line()[:-1]
+        cmd = (cmd[:-1] if cmd.endswith(b"\r") else cmd).split(b"\0")[0]
+        verb, _, arg = cmd.partition(b" ")
+        verb, arg = verb.upper(), arg.lstrip(b" ")
         if verb == b"HELO":
             seenmail = False
             out(b"250 " + ME + b"\r\n")
@@ -74,15 +139,21 @@ def main() -> None:
                     (b"250-AUTH PLAIN\r\n" if os.environ.get("FAKE_AUTH") else b"")
             out(b"250-" + ME + b"\r\n250-PIPELINING\r\n" + extra + b"250 8BITMIME\r\n")
         elif verb == b"MAIL":
-            seenmail, rcpts = True, 0
-            out(b"250 ok\r\n")
+            if addrparse(arg) is None:
+                out(b"555 syntax error (#5.5.4)\r\n")
+            else:
+                seenmail, rcpts = True, []
+                out(b"250 ok\r\n")
         elif verb == b"RCPT":
+            addr = addrparse(arg)
             if not seenmail:
                 out(b"503 MAIL first (#5.5.1)\r\n")
-            elif b"@notours.example" in cmd.lower():
+            elif addr is None:
+                out(b"555 syntax error (#5.5.4)\r\n")
+            elif "RELAYCLIENT" not in os.environ and not rcpthosts(addr):
                 out(b"553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)\r\n")
             else:
-                rcpts += 1
+                rcpts.append(addr)
                 out(b"250 ok\r\n")
         elif verb == b"DATA":
             if not seenmail:
@@ -90,15 +161,21 @@ def main() -> None:
             elif not rcpts:
                 out(b"503 RCPT first (#5.5.1)\r\n")
             else:
-                out(b"354 go ahead\r\n")
-                body()
                 seenmail = False
+                out(b"354 go ahead\r\n")
+                message = body()
+                with open(queue, "ab") as f:
+                    f.write(b"".join(b"T" + r + b"\n" for r in rcpts) + message)
                 out(b"250 ok 1764000000 qp %d\r\n" % os.getpid())
         elif verb == b"RSET":
             seenmail = False
             out(b"250 flushed\r\n")
         elif verb == b"NOOP":
             out(b"250 ok\r\n")
+        elif verb == b"VRFY":
+            out(b"252 send some mail, i'll try my best\r\n")
+        elif verb == b"HELP":
+            out(b"214 qmail home page: http://pobox.com/~djb/qmail.html\r\n")
         elif verb == b"QUIT":
             out(b"221 " + ME + b"\r\n")
             return

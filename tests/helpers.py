@@ -134,7 +134,7 @@ def free_tcp_port() -> int:
 class SmtpShim:
     """Debian's tcpserver running qmail-logmsg in front of fake_smtpd.py."""
 
-    def __init__(self, env: dict, workdir: Path):
+    def __init__(self, env: dict, workdir: Path, wrapper: list[str] = ()):
         if shutil.which("tcpserver") is None:
             import pytest
             pytest.skip("tcpserver (Debian's ucspi-tcp) is not installed")
@@ -145,7 +145,7 @@ class SmtpShim:
         full = {"PATH": os.environ["PATH"], "FAKE_SMTPD_RECORD": str(self.record), **env}
         self.log_file = open(self.logpath, "wb")
         self.proc = subprocess.Popen(
-            ["tcpserver", "-v", "-R", "-H", "-l", "localhost", "127.0.0.1", str(self.port),
+            [*wrapper, "tcpserver", "-v", "-R", "-H", "-l", "localhost", "127.0.0.1", str(self.port),
              executable("qmail-logmsg"), sys.executable, str(FAKE_SMTPD)],
             env=full, stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=self.log_file)
         deadline = time.monotonic() + 10
@@ -174,6 +174,11 @@ class SmtpShim:
 
     def received(self) -> bytes:
         return self.record.read_bytes()
+
+    def queued(self) -> bytes:
+        """What the stand-in queued: 'T' + recipient lines, then each body."""
+        queue = self.record.with_name(self.record.name + ".queue")
+        return queue.read_bytes() if queue.exists() else b""
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -237,3 +237,171 @@ def test_shim_usage_and_missing_program():
                        capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert r.returncode == 111
     assert r.stderr == "qmail-logmsg: fatal: unable to run /nonexistent/qmail-smtpd: no such file or directory\n"
+
+
+
+# -- issue 8: a half-closing client, qmail-smtpd's own view, failing closed ----
+
+def half_closed(port: int, data: bytes, timeout=30) -> bytes:
+    """Write the whole session at once, shut the sending side (as nc -N
+    does), and read every reply until the shim closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout) as c:
+        c.sendall(data)
+        c.shutdown(socket.SHUT_WR)
+        got = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                return got
+            got += chunk
+
+
+def reply_codes(got: bytes) -> list[bytes]:
+    return [line[:3] for line in got.split(b"\r\n") if line[3:4] == b" "]
+
+
+def rcpt_line(address) -> bytes:
+    return b"RCPT TO:<" + (address.encode() if isinstance(address, str) else address) + b">\r\n"
+
+
+WHOLE = (b"HELO bot.example\r\nMAIL FROM:<s@example.org>\r\n" + rcpt_line(BAD) + rcpt_line(GOOD)
+         + b"DATA\r\nSubject: bulk\r\n\r\nhello\r\n.\r\nQUIT\r\n")
+
+
+def test_half_closing_client_immediate_mode_gets_550(shim):
+    s = shim(VERIFY=":PORT")
+    got = half_closed(s.port, WHOLE)
+    assert reply_codes(got) == [b"220", b"250", b"250", b"550", b"250", b"354", b"250", b"221"]
+    assert rcpt_line(BAD) not in s.received()
+    assert s.queued() == b"T" + GOOD.encode() + b"\nSubject: bulk\r\n\r\nhello\r\n.\r\n"
+    log = s.wait_for("Session ended", count=2)
+    assert lines_of(log, last_session_pid(log))[-1] == "Session ended: QUIT"
+
+
+def test_half_closing_client_deferred_mode_gets_554_and_nothing_is_queued(shim):
+    s = shim(VERIFY="DEFER,:PORT")
+    got = half_closed(s.port, WHOLE)
+    assert reply_codes(got)[:6] == [b"220", b"250", b"250", b"250", b"250", b"554"]
+    assert reply_codes(got)[-1] == b"221"            # the body's lines were commands
+    s.wait_for("Session ended", count=2)
+    assert s.queued() == b"" and b"DATA" not in s.received()
+
+
+def test_half_closing_client_without_quit_still_gets_every_check(shim):
+    s = shim(VERIFY=":PORT")
+    got = half_closed(s.port, b"HELO x\r\nMAIL FROM:<>\r\n" + rcpt_line(BAD) + rcpt_line(GOOD)
+                      + b"RCPT TO:<" + BAD.encode() + b">")       # no newline: never run
+    assert reply_codes(got) == [b"220", b"250", b"250", b"550", b"250"]
+    log = s.wait_for("Session ended", count=2)
+    assert lines_of(log, last_session_pid(log))[-1] == "Session ended: dropped by the client"
+    assert s.received().count(b"RCPT") == 1
+
+
+def test_own_ip_literal_is_checked_as_localiphost(shim, demo_tree):
+    (demo_tree["qmail"] / "control" / "localiphost").write_text("demo.example\n")
+    s = shim(VERIFY=":PORT")
+    got = half_closed(s.port, b"HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<nobody-here@[127.0.0.1]>\r\n"
+                      b"RCPT TO:<alice@[127.0.0.1]>\r\nQUIT\r\n")
+    assert reply_codes(got) == [b"220", b"250", b"250", b"550", b"250", b"221"]
+    assert b"nobody-here" not in s.received()
+    log = s.wait_for("Session ended", count=2)
+    assert "Recipient <nobody-here@demo.example>" in lines_of(log, last_session_pid(log))
+
+
+def test_transaction_follows_qmail_smtpds_replies(shim):
+    s = shim(VERIFY=":PORT")
+    long_sender = b"MAIL FROM:<" + b"x" * 1000 + b"@example.org>\r\n"
+    got = half_closed(s.port, b"HELO x\r\nMAIL FROM:<>\r\nDATA\r\n" + rcpt_line(BAD)
+                      + long_sender + rcpt_line(BAD) + b"QUIT\r\n")
+    assert reply_codes(got) == [b"220", b"250", b"250", b"503", b"550", b"555", b"550", b"221"]
+    assert rcpt_line(BAD) not in s.received()
+    s2 = shim(VERIFY="DEFER,:PORT")
+    got = half_closed(s2.port, b"HELO x\r\nMAIL FROM:<>\r\n" + rcpt_line(BAD) + long_sender
+                      + b"DATA\r\nQUIT\r\n")
+    assert reply_codes(got) == [b"220", b"250", b"250", b"250", b"555", b"554", b"221"]
+
+
+def test_lines_over_a_mebibyte_are_decided_like_any_other(shim):
+    pad = b" " * ((1 << 20) + 5)
+    s = shim(VERIFY=":PORT")
+    got = half_closed(s.port, b"HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<" + BAD.encode() + b">"
+                      + pad + b"\r\nQUIT\r\n")
+    assert reply_codes(got) == [b"220", b"250", b"250", b"550", b"221"]
+    assert BAD.encode() not in s.received()
+    s2 = shim(VERIFY="DEFER,:PORT")
+    got = half_closed(s2.port, b"HELO x\r\nMAIL FROM:<>\r\n" + rcpt_line(BAD) + b"DATA" + pad
+                      + b"\r\nQUIT\r\n")
+    assert reply_codes(got) == [b"220", b"250", b"250", b"250", b"554", b"221"]
+    assert b"DATA" not in s2.received()
+
+
+def test_unreadable_rcpthosts_is_421_in_place_of_the_greeting(shim, demo_tree):
+    s = shim(VERIFY=":PORT")
+    rcpthosts = demo_tree["qmail"] / "control" / "rcpthosts"
+    rcpthosts.unlink()
+    rcpthosts.mkdir()                                 # unreadable, even for root
+    try:
+        got = half_closed(s.port, b"HELO x\r\nQUIT\r\n")
+    finally:
+        rcpthosts.rmdir()
+        rcpthosts.write_text("demo.example\nshop.example\n")
+    assert got == b"421 unable to read controls (#4.3.0)\r\n"
+    log = s.wait_for("tcpserver: end", count=2)
+    pid = last_session_pid(log)
+    assert lines_of(log, pid) == [
+        f"unable to read controls (unable to read {rcpthosts}_ is a directory)"]
+    assert f"end {pid} status 256" in log and s.received() == b""
+
+
+def test_morercpthosts_cdb_open_and_read_errors_are_421(shim, demo_tree):
+    s = shim(VERIFY=":PORT")
+    cdb = demo_tree["qmail"] / "control" / "morercpthosts.cdb"
+    cdb.symlink_to(cdb.name)                          # a loop: cannot be opened
+    try:
+        got = half_closed(s.port, b"HELO x\r\nQUIT\r\n")
+        assert got == b"421 unable to read controls (#4.3.0)\r\n"
+    finally:
+        cdb.unlink()
+    cdb.mkdir()                                       # opens, but cannot be read
+    try:
+        got = half_closed(s.port, b"HELO x\r\nMAIL FROM:<>\r\n" + rcpt_line(GOOD)
+                          + rcpt_line("x@more.example") + b"QUIT\r\n")
+    finally:
+        cdb.rmdir()
+    assert reply_codes(got) == [b"220", b"250", b"250", b"250", b"421"]
+    assert b"more.example" not in s.received() and b"QUIT" not in s.received()
+    log = s.wait_for("Session ended: unable to read controls")
+    assert f"unable to read controls (unable to read {cdb}_ is a directory)" in \
+        lines_of(log, last_session_pid(log))
+
+
+def test_help_and_version():
+    import subprocess
+    from helpers import executable
+    from qmailverify import __version__
+    r = subprocess.run([executable("qmail-logmsg"), "-h"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("usage: qmail-logmsg program")
+    r = subprocess.run([executable("qmail-logmsg"), "-V"], capture_output=True, text=True)
+    assert (r.returncode, r.stdout) == (0, f"qmail-logmsg {__version__}\n")
+
+
+def test_a_session_works_under_the_documented_memory_limit(shim, demo_tree):
+    from helpers import executable
+    from pathlib import Path
+    run = (Path(__file__).resolve().parent.parent / "service/qmail-smtpd/run").read_text()
+    limit = re.search(r"exec envdir ./env softlimit -m (\d+)", run).group(1)
+    assert int(limit) >= 20000000
+    (demo_tree["qmail"] / "control" / "localiphost").write_text("demo.example\n")
+    s = shim(wrapper=[executable("softlimit"), "-m", limit], VERIFY=":PORT")
+    got = half_closed(s.port, b"HELO x\r\nMAIL FROM:<>\r\n" + rcpt_line(GOOD)
+                      + b"RCPT TO:<nobody-here@[127.0.0.1]>\r\nQUIT\r\n")
+    assert reply_codes(got) == [b"220", b"250", b"250", b"250", b"550", b"221"]
+
+
+
+def test_djbs_usual_memory_limit_is_too_small_for_the_shim(tmp_path):
+    import subprocess
+    from helpers import executable
+    r = subprocess.run([executable("softlimit"), "-m", "12000000", executable("qmail-logmsg"),
+                        "/bin/cat"], input=b"QUIT\r\n", capture_output=True)
+    assert r.returncode != 0 and r.stdout == b""       # why run sets 30000000

@@ -1,0 +1,44 @@
+"""VERIFY's grammar read alike by qmail-logmsg, verify-query and
+verify-migrate (verifyenv.py), and the warning about ignored host names."""
+
+import pytest
+
+from qmailverify.verifyenv import ignored, parse_server_part, parse_verify
+
+
+@pytest.mark.parametrize("value,server", [
+    ("DEFER:10101", ("127.0.0.1", 10101)),          # verify-query once took 11113 here
+    ("Defer 192.168.1.1:10101", ("192.168.1.1", 10101)),
+    ("DEFER,mx.example:10101", ("127.0.0.1", 10101)),
+    ("mx.example", ("127.0.0.1", 11113)),
+])
+def test_the_server_is_what_follows_the_first_digit_colon_or_bracket(value, server):
+    assert parse_verify(value).server == parse_server_part(value) == server
+
+
+@pytest.mark.parametrize("value,skipped", [
+    (":", ""), ("DEFER", ""), ("d", ""), ("DEFER,:10101", ""), ("defer,1.2.3.4", ""),
+    ("DEFERRED", ""), ("DEFER,mx.example:10101", "mx.example"), ("mx.example:25", "mx.example"),
+    ("yes", "yes"),
+])
+def test_ignored_names_what_an_admin_meant_as_a_server(value, skipped):
+    assert ignored(value) == skipped
+
+
+def test_verify_query_reads_s_as_the_shim_reads_verify(verifyd):
+    from test_query import vq
+    assert vq(["-s", f"DEFER:{verifyd.port}", "alice@demo.example"]).returncode == 0
+    r = vq(["-s", f"DEFER,mx.example:{verifyd.port}", "alice@demo.example"])
+    assert r.returncode == 100 and b"'mx.example' is not read" in r.stderr
+
+
+def test_verify_migrate_check_warns_about_ignored_host_names(tmp_path):
+    from test_migrate import vm
+    rules = tmp_path / "tcp.smtp"
+    rules.write_bytes(b'10.:allow,VERIFY="DEFER,mx.example:10101"\n:allow,VERIFY=":"\n')
+    r = vm("-c", str(rules), "10.0.0.1", "10.0.0.2", "192.168.0.1")
+    assert r.returncode == 0
+    assert r.stderr.decode().splitlines() == [
+        "verify-migrate: warning: VERIFY='DEFER,mx.example:10101' asks 127.0.0.1:10101: "
+        "'mx.example' is ignored (only what follows the first digit, ':' or '[' names the server)"]
+    assert b"10.0.0.1: deferred, 127.0.0.1:10101" in r.stdout
