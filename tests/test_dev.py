@@ -120,7 +120,8 @@ def test_test_as_root_installs_what_the_tests_drive_and_passes_arguments(clone):
     r = dev(clone, "test", "-k", "some thing")
     assert r.returncode == 7                              # pytest's exit code
     lines = record(clone)
-    assert "apt-get install -y -qq daemontools ucspi-tcp groff-base man-db procps util-linux" in lines
+    assert ("apt-get install -y -qq daemontools ucspi-tcp groff-base man-db procps util-linux "
+            "mariadb-server") in lines
     assert "venv/bin/python -m pip install -q .[test]" in [l.split(" PATH=")[0] for l in lines]
     pytest_run = lines[-1]
     assert pytest_run.startswith("venv/bin/python -m pytest -k some thing PATH=")
@@ -133,8 +134,8 @@ def test_test_without_root_names_what_is_missing(clone):
     assert r.returncode == 7
     assert r.stderr.splitlines() == [
         "bin/dev: warning: the tests that need them will skip: install daemontools ucspi-tcp "
-        "groff-base man-db procps util-linux (apt-get install daemontools ucspi-tcp groff-base "
-        "man-db procps util-linux)",
+        "groff-base man-db procps util-linux mariadb-server (apt-get install daemontools "
+        "ucspi-tcp groff-base man-db procps util-linux mariadb-server)",
         "bin/dev: warning: not root: the tests that need root (most) will skip"]
 
 

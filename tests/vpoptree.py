@@ -1,0 +1,77 @@
+"""Realistic vpopmail trees for the tests, written the way vpopmail's own
+tools write them (vadddomain, vadduser, vmoduser -b, vaddaliasdomain):
+
+- QMAIL/users/assign "+DOMAIN-:REALDOMAIN:UID:GID:DIR:-::" and users/cdb
+  as qmail-newu compiles it (key "!DOMAIN-", value "REALDOMAIN\\0UID\\0
+  GID\\0DIR\\0-\\0\\0"; key "" the wildcard characters);
+- DIR/.qmail-default "| VPOPMAIL/bin/vdelivermail '' delete" (mode 0600);
+- DIR/vpasswd lines "NAME:CRYPTED:1:0:GECOS:DIR/NAME:NOQUOTA", sorted, and
+  DIR/vpasswd.cdb (key NAME, value the rest of the line).
+"""
+
+import os
+
+from qmailverify.cdbmake import write_cdb
+
+CRYPTED = b"$1$Xk3jP0aQ$e5mgxN8yWq7x0wJtV6P9q/"
+
+
+def vpasswd_line(name: bytes, dir_: bytes, flags: int = 0, apop: int = 1) -> bytes:
+    return b"%s:%s:%d:%d:%s:%s/%s:NOQUOTA\n" % (name, CRYPTED, apop, flags, name, dir_, name)
+
+
+class Tree:
+    def __init__(self, root, uid=89, gid=89):
+        self.root = os.fsencode(str(root))
+        self.qmail = self.root + b"/qmail"
+        self.vpop = self.root + b"/vpopmail"
+        self.uid, self.gid = uid, gid
+        self.assign: list[tuple] = []
+        os.makedirs(self.qmail + b"/users", exist_ok=True)
+
+    def domain_dir(self, domain: bytes) -> bytes:
+        return self.vpop + b"/domains/" + domain
+
+    def add_domain(self, domain: bytes, users=(), default: bytes | None = None, cdb=True):
+        d = self.domain_dir(domain)
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        if default is None:
+            default = b"| " + self.vpop + b"/bin/vdelivermail '' delete\n"
+        self.write(d + b"/.qmail-default", default, 0o600)
+        lines = b"".join(vpasswd_line(u, d, flags) for u, flags in sorted(users))
+        self.write(d + b"/vpasswd", lines, 0o600)
+        if cdb:
+            self.write_vpasswd_cdb(domain)
+        self.assign.append((domain, domain, d))
+        self.write_users()
+        return d
+
+    def add_alias_domain(self, alias: bytes, real: bytes):
+        self.assign.append((alias, real, self.domain_dir(real)))
+        self.write_users()
+
+    def write_vpasswd_cdb(self, domain: bytes):
+        d = self.domain_dir(domain)
+        with open(d + b"/vpasswd", "rb") as f:
+            records = [line.split(b":", 1) for line in f.read().split(b"\n") if line]
+        write_cdb(os.fsdecode(d + b"/vpasswd.cdb"), records, os.fsdecode(d + b"/cdb.tmp"))
+
+    def write_users(self):
+        text = b"".join(b"+%s-:%s:%d:%d:%s:-::\n" % (a, r, self.uid, self.gid, d)
+                        for a, r, d in self.assign) + b".\n"
+        self.write(self.qmail + b"/users/assign", text, 0o644)
+        records = [(b"", b"-")] + [
+            (b"!" + a + b"-", b"%s\0%d\0%d\0%s\0-\0\0" % (r, self.uid, self.gid, d))
+            for a, r, d in self.assign]
+        write_cdb(os.fsdecode(self.qmail + b"/users/cdb"), records)
+
+    def users_cdb(self):
+        import cdblib
+        with open(self.qmail + b"/users/cdb", "rb") as f:
+            return cdblib.Reader(f.read())
+
+    @staticmethod
+    def write(path: bytes, data: bytes, mode: int):
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, mode)
