@@ -30,7 +30,7 @@ import sys
 from . import installed
 from .addrspec import AddressError, format_server, parse_server
 from .cli import guarded, help_or_version
-from .errors import Fatal
+from .errors import Fatal, errtext
 
 USAGE = "qmail-verify-conf: usage: qmail-verify-conf acct logacct /dir [listen]"
 SOFTLIMIT = 64_000_000        # measured floor 20 MB; see INSTALL
@@ -127,7 +127,7 @@ def make(a: dict, program: str) -> None:
         os.mkdir(directory, 0o2755)
     except OSError as e:
         raise Fatal(f"qmail-verify-conf: fatal: unable to create {directory}: "
-                    f"{e.strerror.lower()}", 111) from None
+                    f"{errtext(e.errno)}", 111) from None
     try:
         os.chmod(directory, 0o2755)
         for rel, content, mode, logowned in render(a["acct"], a["logacct"], a["listen"],
@@ -147,7 +147,7 @@ def make(a: dict, program: str) -> None:
         shutil.rmtree(directory, ignore_errors=True)
         where = e.filename or directory
         raise Fatal(f"qmail-verify-conf: fatal: unable to write {where}: "
-                    f"{(e.strerror or str(e)).lower()}", 111) from None
+                    f"{errtext(e.errno)}", 111) from None
 
 
 def run(argv: list[str]) -> int:

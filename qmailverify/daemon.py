@@ -35,11 +35,11 @@ from . import controls as controlfiles
 from .addrspec import AddressError, parse_server
 from .cli import Shown, guarded, options
 from .clean import clean, visible
-from .errors import Fatal, errtext
+from .errors import Fatal, LostPrivileges, errtext
 from .rules import decide
 from .startup import spare_descriptor_trouble, start_trouble
 from .stats import Counts, stats_line
-from .system import LiveSystem, LostPrivileges
+from .system import LiveSystem
 from .title import Title
 from .wire import DELIVERABLE, QUERY_MAX, TEMPORARY, UNDELIVERABLE, make_reply, parse_query
 

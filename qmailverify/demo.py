@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import installed, tree
 from .cli import guarded, help_or_version
-from .errors import Fatal
+from .errors import Fatal, errtext
 from .wire import make_query, parse_reply
 
 USAGE = "qmail-verify-demo: usage: qmail-verify-demo"
@@ -129,7 +129,7 @@ def in_a_tree() -> int:
     except OSError as e:
         if e.filename is None:          # standard output: guarded() words it
             raise
-        print(f"qmail-verify-demo: fatal: {e.strerror or e}", file=sys.stderr)
+        print(f"qmail-verify-demo: fatal: {errtext(e.errno)}", file=sys.stderr)
         return 111
     finally:
         signals.ignore()

@@ -22,6 +22,7 @@ import time
 
 from .clean import clean
 from .controlfile import ControlError, read_first_line
+from .errors import errtext
 from .ipme import Ipme
 from .rcpthosts import Rcpthosts
 from .smtpsession import CHECK, DONE, Policy, Session
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         pid, sin, sout = spawn(argv)
     except OSError as e:
         print(f"qmail-logmsg: fatal: unable to run {argv[0]}: "
-              f"{(e.strerror or str(e)).lower()}", file=sys.stderr)
+              f"{errtext(e.errno)}", file=sys.stderr)
         return 111
     try:
         return Relay(Session(policy), pid, sin, sout, timeout).run()

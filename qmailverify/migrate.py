@@ -45,7 +45,7 @@ from .addrspec import DEFAULT_IP, DEFAULT_PORT, AddressError, format_server, par
 from .cdbmake import write_cdb
 from .clean import visible
 from .cli import guarded, options
-from .errors import Fatal
+from .errors import Fatal, errtext
 from .verifyenv import SetupError, ignored, parse_verify
 from .tcprules import Rule, RulesError, lookup, parse, records
 
@@ -209,7 +209,7 @@ def read(path: str) -> bytes:
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        raise Fatal(f"verify-migrate: fatal: unable to read {path}: {e.strerror.lower()}", 111) from None
+        raise Fatal(f"verify-migrate: fatal: unable to read {path}: {errtext(e.errno)}", 111) from None
 
 
 def write(rules: str, cdb: str, new: bytes) -> str:
@@ -231,11 +231,11 @@ def write(rules: str, cdb: str, new: bytes) -> str:
         os.rename(tmp, rules)
     except OSError as e:
         raise Fatal(f"verify-migrate: fatal: unable to write {e.filename or rules}: "
-                    f"{(e.strerror or str(e)).lower()}", 111) from None
+                    f"{errtext(e.errno)}", 111) from None
     try:
         write_cdb(cdb, records(parse(new)))
     except OSError as e:
-        raise Fatal(f"verify-migrate: fatal: unable to write {cdb}: {e.strerror.lower()} "
+        raise Fatal(f"verify-migrate: fatal: unable to write {cdb}: {errtext(e.errno)} "
                     f"({rules} is already migrated: run tcprules by hand)", 111) from None
     return backup
 

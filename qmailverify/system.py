@@ -33,12 +33,8 @@ import time
 import cdblib
 
 from .clean import cleantext
-from .errors import Trouble, errtext, is_temporary
+from .errors import LostPrivileges, Trouble, errtext, is_temporary
 from .rules import Passwd, StatHit
-
-
-class LostPrivileges(Exception):
-    """The effective ids could not be set back to the daemon's own."""
 
 
 def _signature(st: os.stat_result) -> tuple:
