@@ -85,7 +85,7 @@ class FakeSystem:
             self.raised = True
             raise Trouble(HOSTILE)
 
-    def refresh(self):
+    def begin_query(self):
         self.raised, self.stats = False, []
 
     def users(self):

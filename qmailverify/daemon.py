@@ -9,8 +9,9 @@ Everything is configured from the environment and qmail's control files:
   VERIFY_BREAK           the extension separator (-)
   VERIFY_FASTFORWARDCDB  fastforward's cdb, to check what ~alias/.qmail-default takes
 
-Verifier.answer() turns one datagram into one reply and its log lines;
-Daemon is the socket loop around it.  Signal handlers only queue the
+verifier.get_reply() turns one datagram into one reply and its log lines;
+Daemon is the socket loop around it, holding what changes: the controls
+(reloaded on SIGHUP) and the counts.  Signal handlers only queue the
 signal; the loop dispatches handle_<name>(): hup (re-read the control
 files, keeping the old ones if the new ones cannot be read), term and
 int (exit), alrm (a statistics line, stats.py), usr1 and usr2 (logged,
@@ -34,14 +35,15 @@ from . import __version__
 from . import controls as controlfiles
 from .addrspec import AddressError, parse_server
 from .cli import Shown, guarded, options
-from .clean import clean, visible
+from .clean import visible
+from .controlfile import ControlError
 from .errors import Fatal, LostPrivileges, errtext
-from .rules import decide
 from .startup import spare_descriptor_trouble, start_trouble
 from .stats import Counts, stats_line
 from .system import LiveSystem
 from .title import Title
-from .wire import DELIVERABLE, QUERY_MAX, TEMPORARY, UNDELIVERABLE, make_reply, parse_query
+from .verifier import get_reply
+from .wire import QUERY_MAX
 
 PROG = b"qmail-verify: "
 USAGE = "qmail-verify: usage: qmail-verify [-d] [-p pidfile] [-o logfile]"
@@ -98,61 +100,7 @@ class Log:
             pass
 
 
-class Verifier:
-    """One datagram in, one reply (or None) out, with its log lines."""
-
-    def __init__(self, settings: Settings, controls, system, log: Log):
-        self.settings = settings
-        self.controls = controls
-        self.system = system
-        self.log = log
-        self.counts = Counts()
-
-    def answer(self, datagram: bytes) -> bytes | None:
-        query = parse_query(datagram)
-        if query is None:
-            return None
-        counts = self.counts
-        counts.queries += 1
-        addr = clean(query.address)
-        try:
-            self.system.refresh()
-            v = decide(query.address, self.controls, self.system,
-                       self.settings.alias, self.settings.brk)
-        except LostPrivileges:
-            raise
-        except Exception as e:    # a bug of ours must not stop the daemon
-            self.log.line(b"warning: internal error answering " + addr + b": "
-                          + type(e).__name__.encode() + b"; not answered.")
-            counts.unanswered += 1
-            return None
-        if v.stat_errno:
-            self.log.line(b"Unable to stat " + clean(v.stat_path) + b": "
-                          + errtext(v.stat_errno).encode() + b".")
-        if v.code == DELIVERABLE:
-            self.log.line(addr + b" permitted for " + (clean(v.user) if v.user else b"UNKNOWN") + b".")
-            counts.permitted += 1
-        elif v.code == UNDELIVERABLE:
-            self.log.line(addr + b" denied.")
-            counts.denied += 1
-        else:
-            # our own words, with any path in them already cleaned
-            reason = visible(v.reason.encode("utf-8", "replace"))
-            if not query.extended:
-                self.log.line(addr + b" not answered: temporary failure: " + reason + b".")
-                counts.unanswered += 1
-                return None
-            self.log.line(addr + b" temporary failure: " + reason + b".")
-            counts.temporary += 1
-            return make_reply(TEMPORARY, v.position, reason)
-        return make_reply(v.code, v.position, v.user or b"")
-
-    def reload(self) -> None:
-        """Re-read the control files; raises ControlError and keeps the old ones."""
-        self.controls = controlfiles.load(self.settings.qmailhome)
-
-
-class Signals:
+class SignalQueue:
     """The handlers only queue; Daemon.run() dispatches.  Installed first
     thing, so that a signal that comes during start-up waits for the loop
     instead of killing the process half-way."""
@@ -174,12 +122,15 @@ class Daemon:
     selector) is made here, so that a process short of descriptors is
     refused before it says it listens."""
 
-    def __init__(self, verifier: Verifier, sock: socket.socket, title: Title,
-                 signals: Signals):
-        self.verifier = verifier
+    def __init__(self, settings: Settings, controls, system, log: Log,
+                 sock: socket.socket, title: Title, signals: "SignalQueue"):
+        self.settings = settings
+        self.controls = controls
+        self.system = system
+        self.log = log
+        self.counts = Counts()
         self.sock = sock
         self.title = title
-        self.log = verifier.log
         self.signals = signals.queue
         self.started = self.loaded = time.monotonic()
         try:
@@ -205,15 +156,16 @@ class Daemon:
         return getattr(self, "handle_" + name[3:].lower())(name)
 
     def handle_hup(self, name: str) -> None:
+        """Re-read the control files; keep the old ones if that fails."""
         try:
-            self.verifier.reload()
-        except controlfiles.ControlError as e:
+            self.controls = controlfiles.load(self.settings.qmailhome)
+        except ControlError as e:
             self.log.line(b"warning: Unable to read controls: " + visible(str(e).encode())
                           + b": keeping the old ones.")
             return
         self.loaded = time.monotonic()
         self.title.controls_loaded()
-        self.title.update(self.verifier.counts.answered, force=True)
+        self.title.update(self.counts.answered, force=True)
         self.log.line(b"controls reloaded.")
 
     def handle_term(self, name: str) -> int:
@@ -225,15 +177,24 @@ class Daemon:
 
     def handle_alrm(self, name: str) -> None:
         now = time.monotonic()
-        self.log.line(stats_line(self.verifier.counts, now - self.started, now - self.loaded))
+        self.log.line(stats_line(self.counts, now - self.started, now - self.loaded))
 
     def handle_usr1(self, name: str) -> None:
         self.log.line(f"received {name}: ignored.".encode())
 
     handle_usr2 = handle_usr1
 
+    def answer(self, datagram: bytes) -> bytes | None:
+        """The reply to one datagram (None: none), its lines logged and counted."""
+        s = self.settings
+        outcome = get_reply(datagram, self.controls, self.system, s.alias, s.brk)
+        for line in outcome.lines:
+            self.log.line(line)
+        self.counts.count(outcome.counted)
+        return outcome.reply
+
     def run(self) -> int:
-        sock, verifier, selector = self.sock, self.verifier, self.selector
+        sock, selector = self.sock, self.selector
         while True:
             while self.signals:
                 code = self.dispatch(self.signals.pop(0))
@@ -243,7 +204,7 @@ class Daemon:
                 data, peer = sock.recvfrom(QUERY_MAX)
             except BlockingIOError:
                 self.log.flush()
-                answered = verifier.counts.answered
+                answered = self.counts.answered
                 self.title.update(answered)
                 selector.select(1.0 if self.title.stale(answered) else None)
                 try:
@@ -254,7 +215,7 @@ class Daemon:
             except OSError:
                 continue
             try:
-                reply = verifier.answer(data)
+                reply = self.answer(data)
             except LostPrivileges as e:
                 self.log.line(f"fatal: {e}".encode())
                 self.log.flush()
@@ -296,7 +257,7 @@ def bind(ip: str, port: int) -> socket.socket:
 
 
 def main(argv: list[str] | None = None) -> int:
-    signals = Signals()
+    signals = SignalQueue()
     ready = None
     try:
         options_ = parseargs(sys.argv[1:] if argv is None else argv)
@@ -307,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             raise Fatal(f"qmail-verify: fatal: {trouble}")
         try:
             controls = controlfiles.load(settings.qmailhome)
-        except controlfiles.ControlError as e:
+        except ControlError as e:
             raise Fatal(f"qmail-verify: Unable to read controls: {e}: exiting.") from None
         sock = bind(*settings.listen)
         system = LiveSystem(settings.qmailhome, settings.passwd, settings.fastforward)
@@ -316,9 +277,8 @@ def main(argv: list[str] | None = None) -> int:
             from .background import detach
             stream, ready = detach(sock, stream, options_.pidfile, options_.logfile)
         log = Log(stream)
-        verifier = Verifier(settings, controls, system, log)
         title.controls_loaded()
-        daemon = Daemon(verifier, sock, title, signals)
+        daemon = Daemon(settings, controls, system, log, sock, title, signals)
         trouble = spare_descriptor_trouble()
         if trouble:
             raise Fatal(f"qmail-verify: fatal: {trouble}")

@@ -33,6 +33,11 @@ class StatHit(NamedTuple):
 class System(Protocol):
     """The facts decide() needs; every method may raise Trouble."""
 
+    def begin_query(self) -> None:
+        """A new query starts: what the System remembers from the last one
+        (a source checked for change, say) must be checked again before
+        it is used.  verifier.get_reply() calls it once a query."""
+
     def users(self):
         """users/cdb as an object with .get(key) -> bytes | None, or None
         if there is no users/cdb."""

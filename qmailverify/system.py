@@ -14,8 +14,9 @@ change an admin makes:
   other sources (NIS, LDAP, sssd) have no file to watch;
 - home directories and dot-qmail files are stat'ed for every query.
 
-refresh() starts a query: each source is checked when the query first
-uses it, so no answer is older than the files it depends on.
+begin_query() (rules.System's per-query hook) starts a query: each
+source is then checked when the query first uses it, so no answer is
+older than the files it depends on.
 
 Dot-qmail files are stat'ed with the effective uid, gid and groups of the
 user whose home is searched (the fix for CVE-2020-3812), so the daemon
@@ -290,7 +291,7 @@ class LiveSystem:
         self.identity = Identity()
         self._query = 0
 
-    def refresh(self) -> None:
+    def begin_query(self) -> None:
         """A new query: each source is checked again when it is first used."""
         self._query += 1
 

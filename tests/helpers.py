@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from qmailverify import tree
+from qmailverify.rules import StatHit
 from qmailverify.wire import make_query
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -185,3 +186,41 @@ class SmtpShim:
             self.proc.terminate()
             self.proc.wait(10)
         self.log_file.close()
+
+
+class FakeSystem:
+    """rules.System in memory, for in-process tests of the decision and of
+    the daemon's get_reply(): users is users/cdb as a dict (None: none),
+    passwd the entries, owners each home's uid (by default the entry's),
+    files path -> errno (0: exists), ff the fastforward cdb as a dict."""
+
+    def __init__(self, users=None, passwd=(), owners=None, files=None, ff=None):
+        self.cdb = users                      # dict or None (no users/cdb)
+        self.passwd = {p.name: p for p in passwd}
+        self.owners = owners or {p.home: p.uid for p in passwd}
+        self.files = files or {}              # path -> errno (0: exists)
+        self.ff = ff
+        self.stats_as = []
+        self.queries = 0                      # begin_query() calls
+
+    def begin_query(self):
+        self.queries += 1
+
+    def users(self):
+        return self.cdb
+
+    def getpw(self, name):
+        return self.passwd.get(name)
+
+    def owner(self, path):
+        return self.owners.get(path)
+
+    def first_stat(self, uid, gid, paths):
+        for i, p in enumerate(paths):
+            self.stats_as.append((uid, gid, p))
+            if p in self.files:
+                return StatHit(i, self.files[p], p)
+        return StatHit(-1)
+
+    def fastforward(self):
+        return self.ff
