@@ -14,10 +14,9 @@ import errno
 import json
 from pathlib import Path
 
-from qmailverify.controls import Controls
 from qmailverify.errors import Trouble
+from qmailverify.model import Controls, StatHit
 from qmailverify.newu import compile_assign
-from qmailverify.rules import StatHit
 from qmailverify.system import parse_passwd
 
 P1_PATH = Path(__file__).resolve().parent.parent / "tests" / "data" / "P1.json"

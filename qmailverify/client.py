@@ -13,8 +13,7 @@ import time
 from collections import namedtuple      # not typing: qmail-logmsg starts per connection
 
 from .errors import errtext
-from .verifyenv import Mode, SetupError, parse_verify
-from .wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE, make_query, parse_reply
+from .wire import TEMPORARY, make_query, parse_reply
 
 TIMEOUT = 5.0
 
@@ -118,6 +117,3 @@ def ask(address: bytes, server: tuple[str, int], timeout: float = TIMEOUT,
     finally:
         q.close()
 
-
-__all__ = ["Mode", "SetupError", "parse_verify", "Answer", "Query", "ask",
-           "DELIVERABLE", "UNDELIVERABLE", "TEMPORARY", "TIMEOUT"]

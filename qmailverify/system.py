@@ -35,7 +35,7 @@ import cdblib
 
 from .clean import cleantext
 from .errors import LostPrivileges, Trouble, errtext, is_temporary
-from .rules import Passwd, StatHit
+from .model import Passwd, StatHit
 
 
 def _signature(st: os.stat_result) -> tuple:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from qmailverify import tree
-from qmailverify.rules import StatHit
+from qmailverify.model import StatHit
 from qmailverify.wire import make_query
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from helpers import executable
-from qmailverify.client import Query, SetupError, ask, parse_verify
+from qmailverify.client import Query, ask
 from qmailverify.wire import DELIVERABLE, EXTENDED_TAG, TEMPORARY
 
 
@@ -123,28 +123,6 @@ def test_ask_times_out_as_a_temporary_failure():
         assert a.log_message() == "Timeout (no response from verification server)"
     finally:
         silent.close()
-
-
-@pytest.mark.parametrize("value,enabled,deferred,server", [
-    (None, False, False, None), ("", False, False, None),
-    (":", True, False, ("127.0.0.1", 11113)), ("DEFER", True, True, ("127.0.0.1", 11113)),
-    ("d", True, True, ("127.0.0.1", 11113)), ("192.168.1.1", True, False, ("192.168.1.1", 11113)),
-    (":10101", True, False, ("127.0.0.1", 10101)),
-    ("192.168.1.1:10101", True, False, ("192.168.1.1", 10101)),
-    ("DEFER,:10101", True, True, ("127.0.0.1", 10101)),
-    ("DEFER,192.168.1.1:10101", True, True, ("192.168.1.1", 10101)),
-    ("DEFER,[::1]:10101", True, True, ("::1", 10101)),
-])
-def test_verify_values(value, enabled, deferred, server):
-    m = parse_verify(value)
-    assert (m.enabled, m.deferred, m.server) == (enabled, deferred, server)
-    assert bool(m.note) == (value == "")
-
-
-@pytest.mark.parametrize("value", ["DEFER,192.168.1", ":99999", "1.2.3.4:x", "DEFER,[::1"])
-def test_unparsable_verify_servers_are_setup_errors(value):
-    with pytest.raises(SetupError):
-        parse_verify(value)
 
 
 def test_untidy_addresses_are_tidied(verifyd):

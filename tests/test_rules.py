@@ -5,9 +5,9 @@ import errno
 
 import pytest
 
-from qmailverify.controls import Controls
 from qmailverify.errors import Trouble
-from qmailverify.rules import Passwd, StatHit, decide, rewrite
+from qmailverify.model import Controls, Passwd, StatHit
+from qmailverify.rules import decide, rewrite
 from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 
 from helpers import FakeSystem

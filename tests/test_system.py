@@ -67,18 +67,3 @@ def test_users_assign_compiles_like_qmail_newu():
         compile_assign(b"=kim:kim:1:2:/h\n.\n")
     with pytest.raises(AssignError):
         compile_assign(b"=kim:kim:1:2:/h/kim:::\n")
-
-
-def test_rcpthosts_as_qmail_smtpd_reads_it(tmp_path):
-    from qmailverify.controls import Rcpthosts
-    (tmp_path / "control").mkdir()
-    assert Rcpthosts(str(tmp_path)).allowed(b"x@anywhere.example")     # no rcpthosts: no limit
-    (tmp_path / "control" / "rcpthosts").write_text("Example.COM\n.sub.example.org\n# c\n")
-    write_cdb(str(tmp_path / "control" / "morercpthosts.cdb"), [(b"more.example", b"")])
-    r = Rcpthosts(str(tmp_path))
-    assert r.allowed(b"x@example.com") and r.allowed(b"x@EXAMPLE.com")
-    assert not r.allowed(b"x@www.example.com")                          # exact, unless dotted
-    assert r.allowed(b"x@a.sub.example.org") and not r.allowed(b"x@sub.example.org")
-    assert r.allowed(b"x@more.example") and not r.allowed(b"x@a.b.more.example")
-    assert not r.allowed(b"x@other.example")
-    assert r.allowed(b"postmaster")                                      # no @: envnoathost

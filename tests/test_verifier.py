@@ -6,9 +6,8 @@ import errno
 
 import pytest
 
-from qmailverify.controls import Controls
 from qmailverify.errors import LostPrivileges, Trouble
-from qmailverify.rules import Passwd
+from qmailverify.model import Controls, Passwd
 from qmailverify.stats import Counts
 from qmailverify.verifier import get_reply
 from qmailverify.wire import TEMPORARY, make_query, make_reply
@@ -99,3 +98,16 @@ def test_each_outcome_adds_to_its_count_and_to_the_queries():
         counts.count(get_reply(datagram, C, s).counted)
     assert (counts.queries, counts.permitted, counts.denied) == (3, 2, 1)
     assert s.queries == 3
+
+
+def test_the_decision_core_imports_nothing_that_reads_files():
+    import subprocess
+    import sys
+    code = ("import sys, qmailverify.verifier; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('qmailverify'))))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())
+    assert {"qmailverify.verifier", "qmailverify.rules", "qmailverify.model"} <= loaded
+    readers = {"qmailverify.controls", "qmailverify.controlfile", "qmailverify.system",
+               "qmailverify.rcpthosts", "qmailverify.startup", "qmailverify.daemon"}
+    assert not loaded & readers, loaded & readers
