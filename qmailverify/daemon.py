@@ -227,21 +227,21 @@ class Daemon:
                     pass
 
 
-class Options(NamedTuple):
+class DaemonOptions(NamedTuple):
     detach: bool = False
     pidfile: str | None = None
     logfile: str | None = None
 
 
-def parseargs(argv: list[str]) -> Options:
-    """Options from the command line (argv without the program name)."""
+def parseargs(argv: list[str]) -> DaemonOptions:
+    """qmail-verify's options from the command line (argv without the program name)."""
     opts, rest = options(argv, "dp:o:", USAGE)           # raises Fatal, Shown
     if rest:
         raise Fatal(USAGE, 100)
     o = dict(opts)
     if ("-p" in o or "-o" in o) and "-d" not in o:
         raise Fatal(f"{USAGE} (-p and -o go with -d)", 100)
-    return Options("-d" in o, o.get("-p"), o.get("-o"))
+    return DaemonOptions("-d" in o, o.get("-p"), o.get("-o"))
 
 
 def bind(ip: str, port: int) -> socket.socket:

@@ -25,14 +25,13 @@ from .controlfile import ControlError, read_first_line
 from .errors import errtext
 from .ipme import Ipme
 from .rcpthosts import Rcpthosts
-from .smtpsession import CHECK, DONE, Policy, Session
+from .smtpcommands import CHECK, DONE, R421CONTROLS, Policy
+from .smtpsession import HIGH_WATER, Session
 from .spawn import reap, spawn
 from .verifyenv import SetupError, parse_verify
 
 USAGE = "qmail-logmsg: usage: qmail-logmsg program [arg ...] | qmail-logmsg -s | -h | -V"
 READ = 1 << 20
-HIGH_WATER = 1 << 20          # stop reading a side while this much waits for the other
-R421 = b"421 unable to read controls (#4.3.0)\r\n"
 
 
 def policy_from(env, prefix: bytes) -> tuple[Policy, float]:
@@ -129,8 +128,8 @@ class Relay:
             self.query.close()
             self.query = None
         if s.ask is not None:
-            from .client import Query
-            self.query = Query(s.ask, s.policy.mode.server, timeout=self.timeout)
+            from .client import PendingQuery
+            self.query = PendingQuery(s.ask, s.policy.mode.server, timeout=self.timeout)
             s.ask = None
             failed = self.query.send()
             if failed:
@@ -219,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     except ControlError as e:
         os.write(2, prefix + b"unable to read controls (" + clean(str(e).encode()) + b")\n")
         try:
-            os.write(1, R421)
+            os.write(1, R421CONTROLS)
         except OSError:
             pass
         discard_input()

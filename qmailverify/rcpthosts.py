@@ -24,7 +24,7 @@ def cdb_hash(key: bytes) -> int:
     return h
 
 
-class CdbFile:
+class PreadCdb:
     """Lookups in an open djb cdb by pread; ControlError when it cannot be read."""
 
     def __init__(self, fd: int, path: str):
@@ -77,7 +77,7 @@ class Rcpthosts:
             return
         path = os.path.join(control, "morercpthosts.cdb")
         try:
-            self.more = CdbFile(os.open(path, os.O_RDONLY | os.O_CLOEXEC), path)
+            self.more = PreadCdb(os.open(path, os.O_RDONLY | os.O_CLOEXEC), path)
         except OSError as e:
             if e.errno != errno.ENOENT:
                 raise ControlError(f"unable to read {path}: {errtext(e.errno)}") from None

@@ -146,7 +146,7 @@ def decide(addr: bytes, c: Controls, system: System,
         user = fields[0]
         if len(fields) < 5:
             return Verdict(DELIVERABLE, 3 + len(fields), user)
-        uid, gid = _number(fields[1]), _number(fields[2])
+        uid, gid = _scan_ulong(fields[1]), _scan_ulong(fields[2])
         home, dash = fields[3], fields[4]
         ext = fields[5] if len(fields) > 5 else b""
     else:                                           # 7
@@ -189,7 +189,7 @@ def decide(addr: bytes, c: Controls, system: System,
     return Verdict(DELIVERABLE, position, user)
 
 
-def _number(field: bytes) -> int:
+def _scan_ulong(field: bytes) -> int:
     """scan_ulong(): the leading decimal digits of field, 0 if none."""
     digits = len(field) - len(field.lstrip(b"0123456789"))
     return int(field[:digits]) if digits else 0

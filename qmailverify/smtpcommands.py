@@ -109,6 +109,3 @@ COMMANDS = {b"HELO": Commands.smtp_HELO, b"EHLO": Commands.smtp_EHLO, b"MAIL": C
             b"RCPT": Commands.smtp_RCPT, b"DATA": Commands.smtp_DATA, b"RSET": Commands.smtp_RSET,
             b"QUIT": Commands.smtp_QUIT, b"STARTTLS": Commands.smtp_STARTTLS,
             b"AUTH": Commands.smtp_AUTH}
-
-__all__ = ["AUTHLINE", "BODY", "OPAQUE", "REPLY", "READY", "CHECK", "CLOSING", "DONE",
-           "Commands", "COMMANDS", "Policy"]

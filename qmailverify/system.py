@@ -42,7 +42,7 @@ def _signature(st: os.stat_result) -> tuple:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-class CdbFile:
+class WatchedCdb:
     """A cdb file by path, reopened whenever the path names a new file.
 
     A cdb of up to IN_MEMORY records is read into a dict once per version
@@ -284,9 +284,9 @@ class LiveSystem:
 
     def __init__(self, qmailhome: str, passwd_file: str | None = None,
                  fastforward: str | None = None):
-        self.userscdb = CdbFile(os.path.join(qmailhome, "users", "cdb"), "users/cdb")
+        self.userscdb = WatchedCdb(os.path.join(qmailhome, "users", "cdb"), "users/cdb")
         self.passwd = PasswdFile(passwd_file) if passwd_file else SystemPasswd()
-        self.ffcdb = CdbFile(fastforward, "fastforward cdb", missing_ok=False) \
+        self.ffcdb = WatchedCdb(fastforward, "fastforward cdb", missing_ok=False) \
             if fastforward else None
         self.identity = Identity()
         self._query = 0

@@ -63,7 +63,8 @@ def start():
 @pytest.fixture
 def demo_tree():
     """The demo qmail tree (no root needed), with control/rcpthosts."""
-    from qmailverify import demo, tree
+    from qmailverify import demo
+    from qmailverify.testing import tree
     uid, gid = (os.getuid(), os.getgid()) if os.geteuid() else (7001, 7001)
     root = world_tempdir()
     paths = tree.build(demo.demo_spec(uid, gid), root)

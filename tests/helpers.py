@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from qmailverify import tree
+from qmailverify.testing import tree
 from qmailverify.model import StatHit
 from qmailverify.wire import make_query
 

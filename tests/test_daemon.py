@@ -11,7 +11,7 @@ import pytest
 
 from helpers import executable, free_port
 from qmailverify.cdbmake import write_cdb
-from qmailverify.newu import compile_assign
+from qmailverify.testing.newu import compile_assign
 from qmailverify.wire import EXTENDED_TAG
 
 
@@ -276,7 +276,7 @@ def test_runs_as_a_single_uid_without_root(start, request):
     """The single-uid virtual-domain setup: not root, stats made as itself."""
     import sysconfig
     from helpers import world_tempdir
-    from qmailverify import tree
+    from qmailverify.testing import tree
     if os.geteuid() != 0:
         pytest.skip("needs root to start the daemon as another uid")
     uid = 65534

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from helpers import executable
-from qmailverify.client import Query, ask
+from qmailverify.client import PendingQuery, ask
 from qmailverify.wire import DELIVERABLE, EXTENDED_TAG, TEMPORARY
 
 
@@ -97,7 +97,7 @@ def test_replies_only_count_from_the_server_itself():
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     server.bind(("127.0.0.1", 0))
     intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    q = Query(b"kim@example.com", server.getsockname(), timeout=2)
+    q = PendingQuery(b"kim@example.com", server.getsockname(), timeout=2)
     try:
         assert q.send() is None
         data, client = server.recvfrom(100)

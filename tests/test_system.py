@@ -8,14 +8,13 @@ import pytest
 
 from qmailverify.errors import Trouble
 from qmailverify.cdbmake import write_cdb
-from qmailverify.newu import AssignError, compile_assign
-from qmailverify.system import CdbFile, PasswdFile
+from qmailverify.system import WatchedCdb, PasswdFile
 
 
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_cdb_file_follows_replacement_and_reports_corruption(tmp_path, in_memory):
     path = tmp_path / "cdb"
-    f = CdbFile(str(path), "test cdb")
+    f = WatchedCdb(str(path), "test cdb")
     if not in_memory:
         f.IN_MEMORY = 0
     f.refresh()
@@ -34,7 +33,7 @@ def test_cdb_file_follows_replacement_and_reports_corruption(tmp_path, in_memory
 
 
 def test_required_cdb_missing_is_trouble(tmp_path):
-    f = CdbFile(str(tmp_path / "nope"), "fastforward cdb", missing_ok=False)
+    f = WatchedCdb(str(tmp_path / "nope"), "fastforward cdb", missing_ok=False)
     f.refresh()
     with pytest.raises(Trouble, match="unable to stat fastforward cdb: file does not exist"):
         f.current()
@@ -53,17 +52,3 @@ def test_passwd_file_first_entry_wins_and_bad_lines_are_skipped(tmp_path):
     f.refresh()
     with pytest.raises(Trouble):
         f.getpw(b"kim")
-
-
-def test_users_assign_compiles_like_qmail_newu():
-    records = compile_assign(b"=Kim:kim:1:2:/h/kim:-:x:\n+News-:news:3:4:/h/n:-::\n+a:u:5:6:/h/a:::\n.\n")
-    assert records == [
-        (b"!kim\0", b"kim\x001\x002\x00/h/kim\x00-\x00x"),
-        (b"!news-", b"news\x003\x004\x00/h/n\x00-\x00"),
-        (b"!a", b"u\x005\x006\x00/h/a\x00\x00"),
-        (b"", b"-a"),
-    ]
-    with pytest.raises(AssignError):
-        compile_assign(b"=kim:kim:1:2:/h\n.\n")
-    with pytest.raises(AssignError):
-        compile_assign(b"=kim:kim:1:2:/h/kim:::\n")
