@@ -14,7 +14,6 @@ rewrite), no RELAYCLIENT, no AUTH, a domain rcpthosts lists.
 from .clean import clean
 from .controlfile import ControlError
 from .smtp import IpmeError, addrparse
-from .smtpview import AUTHLINE, BODY, OPAQUE
 
 # Session phases (smtpsession.py), besides smtpview's AUTHLINE, BODY, OPAQUE.
 REPLY, READY, CHECK, CLOSING, DONE = "reply", "ready", "check", "closing", "done"

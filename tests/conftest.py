@@ -96,17 +96,3 @@ def shim(demo_tree, verifyd, tmp_path):
     yield _shim
     for s in shims:
         s.stop()
-
-
-def wait_until(predicate, timeout=10.0):
-    import time
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (OSError, ValueError):
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")

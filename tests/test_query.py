@@ -5,16 +5,9 @@ import pty
 import socket
 import subprocess
 
-import pytest
-
-from helpers import executable
+from helpers import executable, vq
 from qmailverify.client import PendingQuery, ask
 from qmailverify.wire import DELIVERABLE, EXTENDED_TAG, TEMPORARY
-
-
-def vq(args, input=None, env=None):
-    return subprocess.run([executable("verify-query"), *args], input=input, capture_output=True,
-                          env={"PATH": os.environ["PATH"], **(env or {})}, timeout=120)
 
 
 def test_answers_and_exit_codes(verifyd):

@@ -6,7 +6,7 @@ import errno
 import pytest
 
 from qmailverify.errors import Trouble
-from qmailverify.model import Controls, Passwd, StatHit
+from qmailverify.model import Controls, Passwd
 from qmailverify.rules import decide, rewrite
 from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 

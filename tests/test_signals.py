@@ -10,10 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
-from qmailverify.stats import Counts, stats_line
-
-from test_daemon import env_for
+from helpers import env_for, wait_until
 
 
 def titled(d):
@@ -68,14 +65,6 @@ def test_usr1_and_usr2_are_logged_and_ignored(p1_tree, start, signum):
     d.signal(signum)
     d.wait_for(f"qmail-verify: received {signum.name}: ignored.\n")
     assert d.proc.poll() is None and d.ask(b"kim@example.com") == b"\x90kim"
-
-
-def test_the_stats_line_is_key_value_in_field_order():
-    counts = Counts(queries=7, permitted=3, denied=2, temporary=1, unanswered=1)
-    assert stats_line(counts, 3600.9, 12.2) == (
-        b"stats: queries=7 permitted=3 denied=2 temporary=1 unanswered=1"
-        b" uptime=3600 controls_age=12")
-    assert counts.answered == 6
 
 
 def test_each_queued_signal_is_dispatched_to_the_handler_of_its_name():

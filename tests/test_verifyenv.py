@@ -3,6 +3,7 @@ verify-migrate (verifyenv.py), and the warning about ignored host names."""
 
 import pytest
 
+from helpers import vm, vq
 from qmailverify.verifyenv import SetupError, ignored, parse_server_part, parse_verify
 
 
@@ -48,14 +49,12 @@ def test_unparsable_verify_servers_are_setup_errors(value):
 
 
 def test_verify_query_reads_s_as_the_shim_reads_verify(verifyd):
-    from test_query import vq
     assert vq(["-s", f"DEFER:{verifyd.port}", "alice@demo.example"]).returncode == 0
     r = vq(["-s", f"DEFER,mx.example:{verifyd.port}", "alice@demo.example"])
     assert r.returncode == 100 and b"'mx.example' is not read" in r.stderr
 
 
 def test_verify_migrate_check_warns_about_ignored_host_names(tmp_path):
-    from test_migrate import vm
     rules = tmp_path / "tcp.smtp"
     rules.write_bytes(b'10.:allow,VERIFY="DEFER,mx.example:10101"\n:allow,VERIFY=":"\n')
     r = vm("-c", str(rules), "10.0.0.1", "10.0.0.2", "192.168.0.1")
