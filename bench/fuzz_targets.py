@@ -15,7 +15,7 @@ when a property breaks (any other exception escaping is a failure too):
 import io
 
 from qmailverify import tcprules
-from qmailverify.daemon import Log
+from qmailverify.daemonloop import Log
 from qmailverify.rules import decide
 from qmailverify.verifier import get_reply
 from qmailverify.wire import (DELIVERABLE, REPLY_MAX, TEMPORARY, UNDELIVERABLE,

@@ -26,7 +26,9 @@ What the daemon reads from the running system:
   startup.py      what is checked before the daemon says it listens
 
 qmail-verify, the daemon:
-  daemon.py       the UDP loop, signals dispatched by name, main()
+  daemon.py       the program: options, start-up, main()
+  daemonenv.py    its environment (QMAILHOME, LISTEN, VERIFY_*) into Settings
+  daemonloop.py   the UDP loop, signals queued and dispatched by name, the log
   background.py   -d: detached, for systems without supervise
   title.py        the process title and command name
 
@@ -42,7 +44,8 @@ qmail-logmsg, the shim before an unpatched qmail-smtpd:
   rcpthosts.py    control/rcpthosts and morercpthosts.cdb, as qmail-smtpd reads them
   ipme.py         this host's IPv4 addresses, as qmail's ipme.c finds them
   spawn.py        starting qmail-smtpd on pipes, and reaping it
-  logmsg.py       the program: controls, then the relay around the session
+  relay.py        the select() loop moving bytes around the session
+  logmsg.py       the program: controls, then qmail-smtpd and the relay
   summary.py      qmail-logmsg -s: one line a session from its log
 
 The other programs:
