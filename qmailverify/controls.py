@@ -9,7 +9,8 @@ reads qmail-smtpd's controls itself (rcpthosts.py, logmsg.py).
 
 import os
 
-from .controlfile import ControlError, read_first_line, read_lines, shown
+from .clean import cleanpath
+from .controlfile import ControlError, read_first_line, read_lines
 from .model import Controls
 
 
@@ -29,10 +30,10 @@ def load(qmailhome: str) -> Controls:
     locals_ = read_lines(ctl("locals"))
     if locals_ is None:
         if me is None:
-            raise ControlError(f"neither {shown(ctl('locals'))} nor {shown(ctl('me'))} exists")
+            raise ControlError(f"neither {cleanpath(ctl('locals'))} nor {cleanpath(ctl('me'))} exists")
         if not me:
-            raise ControlError(f"the first line of {shown(ctl('me'))} is empty and there is"
-                               f" no {shown(ctl('locals'))}")
+            raise ControlError(f"the first line of {cleanpath(ctl('me'))} is empty and there is"
+                               f" no {cleanpath(ctl('locals'))}")
         locals_ = [me]
     return Controls.build(envnoathost, locals_,
                           read_lines(ctl("percenthack")) or (),

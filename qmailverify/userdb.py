@@ -17,7 +17,7 @@ import os
 import pwd
 import time
 
-from .clean import cleantext
+from .clean import cleanpath
 from .errors import Trouble, errtext
 from .model import Passwd
 
@@ -48,7 +48,7 @@ class PasswdFile:
                 data = f.read()
         except OSError as e:
             self._sig = None
-            self._trouble = f"unable to read {cleantext(os.fsencode(self.path))}: {errtext(e.errno)}"
+            self._trouble = f"unable to read {cleanpath(self.path)}: {errtext(e.errno)}"
             return
         self._sig, self._trouble = sig, None
         self._users = parse_passwd(data)
