@@ -73,7 +73,7 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (the fixture's homes belong to other uids)")
-    from qmailverify import tree
+    from qmailverify.testing import tree
     spec = json.loads(Path(args.fixture).read_text())
     root = Path(tempfile.mkdtemp(prefix="qv-bench-"))
     try:

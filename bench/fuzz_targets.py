@@ -6,7 +6,8 @@ when a property breaks (any other exception escaping is a failure too):
   decide    data[0] picks a system (fuzz_world.FAULTS), data[1:] is the
             address given to rules.decide()
   datagram  data[0] picks a system, data[1:] is one datagram given to the
-            daemon's Verifier.answer(), which logs into memory
+            daemon's verifier.get_reply(), its lines logged into memory
+            as the daemon's Log writes them
   tcprules  data is a rules file given to tcprules.parse(), records() and
             lookup()
 """
@@ -14,8 +15,9 @@ when a property breaks (any other exception escaping is a failure too):
 import io
 
 from qmailverify import tcprules
-from qmailverify.daemon import Log, Settings, Verifier
+from qmailverify.daemonloop import Log
 from qmailverify.rules import decide
+from qmailverify.verifier import get_reply
 from qmailverify.wire import (DELIVERABLE, REPLY_MAX, TEMPORARY, UNDELIVERABLE,
                               make_reply, parse_query, parse_reply)
 
@@ -56,24 +58,26 @@ def check_verdict(v, system: FakeSystem) -> None:
 
 def check_decide(data: bytes, world: World) -> None:
     system, addr = system_for(world, data)
-    system.refresh()
+    system.begin_query()
     v = decide(addr, world.controls, system, world.alias)
     check_verdict(v, system)
     check_stats(system, b"\0" in addr)
 
 
-def verifier(world: World, system: FakeSystem) -> tuple[Verifier, io.BytesIO]:
-    settings = Settings("/nonexistent", ("127.0.0.1", 11113), None, world.alias, b"-", None)
+def answer(world: World, system: FakeSystem, datagram: bytes) -> tuple[bytes | None, bytes]:
+    """The daemon's reply to datagram, and its log as the daemon writes it."""
+    outcome = get_reply(datagram, world.controls, system, world.alias)
     stream = io.BytesIO()
-    return Verifier(settings, world.controls, system, Log(stream)), stream
+    log = Log(stream)
+    for line in outcome.lines:
+        log.line(line)
+    return outcome.reply, stream.getvalue()
 
 
 def check_datagram(data: bytes, world: World) -> None:
     system, datagram = system_for(world, data)
-    v, stream = verifier(world, system)
-    reply = v.answer(datagram)
+    reply, log = answer(world, system, datagram)
     query = parse_query(datagram)
-    log = stream.getvalue()
     if query is None:
         assert reply is None and log == b"", (reply, log)
         return
@@ -136,8 +140,7 @@ def check_p1(world: World) -> list:
     the stand-in system is faithful)."""
     wrong = []
     for query, want in world.cases:
-        v, _ = verifier(world, FakeSystem(world))
-        got = v.answer(query)
+        got, _ = answer(world, FakeSystem(world), query)
         if got != want:
             wrong.append((query, want, got))
     return wrong

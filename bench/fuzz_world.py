@@ -14,11 +14,10 @@ import errno
 import json
 from pathlib import Path
 
-from qmailverify.controls import Controls
 from qmailverify.errors import Trouble
-from qmailverify.newu import compile_assign
-from qmailverify.rules import StatHit
-from qmailverify.system import parse_passwd
+from qmailverify.model import Controls, StatHit
+from qmailverify.testing.newu import compile_assign
+from qmailverify.userdb import parse_passwd
 
 P1_PATH = Path(__file__).resolve().parent.parent / "tests" / "data" / "P1.json"
 ROOT = "/fz"
@@ -85,7 +84,7 @@ class FakeSystem:
             self.raised = True
             raise Trouble(HOSTILE)
 
-    def refresh(self):
+    def begin_query(self):
         self.raised, self.stats = False, []
 
     def users(self):

@@ -1,28 +1,63 @@
 """qmailverify: refuse mail for nonexistent qmail recipients at SMTP time.
 
-The decision logic stands apart from I/O.
+The decision logic stands apart from I/O.  Every module is named below,
+once (tests/test_layout.py holds this map to the tree).
 
-Pure (bytes in, answers out; no sockets, no files):
-  wire.py      the UDP datagram formats
-  rules.py     qmail's delivery rules: address in, verdict out
-  clean.py     making untrusted bytes safe for a log line
-  addrspec.py  LISTEN and VERIFY server addresses
-  smtp.py      SMTP as qmail-smtpd reads it
-  smtpsession.py, smtpcommands.py, smtpview.py   qmail-logmsg's session
-  verifyenv.py VERIFY's grammar
-  tcprules.py  tcpserver rules files, as tcprules and tcpserver read them
+The decision (pure: bytes in, answers out; no sockets, no files):
+  model.py        Controls, Passwd, StatHit, Verdict and the System interface
+  rules.py        qmail's delivery rules: address in, Verdict out
+  verifier.py     one datagram in, its reply and log lines out (get_reply)
+  wire.py         the UDP datagram formats
+  errors.py       Fatal, Trouble, LostPrivileges; errtext() words an errno
 
-What the rules read, from the running system:
-  controls.py  qmail's control files (controlfile.py: one file;
-               rcpthosts.py: qmail-smtpd's rcpthosts; ipme.py: own IPs)
-  system.py    users/cdb, the user database, stats made as the user
-  errors.py    temporary trouble or not, and qmail's wording for errno
-  newu.py, cdbmake.py, tree.py   building users/cdb, cdb files, whole trees
+Pure helpers the programs share:
+  clean.py        making untrusted bytes safe for a log line
+  addrspec.py     LISTEN and VERIFY server addresses
+  verifyenv.py    VERIFY's grammar, one parser for every program
+  tcprules.py     tcpserver rules files, as tcprules and tcpserver read them
+  stats.py        the daemon's counters and its statistics line
+  cli.py          -h, -V, getopt and output errors, for every program
 
-Programs, thin around the above:
-  daemon.py (qmail-verify, with background.py for -d), client.py and
-  query.py (verify-query), logmsg.py, spawn.py and summary.py (qmail-logmsg),
-  conf.py (qmail-verify-conf), migrate.py (verify-migrate), demo.py
+What the daemon reads from the running system:
+  controls.py     qmail's control files into a Controls
+  controlfile.py  how qmail reads one control file
+  system.py       the System on the machine: users/cdb, stats made as the user
+  userdb.py       the user database: a passwd file, or getpwnam_r()
+  startup.py      what is checked before the daemon says it listens
+
+qmail-verify, the daemon:
+  daemon.py       the program: options, start-up, main()
+  daemonenv.py    its environment (QMAILHOME, LISTEN, VERIFY_*) into Settings
+  daemonloop.py   the UDP loop, signals queued and dispatched by name, the log
+  background.py   -d: detached, for systems without supervise
+  title.py        the process title and command name
+
+verify-query:
+  client.py       asking the daemon (PendingQuery, ask)
+  query.py        the program
+
+qmail-logmsg, the shim before an unpatched qmail-smtpd:
+  smtp.py         SMTP as qmail-smtpd reads it (pure)
+  smtpsession.py  the session: events in, actions out (pure)
+  smtpcommands.py its one handler a command, and the Policy (pure)
+  smtpview.py     qmail-smtpd's transaction, as its replies tell it (pure)
+  rcpthosts.py    control/rcpthosts and morercpthosts.cdb, as qmail-smtpd reads them
+  ipme.py         this host's IPv4 addresses, as qmail's ipme.c finds them
+  spawn.py        starting qmail-smtpd on pipes, and reaping it
+  relay.py        the select() loop moving bytes around the session
+  logmsg.py       the program: controls, then qmail-smtpd and the relay
+  summary.py      qmail-logmsg -s: one line a session from its log
+
+The other programs:
+  conf.py         qmail-verify-conf (and the service files it writes)
+  migrate.py      verify-migrate
+  demo.py         qmail-verify-demo
+  installed.py    where this installation's own programs are
+  cdbmake.py      writing a cdb atomically, as djb's tools do
+
+Fixture builders (tests, bench, the demo; no program's own work):
+  testing/tree.py  a whole qmail tree from a description
+  testing/newu.py  users/assign to users/cdb, as qmail-newu does
 """
 
 __version__ = "0.1.0"

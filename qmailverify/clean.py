@@ -13,6 +13,8 @@ message, where ':' belongs: only the bytes a terminal or a log would
 act on are replaced.
 """
 
+import os
+
 _TABLE = bytes(
     0x2F if b == 0x0A else 0x5F if (b < 32 or b > 126 or b in b":<>") else b
     for b in range(256)
@@ -32,6 +34,11 @@ def clean(data: bytes) -> bytes:
 def cleantext(data: bytes) -> str:
     """clean(data) as a str, for messages built as text."""
     return clean(data).decode("ascii")
+
+
+def cleanpath(path: str) -> str:
+    """A path fit for a message: its bytes cleaned (the reason never is)."""
+    return cleantext(os.fsencode(path))
 
 
 def visible(data: bytes) -> bytes:

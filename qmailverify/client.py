@@ -13,8 +13,7 @@ import time
 from collections import namedtuple      # not typing: qmail-logmsg starts per connection
 
 from .errors import errtext
-from .verifyenv import Mode, SetupError, parse_verify
-from .wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE, make_query, parse_reply
+from .wire import TEMPORARY, make_query, parse_reply
 
 TIMEOUT = 5.0
 
@@ -37,7 +36,7 @@ def timeout_answer() -> Answer:
     return Answer(TEMPORARY, reason="no response from verification server", timeout=True)
 
 
-class Query:
+class PendingQuery:
     """One address asked over its own connected UDP socket; for select loops.
 
     send() once; when the socket is readable, receive() gives the Answer,
@@ -99,7 +98,7 @@ def _socket_failure(e: OSError) -> Answer:
 def ask(address: bytes, server: tuple[str, int], timeout: float = TIMEOUT,
         extended: bool = True) -> Answer:
     """Ask the daemon about one address and wait for the answer."""
-    q = Query(address, server, extended, timeout)
+    q = PendingQuery(address, server, extended, timeout)
     try:
         failed = q.send()
         if failed:
@@ -118,6 +117,3 @@ def ask(address: bytes, server: tuple[str, int], timeout: float = TIMEOUT,
     finally:
         q.close()
 
-
-__all__ = ["Mode", "SetupError", "parse_verify", "Answer", "Query", "ask",
-           "DELIVERABLE", "UNDELIVERABLE", "TEMPORARY", "TIMEOUT"]

@@ -26,11 +26,12 @@ import os
 import pwd
 import shutil
 import sys
+from typing import NamedTuple
 
 from . import installed
 from .addrspec import AddressError, format_server, parse_server
 from .cli import guarded, help_or_version
-from .errors import Fatal
+from .errors import Fatal, errtext
 
 USAGE = "qmail-verify-conf: usage: qmail-verify-conf acct logacct /dir [listen]"
 SOFTLIMIT = 64_000_000        # measured floor 20 MB; see INSTALL
@@ -82,7 +83,15 @@ def render(acct: str, logacct: str, listen: str, qmailhome: str,
     ]
 
 
-def parseargs(argv: list[str], env=os.environ) -> dict:
+class ConfOptions(NamedTuple):
+    acct: str
+    logacct: str
+    dir: str                  # absolute, without a trailing slash
+    listen: str               # as written to env/LISTEN
+    qmailhome: str
+
+
+def parseargs(argv: list[str], env=os.environ) -> ConfOptions:
     help_or_version(argv, USAGE)
     if len(argv) not in (3, 4):
         raise Fatal(USAGE, 100)
@@ -96,8 +105,7 @@ def parseargs(argv: list[str], env=os.environ) -> dict:
     qmailhome = env.get("QMAILHOME") or "/var/qmail"
     if not qmailhome.startswith("/"):
         raise Fatal("qmail-verify-conf: fatal: QMAILHOME must start with a slash", 100)
-    return {"acct": acct, "logacct": logacct, "dir": directory.rstrip("/") or "/",
-            "listen": listen, "qmailhome": qmailhome}
+    return ConfOptions(acct, logacct, directory.rstrip("/") or "/", listen, qmailhome)
 
 
 def account(name: str) -> pwd.struct_passwd:
@@ -119,19 +127,19 @@ def write_file(path: str, content: str, mode: int) -> None:
     os.chmod(path, mode)
 
 
-def make(a: dict, program: str) -> None:
-    account(a["acct"])
-    log = account(a["logacct"])
-    directory = a["dir"]
+def make(a: ConfOptions, program: str) -> None:
+    account(a.acct)
+    log = account(a.logacct)
+    directory = a.dir
     try:
         os.mkdir(directory, 0o2755)
     except OSError as e:
         raise Fatal(f"qmail-verify-conf: fatal: unable to create {directory}: "
-                    f"{e.strerror.lower()}", 111) from None
+                    f"{errtext(e.errno)}", 111) from None
     try:
         os.chmod(directory, 0o2755)
-        for rel, content, mode, logowned in render(a["acct"], a["logacct"], a["listen"],
-                                                   a["qmailhome"], program):
+        for rel, content, mode, logowned in render(a.acct, a.logacct, a.listen, a.qmailhome,
+                                                   program):
             path = os.path.join(directory, rel)
             if content is None:
                 os.mkdir(path, mode)
@@ -147,13 +155,13 @@ def make(a: dict, program: str) -> None:
         shutil.rmtree(directory, ignore_errors=True)
         where = e.filename or directory
         raise Fatal(f"qmail-verify-conf: fatal: unable to write {where}: "
-                    f"{(e.strerror or str(e)).lower()}", 111) from None
+                    f"{errtext(e.errno)}", 111) from None
 
 
 def run(argv: list[str]) -> int:
     a = parseargs(argv)
     make(a, program_path())
-    d = a["dir"]
+    d = a.dir
     folder = service_folder()
     svc = f"{folder}/{os.path.basename(d)}"
     why = ("Debian's daemontools-run; djb's layout uses /service" if folder == "/etc/service"

@@ -7,9 +7,8 @@ read is (qmail-smtpd answers "421 unable to read controls" for it).
 """
 
 import errno
-import os
 
-from .clean import cleantext
+from .clean import cleanpath
 from .errors import errtext
 
 
@@ -21,13 +20,8 @@ def _strip(line: bytes) -> bytes:
     return line.rstrip(b" \t\n")
 
 
-def shown(path: str) -> str:
-    """A path fit for a message: its bytes cleaned (the reason never is)."""
-    return cleantext(os.fsencode(path))
-
-
 def _unreadable(path: str, e: OSError) -> ControlError:
-    return ControlError(f"unable to read {shown(path)}: {errtext(e.errno)}")
+    return ControlError(f"unable to read {cleanpath(path)}: {errtext(e.errno)}")
 
 
 def read_lines(path: str) -> list[bytes] | None:

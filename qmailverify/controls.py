@@ -1,37 +1,17 @@
-"""Reading the qmail control files the daemon decides by.
+"""Reading the qmail control files the daemon decides by, into a
+model.Controls.
 
 They are read the way qmail-send reads them (controlfile.py).  Lookups
 are ASCII case-insensitive and exact, and in virtualdomains the later of
-two equal keys wins, as with qmail's constmap.  (Rcpthosts, qmail-smtpd's
-control/rcpthosts for qmail-logmsg, lives in rcpthosts.py.)
+two equal keys wins, as with qmail's constmap (Controls.build).  The shim
+reads qmail-smtpd's controls itself (rcpthosts.py, logmsg.py).
 """
 
 import os
-from typing import NamedTuple
 
-from .controlfile import ControlError, read_first_line, read_lines, shown
-from .rcpthosts import Rcpthosts
-
-
-class Controls(NamedTuple):
-    envnoathost: bytes
-    locals: frozenset             # lowercased domains
-    percenthack: frozenset        # lowercased domains
-    virtualdomains: dict          # lowercased key -> prefix
-
-    @classmethod
-    def build(cls, envnoathost: bytes, locals=(), percenthack=(),
-              virtualdomains=()) -> "Controls":
-        """Controls from the lines of each file (virtualdomains as 'key:prefix')."""
-        vdoms = {}
-        for line in virtualdomains:
-            key, colon, prefix = line.partition(b":")
-            if colon:
-                vdoms[key.lower()] = prefix
-        return cls(envnoathost,
-                   frozenset(d.lower() for d in locals),
-                   frozenset(d.lower() for d in percenthack),
-                   vdoms)
+from .clean import cleanpath
+from .controlfile import ControlError, read_first_line, read_lines
+from .model import Controls
 
 
 def load(qmailhome: str) -> Controls:
@@ -50,14 +30,11 @@ def load(qmailhome: str) -> Controls:
     locals_ = read_lines(ctl("locals"))
     if locals_ is None:
         if me is None:
-            raise ControlError(f"neither {shown(ctl('locals'))} nor {shown(ctl('me'))} exists")
+            raise ControlError(f"neither {cleanpath(ctl('locals'))} nor {cleanpath(ctl('me'))} exists")
         if not me:
-            raise ControlError(f"the first line of {shown(ctl('me'))} is empty and there is"
-                               f" no {shown(ctl('locals'))}")
+            raise ControlError(f"the first line of {cleanpath(ctl('me'))} is empty and there is"
+                               f" no {cleanpath(ctl('locals'))}")
         locals_ = [me]
     return Controls.build(envnoathost, locals_,
                           read_lines(ctl("percenthack")) or (),
                           read_lines(ctl("virtualdomains")) or ())
-
-
-__all__ = ["ControlError", "Controls", "Rcpthosts", "load", "read_first_line", "read_lines"]

@@ -23,9 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import installed, tree
+from . import installed
+from .testing import tree
 from .cli import guarded, help_or_version
-from .errors import Fatal
+from .errors import Fatal, errtext
 from .wire import make_query, parse_reply
 
 USAGE = "qmail-verify-demo: usage: qmail-verify-demo"
@@ -65,7 +66,7 @@ def demo_spec(uid: int, gid: int) -> dict:
     }
 
 
-def describe(reply: bytes | None) -> str:
+def describe_reply(reply: bytes | None) -> str:
     r = parse_reply(reply) if reply is not None else None
     if r is None:
         return "no answer"
@@ -83,7 +84,7 @@ class Stopped(Exception):
     """A signal asked the demo to end."""
 
 
-class Signals:
+class StopSignals:
     """SIGINT, SIGTERM and SIGHUP end the demo.  The first one raises
     Stopped, at once, or while held (when a Stopped would lose track of
     something to clean up, such as a just-started daemon) on release();
@@ -117,7 +118,7 @@ class Signals:
 
 def in_a_tree() -> int:
     """The demo in a temporary tree, removed however the demo ends."""
-    signals = Signals()                 # held until there is a tree to remove
+    signals = StopSignals()                 # held until there is a tree to remove
     root = None
     try:
         root = Path(tempfile.mkdtemp(prefix="qmail-verify-demo-"))
@@ -129,7 +130,7 @@ def in_a_tree() -> int:
     except OSError as e:
         if e.filename is None:          # standard output: guarded() words it
             raise
-        print(f"qmail-verify-demo: fatal: {e.strerror or e}", file=sys.stderr)
+        print(f"qmail-verify-demo: fatal: {errtext(e.errno)}", file=sys.stderr)
         return 111
     finally:
         signals.ignore()
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
                    on_broken_pipe=0)
 
 
-def demo(root: Path, signals: Signals) -> int:
+def demo(root: Path, signals: StopSignals) -> int:
     # As root, demo users get a uid of their own: root's homes never count.
     uid, gid = (os.getuid(), os.getgid()) if os.geteuid() else (7001, 7001)
     paths = tree.build(demo_spec(uid, gid), root)
@@ -184,7 +185,7 @@ def demo(root: Path, signals: Signals) -> int:
                     reply = s.recv(64)
                 except OSError:             # a timeout, or nobody there
                     reply = None
-                print(f"  {addr.decode():32} {describe(reply):42} {why}")
+                print(f"  {addr.decode():32} {describe_reply(reply):42} {why}")
             print(f"\n  {USER_NOTE}")
     finally:
         signals.hold()

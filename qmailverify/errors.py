@@ -3,7 +3,8 @@
 qmail splits failures into temporary ones (try again later) and the rest;
 error_temp() in qmail's error.c lists which errno values are temporary.
 Our own temporary trouble must never be reported to a client as "no such
-mailbox": see Trouble.
+mailbox": see Trouble.  Every program words an errno with errtext() and
+stops with Fatal; this is the one place either is defined.
 """
 
 import errno
@@ -46,6 +47,11 @@ class Trouble(Exception):
     home directory that cannot be stat'ed for a temporary reason, ...).
 
     str() is a short reason fit for a log line and an extended reply."""
+
+
+class LostPrivileges(Exception):
+    """The effective ids could not be set back to the daemon's own: the
+    one trouble while answering that stops the daemon (exit 111)."""
 
 
 class Fatal(Exception):

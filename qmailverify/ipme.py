@@ -9,6 +9,7 @@ IpmeError (qmail-smtpd: "421 unable to figure out my IP addresses").
 
 import fcntl
 
+from .errors import errtext
 from .smtp import IpmeError
 
 SIOCGIFCONF = 0x8912
@@ -42,7 +43,7 @@ def own_addresses() -> set[bytes]:
                 if int.from_bytes(flags[16:18], "little") & IFF_UP:
                     found.add(req[20:24])
     except OSError as e:
-        raise IpmeError((e.strerror or str(e)).lower()) from None
+        raise IpmeError(errtext(e.errno)) from None
     return found
 
 

@@ -38,6 +38,7 @@ import os
 import shutil
 import sys
 import time
+from typing import NamedTuple
 
 import cdblib
 
@@ -45,7 +46,7 @@ from .addrspec import DEFAULT_IP, DEFAULT_PORT, AddressError, format_server, par
 from .cdbmake import write_cdb
 from .clean import visible
 from .cli import guarded, options
-from .errors import Fatal
+from .errors import Fatal, errtext
 from .verifyenv import SetupError, ignored, parse_verify
 from .tcprules import Rule, RulesError, lookup, parse, records
 
@@ -123,7 +124,7 @@ def migrate(text: bytes, realrcptto: bool) -> tuple[bytes, list[str]]:
     return b"".join(out), notes
 
 
-def describe(env: dict, old: bool, realrcptto: bool) -> str:
+def describe_verification(env: dict, old: bool, realrcptto: bool) -> str:
     """What a connection with this rules environment gets."""
     if b"RELAYCLIENT" in env:
         return "relay client: not verified"
@@ -181,7 +182,7 @@ def check(path: str, ips: list[str], old: bool, realrcptto: bool, out) -> None:
         env = lookup(get, ip.encode())
         warn_ignored(env.env, old, warned)
         rule = "no rule" if env.key is None else f"rule '{visible(env.key).decode()}'"
-        what = "connection refused" if env.deny else describe(env.env, old, realrcptto)
+        what = "connection refused" if env.deny else describe_verification(env.env, old, realrcptto)
         out.write(f"{ip}: {what} [{rule}]\n")
 
 
@@ -197,7 +198,7 @@ def warn_ignored(env: dict, old: bool, warned: set) -> None:
         try:
             where = format_server(*parse_verify(text).server)
         except SetupError:
-            return                                  # describe() says setup failure
+            return                                  # describe_verification() says setup failure
         print(f"verify-migrate: warning: VERIFY={text!r} asks {where}: "      # repr: escaped
               f"{skipped!r} is ignored "
               f"(only what follows the first digit, ':' or '[' names the server)",
@@ -209,7 +210,7 @@ def read(path: str) -> bytes:
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        raise Fatal(f"verify-migrate: fatal: unable to read {path}: {e.strerror.lower()}", 111) from None
+        raise Fatal(f"verify-migrate: fatal: unable to read {path}: {errtext(e.errno)}", 111) from None
 
 
 def write(rules: str, cdb: str, new: bytes) -> str:
@@ -231,31 +232,39 @@ def write(rules: str, cdb: str, new: bytes) -> str:
         os.rename(tmp, rules)
     except OSError as e:
         raise Fatal(f"verify-migrate: fatal: unable to write {e.filename or rules}: "
-                    f"{(e.strerror or str(e)).lower()}", 111) from None
+                    f"{errtext(e.errno)}", 111) from None
     try:
         write_cdb(cdb, records(parse(new)))
     except OSError as e:
-        raise Fatal(f"verify-migrate: fatal: unable to write {cdb}: {e.strerror.lower()} "
+        raise Fatal(f"verify-migrate: fatal: unable to write {cdb}: {errtext(e.errno)} "
                     f"({rules} is already migrated: run tcprules by hand)", 111) from None
     return backup
 
 
-def parseargs(argv: list[str]) -> tuple[dict, list[str]]:
+class MigrateOptions(NamedTuple):
+    realrcptto: bool          # -r
+    write: bool               # -w
+    check: bool               # -c
+    old: bool                 # -o
+    args: list[str]           # RULES [CDB], or FILE IP...
+
+
+def parseargs(argv: list[str]) -> MigrateOptions:
     opts, args = options(argv, "rwco", USAGE)
-    o = {k: True for k, _ in opts}
+    o = {k for k, _ in opts}
     if "-c" in o:
         if "-w" in o or len(args) < 2:
             raise Fatal(USAGE, 100)
     elif "-o" in o or not 1 <= len(args) <= (2 if "-w" in o else 1):
         raise Fatal(USAGE, 100)
-    return o, args
+    return MigrateOptions("-r" in o, "-w" in o, "-c" in o, "-o" in o, args)
 
 
 def run(argv: list[str]) -> int:
-    o, args = parseargs(argv)
-    realrcptto = "-r" in o
-    if "-c" in o:
-        check(args[0], args[1:], "-o" in o, realrcptto, sys.stdout)
+    o = parseargs(argv)
+    args, realrcptto = o.args, o.realrcptto
+    if o.check:
+        check(args[0], args[1:], o.old, realrcptto, sys.stdout)
         return 0
     rules = args[0]
     old = read(rules)
@@ -274,7 +283,7 @@ def run(argv: list[str]) -> int:
                                 rules, rules + " (1.30)")
     sys.stdout.buffer.write("".join(diff).encode("latin-1"))
     sys.stdout.flush()                  # a full disk stops it before -w writes
-    if "-w" in o:
+    if o.write:
         cdb = args[1] if len(args) > 1 else rules + ".cdb"
         backup = write(rules, cdb, new)
         print(f"verify-migrate: wrote {rules} (the old one is {backup}) and rebuilt {cdb}",

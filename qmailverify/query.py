@@ -33,7 +33,7 @@ import time
 from typing import NamedTuple
 
 from .addrspec import AddressError, parse_server
-from .client import TIMEOUT, Query, timeout_answer
+from .client import TIMEOUT, PendingQuery, timeout_answer
 from .clean import clean, visible
 from .cli import Shown, guarded, options, silence_stdout
 from .errors import Fatal, errtext
@@ -47,14 +47,14 @@ class UsageError(Exception):
     pass
 
 
-class Options(NamedTuple):
+class QueryOptions(NamedTuple):
     server: tuple[str, int]
     timeout: float
     inflight: int
     addresses: list[bytes] | None      # None: read stdin
 
 
-def parseargs(argv: list[str], env=os.environ) -> Options:
+def parseargs(argv: list[str], env=os.environ) -> QueryOptions:
     opts, args = options(argv, "s:t:c:", USAGE)      # raises Fatal, Shown
     o = dict(opts)
     try:
@@ -82,8 +82,8 @@ def parseargs(argv: list[str], env=os.environ) -> Options:
     if not args:
         raise UsageError("no addresses")
     if args == ["-"]:
-        return Options(server, timeout, inflight, None)
-    return Options(server, timeout, inflight, [tidy(os.fsencode(a)) for a in args])
+        return QueryOptions(server, timeout, inflight, None)
+    return QueryOptions(server, timeout, inflight, [tidy(os.fsencode(a)) for a in args])
 
 
 def tidy(address: bytes) -> bytes:
@@ -94,7 +94,7 @@ def tidy(address: bytes) -> bytes:
     return address
 
 
-def describe(answer) -> bytes:
+def describe_answer(answer) -> bytes:
     if answer.code == DELIVERABLE:
         return b"deliverable" + (b" (" + clean(answer.user) + b")" if answer.user else b"")
     if answer.code == UNDELIVERABLE:
@@ -108,8 +108,8 @@ def too_long(address: bytes) -> str:
             f" qmail-verify reads")
 
 
-def run(addresses, server, timeout: float, inflight: int, out, progress=None,
-        warn=None) -> int:
+def ask_all(addresses, server, timeout: float, inflight: int, out, progress=None,
+            warn=None) -> int:
     """Ask about every address (an iterable of bytes); write the answers in
     order to out (a binary stream); return the exit code.  An address too
     long to ask is not asked: warn(message) says so, and it counts as 100."""
@@ -117,13 +117,13 @@ def run(addresses, server, timeout: float, inflight: int, out, progress=None,
     pending = iter(enumerate(addresses))
     results: dict[int, tuple[bytes, object]] = {}
     next_out = 0
-    active: dict[Query, int] = {}
+    active: dict[PendingQuery, int] = {}
     sel = selectors.DefaultSelector()
     done = sent = 0
     exhausted = False
     last_progress = 0.0
 
-    def finish(q: Query, answer) -> None:
+    def finish(q: PendingQuery, answer) -> None:
         nonlocal done
         sel.unregister(q)
         q.close()
@@ -142,7 +142,7 @@ def run(addresses, server, timeout: float, inflight: int, out, progress=None,
                     warn(too_long(address))
                 results[index] = (address, None)
                 continue
-            q = Query(address, server, True, timeout)
+            q = PendingQuery(address, server, True, timeout)
             active[q] = index
             sel.register(q, selectors.EVENT_READ)
             sent += 1
@@ -155,7 +155,7 @@ def run(addresses, server, timeout: float, inflight: int, out, progress=None,
             if answer is None:                 # not asked
                 worst = max(worst, 100)
                 continue
-            out.write(clean(address) + b": " + describe(answer) + b"\n")
+            out.write(clean(address) + b": " + describe_answer(answer) + b"\n")
             worst = max(worst, {DELIVERABLE: 0, UNDELIVERABLE: 100, TEMPORARY: 111}[answer.code])
         if exhausted and not active:
             break
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = terminal_progress(sys.stderr) if sys.stderr.isatty() else None
     out = sys.stdout.buffer
     try:
-        code = run(addresses, opts.server, opts.timeout, opts.inflight, out, progress,
+        code = ask_all(addresses, opts.server, opts.timeout, opts.inflight, out, progress,
                    warn=lambda message: print(message, file=sys.stderr, flush=True))
         out.flush()
     except BrokenPipeError:             # the reader went away: say nothing more

@@ -14,6 +14,7 @@ import errno
 import os
 
 from .controlfile import ControlError, read_lines
+from .errors import errtext
 
 
 def cdb_hash(key: bytes) -> int:
@@ -23,7 +24,7 @@ def cdb_hash(key: bytes) -> int:
     return h
 
 
-class CdbFile:
+class PreadCdb:
     """Lookups in an open djb cdb by pread; ControlError when it cannot be read."""
 
     def __init__(self, fd: int, path: str):
@@ -33,7 +34,7 @@ class CdbFile:
         try:
             data = os.pread(self.fd, n, pos)
         except OSError as e:
-            raise ControlError(f"unable to read {self.path}: {(e.strerror or str(e)).lower()}") from None
+            raise ControlError(f"unable to read {self.path}: {errtext(e.errno)}") from None
         if len(data) != n:                       # qmail's cdb_bread: EPROTO
             raise ControlError(f"unable to read {self.path}: truncated or corrupt cdb")
         return data
@@ -76,10 +77,10 @@ class Rcpthosts:
             return
         path = os.path.join(control, "morercpthosts.cdb")
         try:
-            self.more = CdbFile(os.open(path, os.O_RDONLY | os.O_CLOEXEC), path)
+            self.more = PreadCdb(os.open(path, os.O_RDONLY | os.O_CLOEXEC), path)
         except OSError as e:
             if e.errno != errno.ENOENT:
-                raise ControlError(f"unable to read {path}: {(e.strerror or str(e)).lower()}") from None
+                raise ControlError(f"unable to read {path}: {errtext(e.errno)}") from None
 
     def allowed(self, addr: bytes) -> bool:
         """qmail's rcpthosts(): True if listed; ControlError if the cdb fails."""

@@ -2,62 +2,17 @@
 
 decide() is the whole decision and does no I/O of its own: it asks a
 System (users/cdb, the passwd source, stats made as the user) for facts
-and returns a Verdict.  The steps follow qmail-send's rewrite(),
-qmail-lspawn's users/cdb lookup, qmail-getpw and qmail-local's dot-qmail
-search; the step numbers in comments are those of the spec, and each
+and returns a Verdict (both in model.py, with the Controls it reads).
+The steps follow qmail-send's rewrite(), qmail-lspawn's users/cdb
+lookup, qmail-getpw and qmail-local's dot-qmail search; the step numbers in comments are those of the spec, and each
 verdict carries the position (1 to 14) of the rule that made it.
 """
 
-from typing import Iterable, NamedTuple, Protocol
-
-from .controls import Controls
 from .errors import Trouble
+from .model import Controls, System, Verdict
 from .wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 
 GETPW_USERLEN = 32   # qmail-getpw: a user name part must be shorter
-
-
-class Passwd(NamedTuple):
-    name: bytes
-    uid: int
-    gid: int
-    home: bytes
-
-
-class StatHit(NamedTuple):
-    index: int        # which of the paths, -1 for none
-    errno: int = 0    # 0 if it exists, else why stat failed (never ENOENT)
-    path: bytes = b""
-
-
-class System(Protocol):
-    """The facts decide() needs; every method may raise Trouble."""
-
-    def users(self):
-        """users/cdb as an object with .get(key) -> bytes | None, or None
-        if there is no users/cdb."""
-
-    def getpw(self, name: bytes) -> Passwd | None:
-        """The passwd entry named name (already lowercased), or None."""
-
-    def owner(self, path: bytes) -> int | None:
-        """st_uid of path, or None if it cannot be stat'ed (not temporary)."""
-
-    def first_stat(self, uid: int, gid: int, paths: Iterable[bytes]) -> StatHit:
-        """Stat paths in order as uid/gid; stop at the first that exists or
-        fails with anything but 'no such file'."""
-
-    def fastforward(self):
-        """The fastforward cdb (object with .get), or None if none is set."""
-
-
-class Verdict(NamedTuple):
-    code: int                   # DELIVERABLE, UNDELIVERABLE or TEMPORARY
-    position: int               # the rule that decided, 1 to 14
-    user: bytes | None = None   # the controlling user, if any
-    stat_path: bytes = b""      # a stat that failed, to be logged...
-    stat_errno: int = 0         # ...with its errno
-    reason: str = ""            # for TEMPORARY: what went wrong
 
 
 def rewrite(addr: bytes, c: Controls) -> tuple[bytes, int]:
@@ -191,7 +146,7 @@ def decide(addr: bytes, c: Controls, system: System,
         user = fields[0]
         if len(fields) < 5:
             return Verdict(DELIVERABLE, 3 + len(fields), user)
-        uid, gid = _number(fields[1]), _number(fields[2])
+        uid, gid = _scan_ulong(fields[1]), _scan_ulong(fields[2])
         home, dash = fields[3], fields[4]
         ext = fields[5] if len(fields) > 5 else b""
     else:                                           # 7
@@ -234,7 +189,7 @@ def decide(addr: bytes, c: Controls, system: System,
     return Verdict(DELIVERABLE, position, user)
 
 
-def _number(field: bytes) -> int:
+def _scan_ulong(field: bytes) -> int:
     """scan_ulong(): the leading decimal digits of field, 0 if none."""
     digits = len(field) - len(field.lstrip(b"0123456789"))
     return int(field[:digits]) if digits else 0

@@ -14,7 +14,6 @@ rewrite), no RELAYCLIENT, no AUTH, a domain rcpthosts lists.
 from .clean import clean
 from .controlfile import ControlError
 from .smtp import IpmeError, addrparse
-from .smtpview import AUTHLINE, BODY, OPAQUE
 
 # Session phases (smtpsession.py), besides smtpview's AUTHLINE, BODY, OPAQUE.
 REPLY, READY, CHECK, CLOSING, DONE = "reply", "ready", "check", "closing", "done"
@@ -109,6 +108,3 @@ COMMANDS = {b"HELO": Commands.smtp_HELO, b"EHLO": Commands.smtp_EHLO, b"MAIL": C
             b"RCPT": Commands.smtp_RCPT, b"DATA": Commands.smtp_DATA, b"RSET": Commands.smtp_RSET,
             b"QUIT": Commands.smtp_QUIT, b"STARTTLS": Commands.smtp_STARTTLS,
             b"AUTH": Commands.smtp_AUTH}
-
-__all__ = ["AUTHLINE", "BODY", "OPAQUE", "REPLY", "READY", "CHECK", "CLOSING", "DONE",
-           "Commands", "COMMANDS", "Policy"]

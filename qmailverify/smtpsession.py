@@ -38,12 +38,12 @@ qmail-smtpd exiting (server_end) moves any phase to DONE.
 """
 
 from .smtp import BodyEnd, ReplyReader, split_command
-from .smtpcommands import (AUTHLINE, BODY, CHECK, CLOSING, COMMANDS, DONE, OPAQUE, R451, R550,
-                           READY, REPLY, Commands, Policy)
-from .smtpview import COMMAND, EXIT, TIMEOUT, View, exits
+from .smtpcommands import (CHECK, CLOSING, COMMANDS, DONE, R451, R550, READY, REPLY, Commands,
+                           Policy)
+from .smtpview import AUTHLINE, BODY, COMMAND, EXIT, OPAQUE, TIMEOUT_REPLY, View, exits
 from .wire import DELIVERABLE, UNDELIVERABLE
 
-HIGH_WATER = 1 << 20
+HIGH_WATER = 1 << 20     # a buffer this full is not read into (here, and by the relay)
 
 class Session(Commands):
     def __init__(self, policy: Policy):
@@ -181,7 +181,7 @@ class Session(Commands):
     # -- qmail-smtpd's side ------------------------------------------------
     def reply(self, reply: bytes) -> None:
         self.to_client += reply
-        why = "timeout" if reply.startswith(TIMEOUT) else "ended by qmail-smtpd"
+        why = "timeout" if reply.startswith(TIMEOUT_REPLY) else "ended by qmail-smtpd"
         if self.phase != REPLY:                   # unasked: its timeout, say
             if exits(reply) and self.phase != DONE:
                 self.stop_input(why)

@@ -35,13 +35,13 @@ class Transaction:
         self.open, self.recipients, self.failed = open_, 0, False
 
 
-TIMEOUT = b"451 timeout (#4.4.2)"
+TIMEOUT_REPLY = b"451 timeout (#4.4.2)"
 STRAY_LF = b"451 See http://pobox.com/~djb/docs/smtplf.html."
 
 
 def exits(reply: bytes) -> bool:
     """Is this a reply after which qmail-smtpd exits, whatever was asked?"""
-    return reply.startswith((b"421", TIMEOUT, STRAY_LF))
+    return reply.startswith((b"421", TIMEOUT_REPLY, STRAY_LF))
 
 
 def first_line(reply: bytes) -> bytes:

@@ -16,12 +16,8 @@ import stat
 
 import cdblib
 
-from .clean import cleantext
+from .clean import cleanpath
 from .errors import errtext
-
-
-def _shown(path: str) -> str:
-    return cleantext(os.fsencode(path))
 
 
 def _read(path: str) -> bytes:
@@ -33,9 +29,9 @@ def qmailhome_trouble(qmailhome: str) -> str | None:
     try:
         st = os.stat(qmailhome)
     except OSError as e:
-        return f"QMAILHOME: unable to use {_shown(qmailhome)}: {errtext(e.errno)}"
+        return f"QMAILHOME: unable to use {cleanpath(qmailhome)}: {errtext(e.errno)}"
     if not stat.S_ISDIR(st.st_mode):
-        return f"QMAILHOME: {_shown(qmailhome)} is not a directory"
+        return f"QMAILHOME: {cleanpath(qmailhome)} is not a directory"
     return None
 
 
@@ -46,12 +42,12 @@ def file_trouble(name: str, path: str, cdb: bool, missing_ok: bool = False) -> s
     except OSError as e:
         if e.errno == errno.ENOENT and missing_ok:
             return None
-        return f"{name}: unable to read {_shown(path)}: {errtext(e.errno)}"
+        return f"{name}: unable to read {cleanpath(path)}: {errtext(e.errno)}"
     if cdb:
         try:
             cdblib.Reader(data=data)
         except Exception:
-            return f"{name}: {_shown(path)} is not a cdb file"
+            return f"{name}: {cleanpath(path)} is not a cdb file"
     return None
 
 

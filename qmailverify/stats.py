@@ -25,6 +25,12 @@ class Counts:
     temporary: int = 0
     unanswered: int = 0
 
+    def count(self, field: str | None) -> None:
+        """One more query, of the kind field names (None: no query at all)."""
+        if field is not None:
+            self.queries += 1
+            setattr(self, field, getattr(self, field) + 1)
+
     @property
     def answered(self) -> int:
         return self.permitted + self.denied + self.temporary

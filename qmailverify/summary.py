@@ -97,7 +97,7 @@ def counts(c: Counter) -> str:
     return ",".join(f"{k}:{n}" for k, n in sorted(c.items())) or "-"
 
 
-class Session:
+class LoggedSession:
     def __init__(self, pid: bytes, ip: bytes, when: float | None, newsession: bool):
         self.pid, self.ip, self.newsession = pid, ip, newsession
         self.start = self.last = when
@@ -171,11 +171,11 @@ class Session:
 
 def summarise(lines, out) -> None:
     """Read log lines (bytes) and write the summary (str) to out."""
-    sessions: dict[bytes, Session] = {}       # open sessions by pid
+    sessions: dict[bytes, LoggedSession] = {}       # open sessions by pid
     held: dict[bytes, list] = {}              # lines before a pid's 'New session'
     totals, reasons, endings = Counter(), Counter(), Counter()
 
-    def close(s: Session) -> None:
+    def close(s: LoggedSession) -> None:
         refused = s.refused()
         totals.update(sessions=1, accepted=len(s.recipients) - len(refused),
                       refused=len(refused), refused_data=s.refused_data,
@@ -195,7 +195,7 @@ def summarise(lines, out) -> None:
             if s is not None:
                 close(sessions.pop(pid))
             early = held.pop(pid, [])
-            s = sessions[pid] = Session(pid, ip, None, msg == b"New session")
+            s = sessions[pid] = LoggedSession(pid, ip, None, msg == b"New session")
             for line in early:
                 s.take(*line)
         elif s is None or msg.startswith(b"Note "):

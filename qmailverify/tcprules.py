@@ -105,14 +105,14 @@ def keys(address: bytes, lineno: int = 0) -> list[bytes]:
             left = address.rfind(b".", 0, dash) + 1
             right = address.find(b".", dash + 1)
             right = len(address) if right < 0 else right
-            bot = _number(address[left:dash], address, lineno)
-            top = min(_number(address[dash + 1:right], address, lineno), 255)
+            bot = _range_number(address[left:dash], address, lineno)
+            top = min(_range_number(address[dash + 1:right], address, lineno), 255)
             return [address[:left] + str(k).encode() + address[right:]
                     for k in range(bot, top + 1)]
     return [address]
 
 
-def _number(text: bytes, address: bytes, lineno: int) -> int:
+def _range_number(text: bytes, address: bytes, lineno: int) -> int:
     """scan_ulong() that must take the whole text (empty is 0), wrapping
     as an unsigned long does."""
     if text and not text.isdigit():

@@ -27,10 +27,10 @@ UNDELIVERABLE = 1
 TEMPORARY = 2
 
 
-Query = namedtuple("Query", "address extended")        # bytes, bool
+ParsedQuery = namedtuple("ParsedQuery", "address extended")        # bytes, bool
 
 
-def parse_query(datagram: bytes) -> Query | None:
+def parse_query(datagram: bytes) -> ParsedQuery | None:
     """Split a datagram into the address and the extended-reply request.
 
     None for an empty datagram, which gets no reply."""
@@ -38,7 +38,7 @@ def parse_query(datagram: bytes) -> Query | None:
         return None
     data = datagram[:QUERY_MAX]
     address, nul, rest = data.partition(b"\0")
-    return Query(address, bool(nul) and rest.startswith(EXTENDED_TAG))
+    return ParsedQuery(address, bool(nul) and rest.startswith(EXTENDED_TAG))
 
 
 def make_query(address: bytes, extended: bool = True) -> bytes:

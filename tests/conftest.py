@@ -63,7 +63,8 @@ def start():
 @pytest.fixture
 def demo_tree():
     """The demo qmail tree (no root needed), with control/rcpthosts."""
-    from qmailverify import demo, tree
+    from qmailverify import demo
+    from qmailverify.testing import tree
     uid, gid = (os.getuid(), os.getgid()) if os.geteuid() else (7001, 7001)
     root = world_tempdir()
     paths = tree.build(demo.demo_spec(uid, gid), root)
@@ -95,17 +96,3 @@ def shim(demo_tree, verifyd, tmp_path):
     yield _shim
     for s in shims:
         s.stop()
-
-
-def wait_until(predicate, timeout=10.0):
-    import time
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (OSError, ValueError):
-            value = None
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")

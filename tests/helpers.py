@@ -3,6 +3,7 @@ installed qmail-verify started as a real process on a real UDP socket."""
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -12,7 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from qmailverify import tree
+import pytest
+
+from qmailverify.model import StatHit
+from qmailverify.testing import tree
 from qmailverify.wire import make_query
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -45,6 +49,55 @@ def build_fixture(spec: dict, root: Path) -> dict:
 
 def load_p1() -> dict:
     return json.loads(P1.read_text())
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except (OSError, ValueError):
+            value = None
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def env_for(paths, **extra):
+    """The daemon's environment for a tree built by tree.build()."""
+    env = {"QMAILHOME": str(paths["qmail"]), "VERIFY_PASSWD": str(paths["passwd"])}
+    env.update(extra)
+    return env
+
+
+def run_once(env, args=()):
+    """Run qmail-verify expecting it to stop by itself."""
+    full = {"PATH": os.environ["PATH"], "LISTEN": f"127.0.0.1:{free_port()}", **env}
+    return subprocess.run([executable("qmail-verify"), *args], env=full, capture_output=True,
+                          text=True, timeout=20)
+
+
+def private_passwd(passwd) -> list[str]:
+    """A wrapper that runs the daemon with passwd over /etc/passwd (skips the
+    test where no private mount namespace can be made)."""
+    script = f"mount --bind {shlex.quote(str(passwd))} /etc/passwd && exec \"$0\""
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", script, "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no private mount namespace here: {probe.stderr.strip()}")
+    return ["unshare", "-m", "sh", "-c", script]
+
+
+def vq(args, input=None, env=None):
+    """Run the installed verify-query."""
+    return subprocess.run([executable("verify-query"), *args], input=input, capture_output=True,
+                          env={"PATH": os.environ["PATH"], **(env or {})}, timeout=120)
+
+
+def vm(*args, cwd=None):
+    """Run the installed verify-migrate."""
+    return subprocess.run([executable("verify-migrate"), *args], capture_output=True, cwd=cwd)
 
 
 class Daemon:
@@ -136,7 +189,6 @@ class SmtpShim:
 
     def __init__(self, env: dict, workdir: Path, wrapper: list[str] = ()):
         if shutil.which("tcpserver") is None:
-            import pytest
             pytest.skip("tcpserver (Debian's ucspi-tcp) is not installed")
         self.port = free_tcp_port()
         self.record = workdir / f"record-{self.port}"
@@ -185,3 +237,41 @@ class SmtpShim:
             self.proc.terminate()
             self.proc.wait(10)
         self.log_file.close()
+
+
+class FakeSystem:
+    """rules.System in memory, for in-process tests of the decision and of
+    the daemon's get_reply(): users is users/cdb as a dict (None: none),
+    passwd the entries, owners each home's uid (by default the entry's),
+    files path -> errno (0: exists), ff the fastforward cdb as a dict."""
+
+    def __init__(self, users=None, passwd=(), owners=None, files=None, ff=None):
+        self.cdb = users                      # dict or None (no users/cdb)
+        self.passwd = {p.name: p for p in passwd}
+        self.owners = owners or {p.home: p.uid for p in passwd}
+        self.files = files or {}              # path -> errno (0: exists)
+        self.ff = ff
+        self.stats_as = []
+        self.queries = 0                      # begin_query() calls
+
+    def begin_query(self):
+        self.queries += 1
+
+    def users(self):
+        return self.cdb
+
+    def getpw(self, name):
+        return self.passwd.get(name)
+
+    def owner(self, path):
+        return self.owners.get(path)
+
+    def first_stat(self, uid, gid, paths):
+        for i, p in enumerate(paths):
+            self.stats_as.append((uid, gid, p))
+            if p in self.files:
+                return StatHit(i, self.files[p], p)
+        return StatHit(-1)
+
+    def fastforward(self):
+        return self.ff

@@ -7,7 +7,8 @@ events in any order a real relay could."""
 import random
 
 from qmailverify.client import Answer
-from qmailverify.smtpsession import DONE, Policy, Session
+from qmailverify.smtpcommands import DONE, Policy
+from qmailverify.smtpsession import Session
 from qmailverify.verifyenv import parse_verify
 from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 

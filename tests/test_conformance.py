@@ -4,12 +4,7 @@ named by VERIFY_PASSWD, once through the system user database itself
 (the fixture's passwd bind-mounted over /etc/passwd in a private mount
 namespace)."""
 
-import shlex
-import subprocess
-
-import pytest
-
-from helpers import load_p1
+from helpers import load_p1, private_passwd
 
 
 def check_all(daemon):
@@ -26,16 +21,6 @@ def check_all(daemon):
 def test_p1_with_named_passwd_file(p1_tree, start):
     d = start({"QMAILHOME": str(p1_tree["qmail"]), "VERIFY_PASSWD": str(p1_tree["passwd"])})
     check_all(d)
-
-
-def private_passwd(passwd) -> list[str]:
-    """A wrapper that runs the daemon with passwd over /etc/passwd."""
-    script = f"mount --bind {shlex.quote(str(passwd))} /etc/passwd && exec \"$0\""
-    probe = subprocess.run(["unshare", "-m", "sh", "-c", script, "true"],
-                           capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"no private mount namespace here: {probe.stderr.strip()}")
-    return ["unshare", "-m", "sh", "-c", script]
 
 
 def test_p1_through_the_system_user_database(p1_tree, start):

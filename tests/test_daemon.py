@@ -9,23 +9,9 @@ import subprocess
 
 import pytest
 
-from helpers import executable, free_port
+from helpers import env_for, executable, free_port, private_passwd, run_once, wait_until
 from qmailverify.cdbmake import write_cdb
-from qmailverify.newu import compile_assign
-from qmailverify.wire import EXTENDED_TAG
-
-
-def env_for(tree, **extra):
-    env = {"QMAILHOME": str(tree["qmail"]), "VERIFY_PASSWD": str(tree["passwd"])}
-    env.update(extra)
-    return env
-
-
-def run_once(env, args=()):
-    """Run qmail-verify expecting it to stop by itself."""
-    full = {"PATH": os.environ["PATH"], "LISTEN": f"127.0.0.1:{free_port()}", **env}
-    return subprocess.run([executable("qmail-verify"), *args], env=full, capture_output=True,
-                          text=True, timeout=20)
+from qmailverify.testing.newu import compile_assign
 
 
 def test_listens_answers_and_exits_0_on_sigterm(p1_tree, start):
@@ -180,7 +166,6 @@ def test_changes_are_seen_by_the_very_next_query(p1_tree, start):
 
 
 def test_system_user_database_changes_are_seen_at_once(p1_tree, start):
-    from test_conformance import private_passwd
     d = start({"QMAILHOME": str(p1_tree["qmail"])}, wrapper=private_passwd(p1_tree["passwd"]))
     assert d.ask(b"kim@example.com") == b"\x90kim"
     text = p1_tree["passwd"].read_text()
@@ -241,14 +226,6 @@ def test_the_alias_user_can_be_renamed(p1_tree, start):
     assert d2.ask(b"postmaster@example.com") == b"\x81nosuchalias"
 
 
-def test_the_tag_for_extended_replies_follows_the_nul():
-    from qmailverify.wire import make_query, parse_query
-    assert make_query(b"a@b") == b"a@b\0" + EXTENDED_TAG
-    assert parse_query(b"a@b\0" + EXTENDED_TAG).extended
-    assert not parse_query(b"a@b" + EXTENDED_TAG).address.endswith(b"\0")
-    assert not parse_query(b"a@b\0").extended and not parse_query(b"a@b").extended
-
-
 def test_group_permissions_count_and_root_ids_come_back(p1_tree, start):
     # kim (uid 2010, gid 2010) may search a folder only through its group
     shared = p1_tree["root"] / "shared"
@@ -276,7 +253,7 @@ def test_runs_as_a_single_uid_without_root(start, request):
     """The single-uid virtual-domain setup: not root, stats made as itself."""
     import sysconfig
     from helpers import world_tempdir
-    from qmailverify import tree
+    from qmailverify.testing import tree
     if os.geteuid() != 0:
         pytest.skip("needs root to start the daemon as another uid")
     uid = 65534
@@ -342,7 +319,6 @@ def test_background_mode_with_pidfile_and_logfile(p1_tree, tmp_path):
                        env=env, capture_output=True, timeout=20)
     assert r.returncode == 0 and r.stderr == b""          # the parent returns at once
     from qmailverify.client import ask
-    from conftest import wait_until
     pid = None
     try:
         pid = wait_until(lambda: read_pid(pidfile))

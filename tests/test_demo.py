@@ -8,8 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import wait_until
-from helpers import executable, world_tempdir
+from helpers import executable, wait_until, world_tempdir
 
 
 @pytest.fixture

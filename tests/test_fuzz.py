@@ -54,7 +54,7 @@ def test_a_stat_climbing_out_of_the_home_is_caught(world, monkeypatch):
 
 
 def test_a_raw_control_byte_in_the_log_is_caught(world, monkeypatch):
-    monkeypatch.setattr("qmailverify.daemon.clean", lambda data: data)
+    monkeypatch.setattr("qmailverify.verifier.clean", lambda data: data)
     ft.check_datagram(b"\0kim@example.com", world)
     with pytest.raises(AssertionError, match="raw control byte"):
         ft.check_datagram(b"\0kim\x1b[2J@example.com", world)

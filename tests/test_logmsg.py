@@ -236,7 +236,7 @@ def test_shim_usage_and_missing_program():
     r = subprocess.run([executable("qmail-logmsg"), "/nonexistent/qmail-smtpd"],
                        capture_output=True, text=True, stdin=subprocess.DEVNULL)
     assert r.returncode == 111
-    assert r.stderr == "qmail-logmsg: fatal: unable to run /nonexistent/qmail-smtpd: no such file or directory\n"
+    assert r.stderr == "qmail-logmsg: fatal: unable to run /nonexistent/qmail-smtpd: file does not exist\n"
 
 
 

@@ -9,7 +9,7 @@ import cdblib
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from helpers import executable
+from helpers import vm
 from qmailverify.cdbmake import write_cdb
 from qmailverify.tcprules import RulesError, lookup, parse, records
 
@@ -23,10 +23,6 @@ NEW = (b"# tcp.smtp, before 1.30\n"
        b"10.:allow,VERIFY=\"DEFER\"\n"
        b"192.168.:allow,VERIFY=\":\"\n"
        b":allow,VERIFY=\"DEFER,192.168.1.100:1234\"\n")
-
-
-def vm(*args, cwd=None):
-    return subprocess.run([executable("verify-migrate"), *args], capture_output=True, cwd=cwd)
 
 
 def tcprules_cdb(tmp_path, text: bytes) -> bytes | None:

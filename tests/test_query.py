@@ -5,16 +5,9 @@ import pty
 import socket
 import subprocess
 
-import pytest
-
-from helpers import executable
-from qmailverify.client import Query, SetupError, ask, parse_verify
+from helpers import executable, vq
+from qmailverify.client import PendingQuery, ask
 from qmailverify.wire import DELIVERABLE, EXTENDED_TAG, TEMPORARY
-
-
-def vq(args, input=None, env=None):
-    return subprocess.run([executable("verify-query"), *args], input=input, capture_output=True,
-                          env={"PATH": os.environ["PATH"], **(env or {})}, timeout=120)
 
 
 def test_answers_and_exit_codes(verifyd):
@@ -97,7 +90,7 @@ def test_replies_only_count_from_the_server_itself():
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     server.bind(("127.0.0.1", 0))
     intruder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    q = Query(b"kim@example.com", server.getsockname(), timeout=2)
+    q = PendingQuery(b"kim@example.com", server.getsockname(), timeout=2)
     try:
         assert q.send() is None
         data, client = server.recvfrom(100)
@@ -123,28 +116,6 @@ def test_ask_times_out_as_a_temporary_failure():
         assert a.log_message() == "Timeout (no response from verification server)"
     finally:
         silent.close()
-
-
-@pytest.mark.parametrize("value,enabled,deferred,server", [
-    (None, False, False, None), ("", False, False, None),
-    (":", True, False, ("127.0.0.1", 11113)), ("DEFER", True, True, ("127.0.0.1", 11113)),
-    ("d", True, True, ("127.0.0.1", 11113)), ("192.168.1.1", True, False, ("192.168.1.1", 11113)),
-    (":10101", True, False, ("127.0.0.1", 10101)),
-    ("192.168.1.1:10101", True, False, ("192.168.1.1", 10101)),
-    ("DEFER,:10101", True, True, ("127.0.0.1", 10101)),
-    ("DEFER,192.168.1.1:10101", True, True, ("192.168.1.1", 10101)),
-    ("DEFER,[::1]:10101", True, True, ("::1", 10101)),
-])
-def test_verify_values(value, enabled, deferred, server):
-    m = parse_verify(value)
-    assert (m.enabled, m.deferred, m.server) == (enabled, deferred, server)
-    assert bool(m.note) == (value == "")
-
-
-@pytest.mark.parametrize("value", ["DEFER,192.168.1", ":99999", "1.2.3.4:x", "DEFER,[::1"])
-def test_unparsable_verify_servers_are_setup_errors(value):
-    with pytest.raises(SetupError):
-        parse_verify(value)
 
 
 def test_untidy_addresses_are_tidied(verifyd):

@@ -5,39 +5,12 @@ import errno
 
 import pytest
 
-from qmailverify.controls import Controls
 from qmailverify.errors import Trouble
-from qmailverify.rules import Passwd, StatHit, decide, rewrite
+from qmailverify.model import Controls, Passwd
+from qmailverify.rules import decide, rewrite
 from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 
-
-class FakeSystem:
-    def __init__(self, users=None, passwd=(), owners=None, files=None, ff=None):
-        self.cdb = users                      # dict or None (no users/cdb)
-        self.passwd = {p.name: p for p in passwd}
-        self.owners = owners or {p.home: p.uid for p in passwd}
-        self.files = files or {}              # path -> errno (0: exists)
-        self.ff = ff
-        self.stats_as = []
-
-    def users(self):
-        return self.cdb
-
-    def getpw(self, name):
-        return self.passwd.get(name)
-
-    def owner(self, path):
-        return self.owners.get(path)
-
-    def first_stat(self, uid, gid, paths):
-        for i, p in enumerate(paths):
-            self.stats_as.append((uid, gid, p))
-            if p in self.files:
-                return StatHit(i, self.files[p], p)
-        return StatHit(-1)
-
-    def fastforward(self):
-        return self.ff
+from helpers import FakeSystem
 
 
 C = Controls.build(b"example.com", [b"example.com"], [b"example.net"],

@@ -10,10 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
-from qmailverify.stats import Counts, stats_line
-
-from test_daemon import env_for
+from helpers import env_for, wait_until
 
 
 def titled(d):
@@ -70,9 +67,17 @@ def test_usr1_and_usr2_are_logged_and_ignored(p1_tree, start, signum):
     assert d.proc.poll() is None and d.ask(b"kim@example.com") == b"\x90kim"
 
 
-def test_the_stats_line_is_key_value_in_field_order():
-    counts = Counts(queries=7, permitted=3, denied=2, temporary=1, unanswered=1)
-    assert stats_line(counts, 3600.9, 12.2) == (
-        b"stats: queries=7 permitted=3 denied=2 temporary=1 unanswered=1"
-        b" uptime=3600 controls_age=12")
-    assert counts.answered == 6
+def test_each_queued_signal_is_dispatched_to_the_handler_of_its_name():
+    import io
+    from qmailverify.daemonloop import Daemon, Log, SignalQueue
+    for signum in SignalQueue.QUEUED:
+        name = signal.Signals(signum).name
+        assert callable(getattr(Daemon, "handle_" + name[3:].lower(), None)), name
+    d = object.__new__(Daemon)                 # no socket: only what the handlers use
+    d.log = Log(io.BytesIO())
+    assert Daemon.dispatch(d, signal.SIGTERM) == 0
+    assert Daemon.dispatch(d, signal.SIGINT) == 0
+    assert Daemon.dispatch(d, signal.SIGUSR1) is None
+    assert d.log.stream.getvalue() == (b"qmail-verify: exiting on SIGTERM.\n"
+                                       b"qmail-verify: exiting on SIGINT.\n"
+                                       b"qmail-verify: received SIGUSR1: ignored.\n")

@@ -8,7 +8,8 @@ from hypothesis import given, settings, strategies as st
 
 from qmailverify.controlfile import ControlError
 from qmailverify.smtp import IpmeError
-from qmailverify.smtpsession import CLOSING, DONE, Policy, Session
+from qmailverify.smtpcommands import CLOSING, DONE, Policy
+from qmailverify.smtpsession import Session
 from qmailverify.verifyenv import parse_verify
 from smtpd_model import ME, Harness, Rcpthosts, TEMPORARY, UNDELIVERABLE
 

@@ -9,10 +9,8 @@ import subprocess
 
 import pytest
 
-from helpers import executable, free_port
+from helpers import env_for, executable, free_port, run_once
 from qmailverify.client import ask
-
-from test_daemon import env_for, run_once
 
 
 def one_line(r, text=None):

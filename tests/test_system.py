@@ -1,21 +1,17 @@
 """The I/O layer's own promises, with real files: cdb files reopened when
-replaced, large ones searched in place, corrupt ones reported as trouble,
-passwd files parsed like getpwnam reads them."""
-
-import os
+replaced, large ones searched in place, corrupt ones reported as trouble."""
 
 import pytest
 
 from qmailverify.errors import Trouble
 from qmailverify.cdbmake import write_cdb
-from qmailverify.newu import AssignError, compile_assign
-from qmailverify.system import CdbFile, PasswdFile
+from qmailverify.system import WatchedCdb
 
 
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_cdb_file_follows_replacement_and_reports_corruption(tmp_path, in_memory):
     path = tmp_path / "cdb"
-    f = CdbFile(str(path), "test cdb")
+    f = WatchedCdb(str(path), "test cdb")
     if not in_memory:
         f.IN_MEMORY = 0
     f.refresh()
@@ -34,51 +30,7 @@ def test_cdb_file_follows_replacement_and_reports_corruption(tmp_path, in_memory
 
 
 def test_required_cdb_missing_is_trouble(tmp_path):
-    f = CdbFile(str(tmp_path / "nope"), "fastforward cdb", missing_ok=False)
+    f = WatchedCdb(str(tmp_path / "nope"), "fastforward cdb", missing_ok=False)
     f.refresh()
     with pytest.raises(Trouble, match="unable to stat fastforward cdb: file does not exist"):
         f.current()
-
-
-def test_passwd_file_first_entry_wins_and_bad_lines_are_skipped(tmp_path):
-    p = tmp_path / "passwd"
-    p.write_bytes(b"kim:x:1:2::/h/kim:/bin/sh\nkim:x:9:9::/other:/bin/sh\n"
-                  b"bad:x:notanumber:1::/h:/bin/sh\nshort:x:1\n\n\xffu:x:5:5::/h/\xff:/bin/sh\n")
-    f = PasswdFile(str(p))
-    f.refresh()
-    assert f.getpw(b"kim") == (b"kim", 1, 2, b"/h/kim")
-    assert f.getpw(b"bad") is None and f.getpw(b"short") is None
-    assert f.getpw(b"\xffu").home == b"/h/\xff"
-    os.unlink(p)
-    f.refresh()
-    with pytest.raises(Trouble):
-        f.getpw(b"kim")
-
-
-def test_users_assign_compiles_like_qmail_newu():
-    records = compile_assign(b"=Kim:kim:1:2:/h/kim:-:x:\n+News-:news:3:4:/h/n:-::\n+a:u:5:6:/h/a:::\n.\n")
-    assert records == [
-        (b"!kim\0", b"kim\x001\x002\x00/h/kim\x00-\x00x"),
-        (b"!news-", b"news\x003\x004\x00/h/n\x00-\x00"),
-        (b"!a", b"u\x005\x006\x00/h/a\x00\x00"),
-        (b"", b"-a"),
-    ]
-    with pytest.raises(AssignError):
-        compile_assign(b"=kim:kim:1:2:/h\n.\n")
-    with pytest.raises(AssignError):
-        compile_assign(b"=kim:kim:1:2:/h/kim:::\n")
-
-
-def test_rcpthosts_as_qmail_smtpd_reads_it(tmp_path):
-    from qmailverify.controls import Rcpthosts
-    (tmp_path / "control").mkdir()
-    assert Rcpthosts(str(tmp_path)).allowed(b"x@anywhere.example")     # no rcpthosts: no limit
-    (tmp_path / "control" / "rcpthosts").write_text("Example.COM\n.sub.example.org\n# c\n")
-    write_cdb(str(tmp_path / "control" / "morercpthosts.cdb"), [(b"more.example", b"")])
-    r = Rcpthosts(str(tmp_path))
-    assert r.allowed(b"x@example.com") and r.allowed(b"x@EXAMPLE.com")
-    assert not r.allowed(b"x@www.example.com")                          # exact, unless dotted
-    assert r.allowed(b"x@a.sub.example.org") and not r.allowed(b"x@sub.example.org")
-    assert r.allowed(b"x@more.example") and not r.allowed(b"x@a.b.more.example")
-    assert not r.allowed(b"x@other.example")
-    assert r.allowed(b"postmaster")                                      # no @: envnoathost

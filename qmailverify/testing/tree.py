@@ -8,7 +8,7 @@ tree; '{root}' in any text stands for the folder built in.
 import os
 from pathlib import Path
 
-from .cdbmake import write_cdb
+from ..cdbmake import write_cdb
 from .newu import compile_assign
 
 

@@ -1,0 +1,50 @@
+"""qmail-verify's environment, read into Settings once at start:
+
+  QMAILHOME              qmail's home (default /var/qmail)
+  LISTEN                 IP, IP:PORT, :PORT or [IPV6]:PORT (127.0.0.1:11113)
+  VERIFY_PASSWD          a passwd-format file to use instead of getpwnam()
+  VERIFY_ALIASUSER       the alias user (alias)
+  VERIFY_BREAK           the extension separator (-)
+  VERIFY_FASTFORWARDCDB  fastforward's cdb, to check what ~alias/.qmail-default takes
+
+Paths are made absolute here, so that -d may change directory.  A value
+that cannot be used is Fatal (exit 111), before anything is opened.
+(The shim's VERIFY is read by verifyenv.py.)
+"""
+
+import os
+from typing import NamedTuple
+
+from .addrspec import AddressError, parse_server
+from .errors import Fatal
+
+
+class Settings(NamedTuple):
+    qmailhome: str
+    listen: tuple[str, int]
+    passwd: str | None
+    alias: bytes
+    brk: bytes
+    fastforward: str | None
+
+
+def settings_from_env(env) -> Settings:
+    try:
+        listen = parse_server(env.get("LISTEN", ""))
+    except AddressError as e:
+        raise Fatal(f"qmail-verify: fatal: unable to parse LISTEN: {e}") from None
+    brk = os.fsencode(env.get("VERIFY_BREAK", "-"))
+    if len(brk) != 1:
+        raise Fatal("qmail-verify: fatal: VERIFY_BREAK must be one character")
+    def path(name):               # absolute, so that -d may change directory
+        value = env.get(name)
+        return os.path.abspath(value) if value else None
+
+    return Settings(
+        qmailhome=path("QMAILHOME") or "/var/qmail",
+        listen=listen,
+        passwd=path("VERIFY_PASSWD"),
+        alias=os.fsencode(env.get("VERIFY_ALIASUSER") or "alias"),
+        brk=brk,
+        fastforward=path("VERIFY_FASTFORWARDCDB"),
+    )

@@ -1,0 +1,177 @@
+"""qmail-verify's loop, as gunicorn's arbiter is one: the UDP socket, a
+signal queue, and the log, around verifier.get_reply().
+
+Daemon holds what changes while it runs: the controls (re-read on
+SIGHUP, the old ones kept if the new ones cannot be read) and the counts.
+Signal handlers only queue the signal (SignalQueue, installed first thing
+in main()); the loop dispatches handle_<name>(): hup, term and int
+(exit), alrm (a statistics line, stats.py), usr1 and usr2 (logged,
+otherwise ignored).  Everything the loop needs (the wake-up pipe, the
+selector) is made in Daemon(), so that a process short of descriptors is
+refused before it says it listens.
+"""
+
+import os
+import selectors
+import signal
+import socket
+import time
+
+from . import controls as controlfiles
+from .clean import visible
+from .controlfile import ControlError
+from .daemonenv import Settings
+from .errors import Fatal, LostPrivileges, errtext
+from .stats import Counts, stats_line
+from .title import Title
+from .verifier import get_reply
+from .wire import QUERY_MAX
+
+PROG = b"qmail-verify: "
+
+
+class Log:
+    """One line an event, 'qmail-verify: ...', buffered until the daemon
+    waits for work (so a burst of queries costs one write)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def line(self, msg: bytes) -> None:
+        try:
+            self.stream.write(PROG + msg + b"\n")
+        except (OSError, ValueError):
+            pass
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+
+class SignalQueue:
+    """The handlers only queue; Daemon.run() dispatches.  Installed first
+    thing, so that a signal that comes during start-up waits for the loop
+    instead of killing the process half-way."""
+
+    QUEUED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGALRM,
+              signal.SIGUSR1, signal.SIGUSR2)
+
+    def __init__(self):
+        self.queue: list[int] = []
+        for signum in self.QUEUED:
+            signal.signal(signum, self._queue)
+
+    def _queue(self, signum, frame) -> None:
+        self.queue.append(signum)
+
+
+class Daemon:
+    """The loop.  Everything it needs (the signal wake-up pipe, the
+    selector) is made here, so that a process short of descriptors is
+    refused before it says it listens."""
+
+    def __init__(self, settings: Settings, controls, system, log: Log,
+                 sock: socket.socket, title: Title, signals: "SignalQueue"):
+        self.settings = settings
+        self.controls = controls
+        self.system = system
+        self.log = log
+        self.counts = Counts()
+        self.sock = sock
+        self.title = title
+        self.signals = signals.queue
+        self.started = self.loaded = time.monotonic()
+        try:
+            self.wakeup, wfd = os.pipe()
+        except OSError as e:
+            raise Fatal(f"qmail-verify: fatal: unable to create a pipe: {errtext(e.errno)}") \
+                from None
+        os.set_blocking(self.wakeup, False)
+        os.set_blocking(wfd, False)
+        signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        sock.setblocking(False)
+        try:
+            self.selector = selectors.DefaultSelector()
+        except OSError as e:
+            raise Fatal(f"qmail-verify: fatal: unable to create a selector: {errtext(e.errno)}") \
+                from None
+        self.selector.register(sock, selectors.EVENT_READ)
+        self.selector.register(self.wakeup, selectors.EVENT_READ)
+
+    def dispatch(self, signum: int) -> int | None:
+        """Run handle_<name> for a queued signal; an exit code means stop."""
+        name = signal.Signals(signum).name
+        return getattr(self, "handle_" + name[3:].lower())(name)
+
+    def handle_hup(self, name: str) -> None:
+        """Re-read the control files; keep the old ones if that fails."""
+        try:
+            self.controls = controlfiles.load(self.settings.qmailhome)
+        except ControlError as e:
+            self.log.line(b"warning: Unable to read controls: " + visible(str(e).encode())
+                          + b": keeping the old ones.")
+            return
+        self.loaded = time.monotonic()
+        self.title.controls_loaded()
+        self.title.update(self.counts.answered, force=True)
+        self.log.line(b"controls reloaded.")
+
+    def handle_term(self, name: str) -> int:
+        self.log.line(f"exiting on {name}.".encode())
+        self.log.flush()
+        return 0
+
+    handle_int = handle_term
+
+    def handle_alrm(self, name: str) -> None:
+        now = time.monotonic()
+        self.log.line(stats_line(self.counts, now - self.started, now - self.loaded))
+
+    def handle_usr1(self, name: str) -> None:
+        self.log.line(f"received {name}: ignored.".encode())
+
+    handle_usr2 = handle_usr1
+
+    def answer(self, datagram: bytes) -> bytes | None:
+        """The reply to one datagram (None: none), its lines logged and counted."""
+        s = self.settings
+        outcome = get_reply(datagram, self.controls, self.system, s.alias, s.brk)
+        for line in outcome.lines:
+            self.log.line(line)
+        self.counts.count(outcome.counted)
+        return outcome.reply
+
+    def run(self) -> int:
+        sock, selector = self.sock, self.selector
+        while True:
+            while self.signals:
+                code = self.dispatch(self.signals.pop(0))
+                if code is not None:
+                    return code
+            try:
+                data, peer = sock.recvfrom(QUERY_MAX)
+            except BlockingIOError:
+                self.log.flush()
+                answered = self.counts.answered
+                self.title.update(answered)
+                selector.select(1.0 if self.title.stale(answered) else None)
+                try:
+                    os.read(self.wakeup, 512)
+                except BlockingIOError:
+                    pass
+                continue
+            except OSError:
+                continue
+            try:
+                reply = self.answer(data)
+            except LostPrivileges as e:
+                self.log.line(f"fatal: {e}".encode())
+                self.log.flush()
+                return 111
+            if reply is not None:
+                try:
+                    sock.sendto(reply, peer)
+                except OSError:
+                    pass

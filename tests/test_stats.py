@@ -1,0 +1,19 @@
+"""The daemon's counters and the statistics line SIGALRM writes (stats.py)."""
+
+from qmailverify.stats import Counts, stats_line
+
+
+def test_the_stats_line_is_key_value_in_field_order():
+    counts = Counts(queries=7, permitted=3, denied=2, temporary=1, unanswered=1)
+    assert stats_line(counts, 3600.9, 12.2) == (
+        b"stats: queries=7 permitted=3 denied=2 temporary=1 unanswered=1"
+        b" uptime=3600 controls_age=12")
+    assert counts.answered == 6
+
+
+def test_each_query_counts_once_and_under_its_outcome():
+    counts = Counts()
+    for outcome in ("permitted", "denied", None, "temporary", "unanswered", "permitted"):
+        counts.count(outcome)
+    assert counts == Counts(queries=5, permitted=2, denied=1, temporary=1, unanswered=1)
+    assert counts.answered == 4

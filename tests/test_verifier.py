@@ -1,0 +1,113 @@
+"""The daemon's datagram-to-reply function, in process: verifier.get_reply()
+against a stand-in System (no root, no socket, no file), for each kind
+of answer, its log lines and the count it adds to."""
+
+import errno
+
+import pytest
+
+from qmailverify.errors import LostPrivileges, Trouble
+from qmailverify.model import Controls, Passwd
+from qmailverify.stats import Counts
+from qmailverify.verifier import get_reply
+from qmailverify.wire import TEMPORARY, make_query, make_reply
+
+from helpers import FakeSystem
+
+C = Controls.build(b"example.com", [b"example.com"])
+KIM = Passwd(b"kim", 2010, 2010, b"/h/kim")
+ALIAS = Passwd(b"alias", 7790, 7790, b"/h/alias")
+
+
+def system(**kw):
+    return FakeSystem(None, [KIM, ALIAS], **kw)
+
+
+class Failing(FakeSystem):
+    """getpw raises what it is given."""
+
+    def __init__(self, exc):
+        super().__init__(None, [KIM, ALIAS])
+        self.exc = exc
+
+    def getpw(self, name):
+        raise self.exc
+
+
+def test_a_deliverable_address_is_permitted_for_its_user():
+    s = system()
+    out = get_reply(b"kim@example.com", C, s)
+    assert out == (b"\x90kim", [b"kim@example.com permitted for kim."], "permitted")
+    assert s.queries == 1
+
+
+def test_a_missing_mailbox_is_denied_with_the_alias_user():
+    out = get_reply(b"ghost@example.com\0", C, system())
+    assert out == (b"\xe1alias", [b"ghost@example.com denied."], "denied")
+
+
+def test_a_foreign_domain_is_permitted_for_nobody_in_particular():
+    out = get_reply(b"x@example.org", C, system())
+    assert out == (b"\x10", [b"x@example.org permitted for UNKNOWN."], "permitted")
+
+
+def test_an_empty_datagram_is_no_query_and_asks_the_system_nothing():
+    s = system()
+    assert get_reply(b"", C, s) == (None, [], None)
+    assert s.queries == 0
+
+
+def test_a_failed_stat_is_logged_before_the_answer():
+    s = system(files={b"/h/kim/.qmail-work": errno.EACCES})
+    reply, lines, counted = get_reply(b"kim-work@example.com", C, s)
+    assert reply == b"\xb0kim-work" and counted == "permitted"
+    assert lines == [b"Unable to stat /h/kim/.qmail-work: access denied.",
+                     b"kim-work@example.com permitted for kim-work."]
+
+
+def test_our_trouble_silences_a_legacy_client_and_is_temporary_to_one_that_asked():
+    trouble = Trouble("unable to read /etc/\x1bpasswd")
+    legacy = get_reply(b"kim@example.com", C, Failing(trouble))
+    assert legacy == (None, [b"kim@example.com not answered: temporary failure: "
+                             b"unable to read /etc/_passwd."], "unanswered")
+    extended = get_reply(make_query(b"kim@example.com"), C, Failing(trouble))
+    assert extended.reply == make_reply(TEMPORARY, 7, b"unable to read /etc/_passwd")
+    assert extended.lines == [b"kim@example.com temporary failure: unable to read /etc/_passwd."]
+    assert extended.counted == "temporary"
+
+
+def test_a_bug_of_ours_is_logged_and_not_answered():
+    out = get_reply(make_query(b"kim@example.com"), C, Failing(KeyError("x")))
+    assert out == (None, [b"warning: internal error answering kim@example.com: KeyError;"
+                          b" not answered."], "unanswered")
+
+
+def test_lost_privileges_escape_to_stop_the_daemon():
+    with pytest.raises(LostPrivileges):
+        get_reply(b"kim@example.com", C, Failing(LostPrivileges("unable to restore")))
+
+
+def test_the_address_in_a_log_line_is_cleaned():
+    _, lines, _ = get_reply(b"ev\nil<x>:\xff@example.org", C, system())
+    assert lines == [b"ev/il_x___@example.org permitted for UNKNOWN."]
+
+
+def test_each_outcome_adds_to_its_count_and_to_the_queries():
+    counts, s = Counts(), system()
+    for datagram in (b"kim@example.com", b"ghost@example.com", b"", b"x@example.org"):
+        counts.count(get_reply(datagram, C, s).counted)
+    assert (counts.queries, counts.permitted, counts.denied) == (3, 2, 1)
+    assert s.queries == 3
+
+
+def test_the_decision_core_imports_nothing_that_reads_files():
+    import subprocess
+    import sys
+    code = ("import sys, qmailverify.verifier; "
+            "print(' '.join(sorted(m for m in sys.modules if m.startswith('qmailverify'))))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())
+    assert {"qmailverify.verifier", "qmailverify.rules", "qmailverify.model"} <= loaded
+    readers = {"qmailverify.controls", "qmailverify.controlfile", "qmailverify.system",
+               "qmailverify.rcpthosts", "qmailverify.startup", "qmailverify.daemon"}
+    assert not loaded & readers, loaded & readers
