@@ -55,6 +55,16 @@ The other programs:
   installed.py    where this installation's own programs are
   cdbmake.py      writing a cdb atomically, as djb's tools do
 
+Deep mode and vpopmail (pure readers and judgements; the daemon does not
+use them yet: issue 11's integration is to come):
+  dotqmail.py     what a dot-qmail file tells qmail-local to do
+  deepmode.py     judging an address by what its -default file does
+  outcome.py      a deep-mode answer, and NeedLookup for a slow store
+  vpopmail.py     would vdelivermail deliver this address?
+  vpasswd.py      vpopmail's cdb backend: vpasswd and vpasswd.cdb
+  vpmysql.py      vpopmail's MySQL/MariaDB backend, through PyMySQL
+  vpmysqlconf.py  vpopmail's MySQL settings, as vpopmail reads them
+
 Fixture builders (tests, bench, the demo; no program's own work):
   testing/tree.py  a whole qmail tree from a description
   testing/newu.py  users/assign to users/cdb, as qmail-newu does

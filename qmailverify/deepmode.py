@@ -8,7 +8,7 @@ would run decide:
 - qmail-local's own deferrals, in its order: the home directory writable
   by others (mode & 002, conf-patrn) or sticky (01000, "user is editing
   his .qmail file") in checkhome(), then the dot-qmail file writable by
-  others, then (dotqmail.parse) a blank first line, or a file or program
+  others, then (dotqmail.parse_dotqmail) a blank first line, or a file or program
   line after '+list' or in a file with the owner-execute bit: "temporary";
 - an empty file is the default delivery: valid;
 - lines are taken in order, as qmail-local runs them: a mailbox line
@@ -73,7 +73,7 @@ deliverable" for our trouble.
 from typing import Callable, NamedTuple
 
 from . import dotqmail
-from .outcome import Outcome
+from .outcome import Judgement
 from .wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 
 MAX_DEPTH = 5          # forwards followed through at most this many files
@@ -98,31 +98,31 @@ def qmail_local_defer(home_mode: int, file_mode: int) -> str:
     return ""
 
 
-def follow(target: bytes, path: tuple, lookup) -> Outcome:
+def follow(target: bytes, path: tuple, lookup) -> Judgement:
     """Judge a forward target by lookup(target, path + (target,)),
     refusing loops and depth beyond MAX_DEPTH as temporary."""
     key = target.lower()
     if key in path:
-        return Outcome(TEMPORARY, "forward loop")
+        return Judgement(TEMPORARY, "forward loop")
     if len(path) >= MAX_DEPTH:
-        return Outcome(TEMPORARY, "forwards nested too deep")
+        return Judgement(TEMPORARY, "forwards nested too deep")
     return lookup(target, path + (key,))
 
 
-def judge(facts: DeepFacts, forward: Callable[[bytes], Outcome],
-          vdelivermail: Callable[[tuple], Outcome] | None = None) -> Outcome:
+def judge(facts: DeepFacts, forward: Callable[[bytes], Judgement],
+          vdelivermail: Callable[[tuple], Judgement] | None = None) -> Judgement:
     """What the -default file makes of the mail.  forward(address) judges
     a forward target (see follow()); vdelivermail(args), if vpopmail is
     configured, is vpopmail.vdeliver with the query's EXT and HOST bound.
     May raise outcome.NeedLookup (from either)."""
     why = qmail_local_defer(facts.home_mode, facts.file_mode)
     if why:
-        return Outcome(TEMPORARY, "qmail-local: " + why)
+        return Judgement(TEMPORARY, "qmail-local: " + why)
     if len(facts.content) > MAX_READ:
-        return Outcome(TEMPORARY, "the .qmail file is too long to judge")
-    parsed = dotqmail.parse(facts.content, bool(facts.file_mode & 0o100))
+        return Judgement(TEMPORARY, "the .qmail file is too long to judge")
+    parsed = dotqmail.parse_dotqmail(facts.content, bool(facts.file_mode & 0o100))
     if parsed.empty:
-        return Outcome(DELIVERABLE, "empty .qmail file: default delivery")
+        return Judgement(DELIVERABLE, "empty .qmail file: default delivery")
     delivered = ""
     targets = []
     for line in parsed.lines:
@@ -131,31 +131,31 @@ def judge(facts: DeepFacts, forward: Callable[[bytes], Outcome],
         elif line.kind == dotqmail.FORWARD:
             targets.append(line.text)
         elif line.kind == dotqmail.PROGRAM:
-            prog = dotqmail.program(line.text)
+            prog = dotqmail.program_kind(line.text)
             if prog.name == dotqmail.BOUNCESAYING:
                 if len(prog.args) <= 1:
-                    return Outcome(UNDELIVERABLE, "bouncesaying")
-                return Outcome(DELIVERABLE, "bouncesaying with a program")
+                    return Judgement(UNDELIVERABLE, "bouncesaying")
+                return Judgement(DELIVERABLE, "bouncesaying with a program")
             if prog.name == dotqmail.VDELIVERMAIL and vdelivermail is not None:
                 out = vdelivermail(prog.args)
                 if out.code != DELIVERABLE:
                     return out
                 delivered = delivered or out.reason
             else:
-                return Outcome(DELIVERABLE, "program")
+                return Judgement(DELIVERABLE, "program")
     if parsed.defer:
-        return Outcome(TEMPORARY, "qmail-local: " + parsed.defer)
+        return Judgement(TEMPORARY, "qmail-local: " + parsed.defer)
     if delivered:
-        return Outcome(DELIVERABLE, delivered)
+        return Judgement(DELIVERABLE, delivered)
     if not targets:
-        return Outcome(DELIVERABLE, "no delivery line")
+        return Judgement(DELIVERABLE, "no delivery line")
     temporary = None
     for target in targets:
         out = forward(target)
         if out.code == DELIVERABLE:
-            return Outcome(DELIVERABLE, "forward")
+            return Judgement(DELIVERABLE, "forward")
         if out.code == TEMPORARY and temporary is None:
             temporary = out
     if temporary is not None:
         return temporary
-    return Outcome(UNDELIVERABLE, "every forward target is undeliverable")
+    return Judgement(UNDELIVERABLE, "every forward target is undeliverable")

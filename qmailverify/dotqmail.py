@@ -3,7 +3,7 @@ it, never run.
 
 Deep mode (issue 11, item 1) reads the .qmail-default file (or
 .qmail-EXT-default) that ends the dot-qmail search, to answer by what it
-does rather than by its mere existence.  parse() splits the content into
+does rather than by its mere existence.  parse_dotqmail() splits the content into
 lines exactly as qmail-local's main() does (notqmail qmail-local.c):
 
 - an empty file means the default delivery (qmail-start's aliasempty
@@ -23,7 +23,7 @@ lines exactly as qmail-local's main() does (notqmail qmail-local.c):
 A deferral stops the reading where qmail-local would stop (exit 111):
 Parsed.defer says why, the lines before it stay.
 
-program() then names the two programs deep mode understands, from the
+program_kind() then names the two programs deep mode understands, from the
 command's shell words (words()): vpopmail's vdelivermail and djb's
 bouncesaying.  A command whose words cannot be known without a shell
 (expansions, redirections, several commands) is an opaque program.
@@ -55,7 +55,7 @@ class Parsed(NamedTuple):
     defer: str = ""      # why qmail-local would defer, "" if it would not
 
 
-def parse(content: bytes, executable: bool = False) -> Parsed:
+def parse_dotqmail(content: bytes, executable: bool = False) -> Parsed:
     """The lines of a dot-qmail file; executable is its mode's 0100 bit."""
     if not content:
         return Parsed((), empty=True)
@@ -168,7 +168,7 @@ class Program(NamedTuple):
     args: tuple = ()     # the words after the program's name
 
 
-def program(command: bytes) -> Program:
+def program_kind(command: bytes) -> Program:
     """Which program a '|' line runs, with its arguments."""
     w = words(command)
     if not w:

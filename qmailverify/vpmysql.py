@@ -12,7 +12,7 @@ own (vmysql.h):
 - valias (--enable-valias): "SELECT valias_line FROM valias WHERE alias =
   ALIAS AND domain = DOMAIN"; a missing valias table holds no aliases.
 
-Settings (vpmysqlconf.py): VERIFY_VPOPMAIL_MYSQL, one settings line, or the
+MysqlSettings (vpmysqlconf.py): VERIFY_VPOPMAIL_MYSQL, one settings line, or the
 file ~vpopmail/etc/vpopmail.mysql as vpopmail reads it.
 
 Every wait is bounded: connect, read and write timeouts of
@@ -58,7 +58,7 @@ class MysqlStore:
 
     def __init__(self, settings, one_table: bool = True, timeout: float = 1.0,
                  blocking: bool = True, ttl: float = TTL, clock=time.monotonic):
-        self._settings = settings          # () -> list[Settings]; may raise Trouble
+        self._settings = settings          # () -> list[MysqlSettings]; may raise Trouble
         self.one_table = one_table
         self.timeout = max(0.05, min(timeout, 2.0))
         self.blocking = blocking

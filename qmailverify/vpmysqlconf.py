@@ -1,6 +1,6 @@
 """vpopmail's MySQL settings, read as vpopmail reads them.
 
-Settings: VERIFY_VPOPMAIL_MYSQL, if set, is one settings line; otherwise
+MysqlSettings: VERIFY_VPOPMAIL_MYSQL, if set, is one settings line; otherwise
 the file VERIFY_VPOPMAIL_MYSQL_FILE (default ~vpopmail/etc/vpopmail.mysql)
 is read as load_connection_info() reads it: the first line not starting
 with '#' or empty is "server|port|user|password|database" (read access),
@@ -22,7 +22,7 @@ from .vpopmail import atoi
 DEFAULT_SOCKET = "/run/mysqld/mysqld.sock"     # libmysqlclient's, on Debian
 
 
-class Settings(NamedTuple):
+class MysqlSettings(NamedTuple):
     host: str
     port: int
     socket: str | None
@@ -41,7 +41,7 @@ def _fgets_lines(data: bytes, size: int = 256):
         i = end
 
 
-def parse_line(line: bytes) -> Settings:
+def parse_line(line: bytes) -> MysqlSettings:
     fields = [f for f in line.replace(b"\n", b"|").split(b"|") if f]
     if len(fields) < 5:
         raise Trouble("vpopmail.mysql: a settings line needs server|port|user|password|database")
@@ -50,11 +50,11 @@ def parse_line(line: bytes) -> Settings:
     host = host.decode("latin-1")
     if host == "localhost" and socket is None:
         socket = os.environ.get("MYSQL_UNIX_PORT") or DEFAULT_SOCKET
-    return Settings(host, port or 3306, socket, user.decode("latin-1"), password,
+    return MysqlSettings(host, port or 3306, socket, user.decode("latin-1"), password,
                     db.decode("latin-1"))
 
 
-def parse_settings(data: bytes) -> list[Settings]:
+def parse_settings(data: bytes) -> list[MysqlSettings]:
     """The read settings and the update settings (the same if only one line)."""
     lines = [c for c in _fgets_lines(data) if c[:1] not in (b"#", b"\n")]
     if not lines:

@@ -37,7 +37,7 @@ and change by the minute), the user's own .qmail, the looping check.
 from typing import NamedTuple, Protocol
 
 from .errors import Trouble
-from .outcome import Outcome
+from .outcome import Judgement
 from .wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 
 BOUNCE_MAIL = 0x10           # vpopmail.h: pw_gid flag, "bounce mail"
@@ -132,38 +132,38 @@ def assign_of(users_cdb, host: bytes) -> Assign | None:
 
 
 def vdeliver(args: tuple, ext: bytes, host: bytes, store: Store, users_cdb,
-             build: Build = Build()) -> Outcome:
+             build: Build = Build()) -> Judgement:
     """vdelivermail's answer for EXT ext at HOST host, run with args (the
     words after its name).  users_cdb as in assign_of(); reading it may
     raise Trouble."""
     if len(args) != 2:
-        return Outcome(TEMPORARY, "vdelivermail: invalid syntax in .qmail-default file")
+        return Judgement(TEMPORARY, "vdelivermail: invalid syntax in .qmail-default file")
     bounce = args[1]
     user, host = lowerit(ext), lowerit(host)
     if not username_valid(user):
-        return Outcome(UNDELIVERABLE, "vdelivermail: invalid username")
+        return Judgement(UNDELIVERABLE, "vdelivermail: invalid username")
     if not domain_valid(host):
-        return Outcome(UNDELIVERABLE, "vdelivermail: invalid domain name")
+        return Judgement(UNDELIVERABLE, "vdelivermail: invalid domain name")
     base = user.split(b"-", 1)[0] if build.qmail_ext else user
     try:
         assign = assign_of(users_cdb, host)
         domain = assign.domain.lower() if assign is not None else host
         if build.valias and _has_valias(store, user, base, domain):
-            return Outcome(DELIVERABLE, "vdelivermail: valias")
+            return Judgement(DELIVERABLE, "vdelivermail: valias")
         pw = store.user(user, domain, assign)
         if pw is None and base != user:
             pw = store.user(base, domain, assign)
     except Trouble as t:
-        return Outcome(TEMPORARY, f"vdelivermail: {t}")
+        return Judgement(TEMPORARY, f"vdelivermail: {t}")
     if pw is not None:
         if pw.gid & BOUNCE_MAIL:
-            return Outcome(UNDELIVERABLE, "vdelivermail: account is locked")
-        return Outcome(DELIVERABLE, "vdelivermail: user")
+            return Judgement(UNDELIVERABLE, "vdelivermail: account is locked")
+        return Judgement(DELIVERABLE, "vdelivermail: user")
     if bounce == DELETE_ALL:
-        return Outcome(UNDELIVERABLE, "vdelivermail: no such user, mail deleted")
+        return Judgement(UNDELIVERABLE, "vdelivermail: no such user, mail deleted")
     if bounce == BOUNCE_ALL:
-        return Outcome(UNDELIVERABLE, "vdelivermail: no such user")
-    return Outcome(DELIVERABLE, "vdelivermail: catch-all")
+        return Judgement(UNDELIVERABLE, "vdelivermail: no such user")
+    return Judgement(DELIVERABLE, "vdelivermail: catch-all")
 
 
 def _has_valias(store: Store, user: bytes, base: bytes, domain: bytes) -> bool:

@@ -8,15 +8,15 @@ import pytest
 
 from qmailverify import deepmode
 from qmailverify.deepmode import DeepFacts, follow, judge
-from qmailverify.outcome import Outcome
+from qmailverify.outcome import Judgement
 from qmailverify.vpasswd import FileStore
 from qmailverify.vpopmail import Build, vdeliver
 from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 from vpoptree import Tree
 
-OK = Outcome(DELIVERABLE, "t")
-NO = Outcome(UNDELIVERABLE, "t")
-LATER = Outcome(TEMPORARY, "t")
+OK = Judgement(DELIVERABLE, "t")
+NO = Judgement(UNDELIVERABLE, "t")
+LATER = Judgement(TEMPORARY, "t")
 
 
 def facts_of(home: bytes, name: bytes) -> DeepFacts:
@@ -31,7 +31,7 @@ def never(address):
     raise AssertionError("no forward expected")
 
 
-def plain(content: bytes, forward=never, mode=0o100600) -> Outcome:
+def plain(content: bytes, forward=never, mode=0o100600) -> Judgement:
     return judge(DeepFacts(0o40700, mode, content), forward)
 
 

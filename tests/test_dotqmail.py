@@ -1,17 +1,17 @@
-"""dotqmail.parse/words/program: dot-qmail lines as qmail-local reads them."""
+"""dotqmail.parse_dotqmail/words/program_kind: dot-qmail lines as qmail-local reads them."""
 
 from hypothesis import given, strategies as st
 
 from qmailverify import dotqmail as dq
-from qmailverify.dotqmail import Line, parse
+from qmailverify.dotqmail import Line, parse_dotqmail
 
 
 def kinds(content, executable=False):
-    return [(l.kind, l.text) for l in parse(content, executable).lines]
+    return [(l.kind, l.text) for l in parse_dotqmail(content, executable).lines]
 
 
-def test_vpopmail_default_line_is_one_program():
-    p = parse(b"| /home/vpopmail/bin/vdelivermail '' delete\n")
+def test_vpopmail_default_line_is_one_program_kind():
+    p = parse_dotqmail(b"| /home/vpopmail/bin/vdelivermail '' delete\n")
     assert p.lines == (Line(dq.PROGRAM, b" /home/vpopmail/bin/vdelivermail '' delete"),)
     assert p.defer == "" and not p.empty
 
@@ -39,27 +39,27 @@ def test_nul_ends_the_text_of_a_line():
 
 
 def test_empty_file_means_default_delivery():
-    assert parse(b"").empty
+    assert parse_dotqmail(b"").empty
 
 
 def test_blank_first_line_defers_later_blank_lines_are_skipped():
-    assert parse(b"\n./Maildir/\n").defer == dq.DEFER_BLANK
-    assert parse(b" \t\n").defer == dq.DEFER_BLANK
-    p = parse(b"./Maildir/\n\n\n&a@b\n")
+    assert parse_dotqmail(b"\n./Maildir/\n").defer == dq.DEFER_BLANK
+    assert parse_dotqmail(b" \t\n").defer == dq.DEFER_BLANK
+    p = parse_dotqmail(b"./Maildir/\n\n\n&a@b\n")
     assert p.defer == "" and len(p.lines) == 2
 
 
 def test_plus_list_makes_later_file_and_program_lines_defer():
-    p = parse(b"&a@b\n+list\n|prog\n")
+    p = parse_dotqmail(b"&a@b\n+list\n|prog\n")
     assert p.defer == dq.DEFER_PROG_X and [l.kind for l in p.lines] == [dq.FORWARD, dq.LIST]
-    assert parse(b"+list\n./Maildir/\n").defer == dq.DEFER_FILE_X
-    assert parse(b"+list\n&a@b\n").defer == ""
-    assert parse(b"+lists\n|prog\n").defer == ""        # only '+list' itself
+    assert parse_dotqmail(b"+list\n./Maildir/\n").defer == dq.DEFER_FILE_X
+    assert parse_dotqmail(b"+list\n&a@b\n").defer == ""
+    assert parse_dotqmail(b"+lists\n|prog\n").defer == ""        # only '+list' itself
 
 
 def test_execute_bit_defers_file_and_program_lines_from_the_start():
-    assert parse(b"./Maildir/\n", executable=True).defer == dq.DEFER_FILE_X
-    assert parse(b"&a@b\n", executable=True).defer == ""
+    assert parse_dotqmail(b"./Maildir/\n", executable=True).defer == dq.DEFER_FILE_X
+    assert parse_dotqmail(b"&a@b\n", executable=True).defer == ""
 
 
 def test_words_like_sh():
@@ -73,26 +73,26 @@ def test_words_like_sh():
 
 
 def test_program_names():
-    assert dq.program(b" /home/vpopmail/bin/vdelivermail '' delete") == dq.Program(dq.VDELIVERMAIL, (b"", b"delete"))
-    assert dq.program(b"/usr/bin/bouncesaying 'No such user.'") == dq.Program(dq.BOUNCESAYING, (b"No such user.",))
-    assert dq.program(b"preline /usr/bin/procmail") == dq.Program("")
-    assert dq.program(b"bouncesaying x | cat") == dq.Program("")
+    assert dq.program_kind(b" /home/vpopmail/bin/vdelivermail '' delete") == dq.Program(dq.VDELIVERMAIL, (b"", b"delete"))
+    assert dq.program_kind(b"/usr/bin/bouncesaying 'No such user.'") == dq.Program(dq.BOUNCESAYING, (b"No such user.",))
+    assert dq.program_kind(b"preline /usr/bin/procmail") == dq.Program("")
+    assert dq.program_kind(b"bouncesaying x | cat") == dq.Program("")
 
 
 @given(st.binary(max_size=300), st.booleans())
 def test_parse_is_total_and_keeps_order(content, executable):
-    p = parse(content, executable)
+    p = parse_dotqmail(content, executable)
     assert p.empty == (content == b"")
     for line in p.lines:
         assert b"\n" not in line.text and b"\0" not in line.text
     # the same bytes split anywhere give the same answer: parse is over the whole file
-    assert parse(content, executable) == p
+    assert parse_dotqmail(content, executable) == p
 
 
 @given(st.lists(st.sampled_from([b"./Maildir/", b"&a@b", b"|prog", b"# c", b"x@y", b"+list", b""]),
                 min_size=1, max_size=8))
 def test_a_line_after_plus_list_never_runs_a_file_or_program(lines):
-    p = parse(b"\n".join(lines) + b"\n")
+    p = parse_dotqmail(b"\n".join(lines) + b"\n")
     seen_list = False
     for line in p.lines:
         assert not (seen_list and line.kind in (dq.MAILDIR, dq.MBOX, dq.PROGRAM))

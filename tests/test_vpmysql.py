@@ -12,7 +12,7 @@ from mariadb import MariaDB, need_mariadb
 from qmailverify.errors import Trouble
 from qmailverify.outcome import NeedLookup
 from qmailverify.vpmysql import MysqlStore, store_from_env
-from qmailverify.vpmysqlconf import Settings, parse_settings, settings_loader
+from qmailverify.vpmysqlconf import MysqlSettings, parse_settings, settings_loader
 from qmailverify.vpopmail import Build, vdeliver
 from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 from vpoptree import Tree
@@ -67,7 +67,7 @@ def tree(tmp_path):
 
 
 def tcp(db, user="vpopmail", password=PASSWORD):
-    return lambda: [Settings("127.0.0.1", db.port, None, user, password, "vpopmail")]
+    return lambda: [MysqlSettings("127.0.0.1", db.port, None, user, password, "vpopmail")]
 
 
 def ask(store, tree, ext, host=b"example.com", build=Build()):
@@ -125,8 +125,8 @@ def test_settings_file_as_vpopmail_reads_it(db, tree, tmp_path):
 
 def test_settings_parsing_follows_load_connection_info():
     read, update = parse_settings(b"#c\n\nh1|3307|u|p|db\nh2|/run/s.sock|u2|p2|db2\n")
-    assert read == Settings("h1", 3307, None, "u", b"p", "db")
-    assert update == Settings("h2", 3306, "/run/s.sock", "u2", b"p2", "db2")
+    assert read == MysqlSettings("h1", 3307, None, "u", b"p", "db")
+    assert update == MysqlSettings("h2", 3306, "/run/s.sock", "u2", b"p2", "db2")
     only, = parse_settings(b"h1|0|u|p|db")
     assert only.port == 3306
     with pytest.raises(Trouble):
@@ -142,7 +142,7 @@ def test_wrong_password_and_closed_port_are_temporary(db, tree):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    store = MysqlStore(lambda: [Settings("127.0.0.1", port, None, "u", b"p", "vpopmail")])
+    store = MysqlStore(lambda: [MysqlSettings("127.0.0.1", port, None, "u", b"p", "vpopmail")])
     out = ask(store, tree, b"nobody")
     assert out.code == TEMPORARY and out.reason.startswith("vdelivermail: vpopmail database")
 
@@ -152,7 +152,7 @@ def test_a_silent_server_is_temporary_within_the_timeout(tree):
         listener.bind(("127.0.0.1", 0))
         listener.listen(5)
         port = listener.getsockname()[1]
-        store = MysqlStore(lambda: [Settings("127.0.0.1", port, None, "u", b"p", "x")], timeout=0.5)
+        store = MysqlStore(lambda: [MysqlSettings("127.0.0.1", port, None, "u", b"p", "x")], timeout=0.5)
         start = time.monotonic()
         out = ask(store, tree, b"bob")
         assert out.code == TEMPORARY
