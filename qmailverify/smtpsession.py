@@ -96,7 +96,7 @@ class Session(Commands):
         self.to_client += self.replies.buf        # a reply cut short, as it came
         self.replies.buf = b""
         self.phase, self.checking, self.ask = DONE, None, None
-        self.inbuf.clear()
+        self.consume(len(self.inbuf))
         self.to_server.clear()
         self.log(b"Session ended: " + (self.ending or "ended by qmail-smtpd").encode())
 
@@ -135,12 +135,11 @@ class Session(Commands):
                 end = self.body.feed(self.inbuf) if self.phase == BODY else -1
                 if end < 0:
                     self.to_server += self.inbuf
-                    self.inbuf.clear()
+                    self.consume(len(self.inbuf))
                     if self.client_ended:
                         self.stop_input("dropped by the client")
                     return
-                self.forward(bytes(self.inbuf[:end]), "message", None)
-                del self.inbuf[:end]
+                self.forward(self.consume(end), "message", None)
                 continue
             nl = self.inbuf.find(b"\n", self.scanned)
             if nl < 0:
@@ -148,14 +147,24 @@ class Session(Commands):
                 if self.client_ended:             # a line without its newline never runs
                     self.stop_input("dropped by the client")
                 return
-            line = bytes(self.inbuf[:nl + 1])
-            del self.inbuf[:nl + 1]
-            self.scanned = 0
+            line = self.consume(nl + 1)
+            if line.find(b"\n") != nl:          # never: one line, one command
+                self.fail(R451, b"internal error: a command line held a newline", "internal error")
+                return
             if self.phase == AUTHLINE:
                 self.forward(line, "auth", None)
             else:
                 verb, arg = split_command(line)
                 COMMANDS.get(verb, Commands.smtp_other)(self, line, arg)
+
+    def consume(self, n: int) -> bytes:
+        """Take n bytes from the front of the client's input.  The only
+        way input leaves inbuf: what was scanned for a newline is scanned
+        again from the new front (a stale offset would merge lines)."""
+        taken = bytes(self.inbuf[:n])
+        del self.inbuf[:n]
+        self.scanned = 0
+        return taken
 
     def forward(self, line: bytes, kind: str, arg) -> None:
         self.to_server += line
@@ -171,8 +180,7 @@ class Session(Commands):
         self.ending = self.ending or why
         if self.phase != DONE:
             self.phase = CLOSING
-        self.inbuf.clear()
-        self.scanned = 0
+        self.consume(len(self.inbuf))
         self.checking, self.ask, self.close_input = None, None, True
 
     def log(self, message: bytes) -> None:

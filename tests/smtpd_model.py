@@ -180,6 +180,7 @@ class Harness:
 
     def collect(self) -> None:
         s = self.s
+        s.wants_input()                  # the relay asks this every turn
         self.client += s.to_client
         s.to_client.clear()
         self.logs += s.logs

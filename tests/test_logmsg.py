@@ -278,6 +278,38 @@ def test_half_closing_client_immediate_mode_gets_550(shim):
     assert lines_of(log, last_session_pid(log))[-1] == "Session ended: QUIT"
 
 
+def half_closed_big(port: int, data: bytes, timeout=60) -> bytes:
+    """half_closed() for sessions larger than the socket buffers: the
+    replies are read while the session is still being written."""
+    import threading
+    got = bytearray()
+    with socket.create_connection(("127.0.0.1", port), timeout) as c:
+        def read():
+            while chunk := c.recv(65536):
+                got.extend(chunk)
+        reader = threading.Thread(target=read)
+        reader.start()
+        c.sendall(data)
+        c.shutdown(socket.SHUT_WR)
+        reader.join(timeout)
+    return bytes(got)
+
+
+def test_big_bodies_pipelined_before_354_leave_every_later_command_checked(shim):
+    """Red-team finding: a body of megabytes sent before DATA's 354 made the
+    shim lose its place, so the next transaction's RCPT reached qmail-smtpd
+    unchecked and a nonexistent recipient was queued."""
+    pad = b"X" * (3 << 20) + b"\r\n.\r\n"
+    data = (b"HELO x\r\nMAIL FROM:<a@b.test>\r\n" + rcpt_line(GOOD) + b"DATA\r\n" + pad
+            + b"MAIL FROM:<a@b.test>\r\n" + rcpt_line(BAD) + b"DATA\r\n" + pad + b"QUIT\r\n")
+    for verify, refused in ((":PORT", b"550"), ("DEFER,:PORT", b"554")):
+        s = shim(VERIFY=verify)
+        got = half_closed_big(s.port, data)
+        assert refused in reply_codes(got), (verify, reply_codes(got))
+        s.wait_for("Session ended")
+        assert b"T" + BAD.encode() not in s.queued(), verify
+
+
 def test_half_closing_client_deferred_mode_gets_554_and_nothing_is_queued(shim):
     s = shim(VERIFY="DEFER,:PORT")
     got = half_closed(s.port, WHOLE)

@@ -290,3 +290,29 @@ def test_a_dropped_connection_forwards_only_what_was_decided(session, verify, re
     assert ref.server.startswith(got.server)              # a prefix: each part checked alike
     assert all(q in ref.asked for q in got.asked)
     assert got.smtpd.eof or got.smtpd.exited or got.s.phase != DONE
+
+
+def test_input_held_back_while_a_reply_is_owed_never_merges_later_lines(monkeypatch):
+    """Found by red-teaming: with DATA's 354 still owed and a full buffer
+    holding no newline, the relay's wants_input() remembered how far it had
+    scanned; the body then left the buffer, and the stale offset merged the
+    next commands into one line forwarded unchecked.  Every command after
+    the body must still be decided on its own."""
+    import qmailverify.smtpsession as core
+    monkeypatch.setattr(core, "HIGH_WATER", 64)
+    big = b"X" * 300 + b"\r\n.\r\n"
+    for verify, refusal in ((":", b"550"), ("DEFER", b"554")):
+        h = Harness(verify, verdicts=VERDICTS)
+        h.settle()
+        h.send(b"HELO x\r\n" + mail() + rcpt(GOOD) + b"DATA\r\n")
+        while (h.s.owed or ("",))[0] != "data":     # DATA is with qmail-smtpd,
+            h.move(h.moves()[0])
+        h.send(b"X" * 300)                          # its 354 not yet read: the
+        h.settle()                                  # body's start waits unseen
+        h.send(b"\r\n.\r\n" + mail() + rcpt(BAD) + b"DATA\r\n" + big + b"QUIT\r\n")
+        h.settle()
+        h.end()
+        h.settle()
+        assert BAD in h.asked, verify
+        assert refusal in codes(h), (verify, codes(h))
+        assert all(BAD not in rcpts for rcpts, _ in h.smtpd.queued), verify
