@@ -2,8 +2,11 @@
 real qmail-verify: a temporary answer for one recipient, the soft and
 log-only rollouts, and the harvest limits across sessions."""
 
+import re
 import shutil
+import signal
 import smtplib
+import time
 
 from test_logmsg import BAD, GOOD, last_session_pid, lines_of
 
@@ -81,3 +84,59 @@ def test_an_unknown_rollout_enforces_and_warns(shim):
     log = s.wait_for("Session ended", count=2)
     assert lines_of(log, last_session_pid(log))[0] == \
         "warning: unknown VERIFY_ROLLOUT 'sfot': enforcing"
+
+
+def session_lines(log: str, ip: str) -> list[list[str]]:
+    """Each session's lines from ip, in order."""
+    sessions: dict[str, list[str]] = {}
+    for pid, message in re.findall(rf"qmail-smtpd: pid (\d+) from {re.escape(ip)}: (.*)", log):
+        sessions.setdefault(pid, []).append(message)
+    return list(sessions.values())
+
+
+def timed_rcpt(c: smtplib.SMTP, address: str) -> tuple[int, float]:
+    t0 = time.monotonic()
+    code = c.rcpt(address)[0]
+    return code, time.monotonic() - t0
+
+
+def test_a_harvester_is_delayed_then_421d_across_sessions_and_others_are_not(shim, verifyd):
+    s = shim(VERIFY=":PORT", VERIFY_HARVEST_DELAY="2", VERIFY_HARVEST_DROP="5",
+             VERIFY_HARVEST_STEP="0.4", VERIFY_HARVEST_MAXDELAY="1")
+    harvester = {"source_address": ("127.0.0.2", 0), "timeout": 30}
+    with smtplib.SMTP("127.0.0.1", s.port, **harvester) as c:
+        c.helo("x")
+        c.mail("s@example.org")
+        assert c.rcpt("a-" + BAD)[0] == c.rcpt("b-" + BAD)[0] == 550
+        code, took = timed_rcpt(c, "c-" + BAD)              # the third refusal: over 2
+        assert code == 550 and took >= 0.35
+    with smtplib.SMTP("127.0.0.1", s.port, timeout=30) as c:   # another IP: untouched
+        c.helo("x")
+        c.mail("s@example.org")
+        assert c.rcpt(GOOD)[0] == 250 and c.rcpt(BAD)[0] == 550
+    with smtplib.SMTP("127.0.0.1", s.port, **harvester) as c:
+        c.helo("x")
+        c.mail("s@example.org")
+        code, took = timed_rcpt(c, GOOD)                     # a valid one waits alike
+        assert code == 250 and took >= 0.35
+        assert c.rcpt("d-" + BAD)[0] == 550
+        assert c.rcpt("e-" + BAD) == (421, b"too many unknown recipients from your address, "
+                                            b"try again later (#4.7.1)")
+    with smtplib.SMTP("127.0.0.1", s.port, **harvester) as c:
+        c.helo("x")
+        c.mail("s@example.org")
+        assert c.rcpt(GOOD)[0] == 421                        # the count outlives sessions
+    log = s.wait_for("Session ended: harvest limit", count=2)
+    first, second, third = session_lines(log, "127.0.0.2")
+    assert "Delaying RCPT reply 0.4s (3 refused recipients from this IP)" in first
+    assert second[-2:] == ["Harvest limit: 5 refused recipients from this IP",
+                           "Session ended: harvest limit"]
+    assert "Delaying RCPT reply 0.8s (4 refused recipients from this IP)" in second
+    assert third[-2] == "Harvest limit: 5 refused recipients from this IP"
+    normal = session_lines(log, "127.0.0.1")[-1]
+    assert not any(line.startswith("Delaying") for line in normal)
+    assert "Unverified mailbox at RCPT time" in normal
+    assert b"d-" + BAD.encode() not in s.received()
+    verifyd.signal(signal.SIGALRM)
+    stats = re.search(r"stats: .*", verifyd.wait_for("stats: ")).group(0)
+    assert " harvest_refusals=6 harvest_ips=2 harvest_evicted=0 " in stats   # 5 + the other's 1
