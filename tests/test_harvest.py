@@ -95,3 +95,17 @@ def test_annotate_counts_refusals_only_and_only_for_queries_with_an_ip():
     assert h.annotate(b"x@y", "denied", b"\x11", 3) == b"\x11"
     assert h.annotate(q, "unanswered", None, 4) is None
     assert h.count(IP, 5) == 2
+
+
+def test_the_daemons_harvest_settings():
+    import pytest
+    from qmailverify.daemonenv import settings_from_env
+    from qmailverify.errors import Fatal
+    s = settings_from_env({})
+    assert (s.harvest_window, s.harvest_ips) == (600.0, 65536)
+    s = settings_from_env({"VERIFY_HARVEST_WINDOW": "0", "VERIFY_HARVEST_IPS": "10"})
+    assert (s.harvest_window, s.harvest_ips) == (0.0, 10)
+    for bad in ({"VERIFY_HARVEST_WINDOW": "ten"}, {"VERIFY_HARVEST_WINDOW": "-1"},
+                {"VERIFY_HARVEST_IPS": "0"}):
+        with pytest.raises(Fatal):
+            settings_from_env(bad)
