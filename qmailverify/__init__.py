@@ -16,6 +16,7 @@ Pure helpers the programs share:
   verifyenv.py    VERIFY's grammar, one parser for every program
   tcprules.py     tcpserver rules files, as tcprules and tcpserver read them
   stats.py        the daemon's counters and its statistics line
+  harvest.py      refused recipients counted per client IP, in a sliding window
   cli.py          -h, -V, getopt and output errors, for every program
 
 What the daemon reads from the running system:
@@ -41,6 +42,7 @@ qmail-logmsg, the shim before an unpatched qmail-smtpd:
   smtpsession.py  the session: events in, actions out (pure)
   smtpcommands.py its one handler a command, and the Policy (pure)
   smtpview.py     qmail-smtpd's transaction, as its replies tell it (pure)
+  shimenv.py      VERIFY_ROLLOUT and the VERIFY_HARVEST_* limits
   rcpthosts.py    control/rcpthosts and morercpthosts.cdb, as qmail-smtpd reads them
   ipme.py         this host's IPv4 addresses, as qmail's ipme.c finds them
   spawn.py        starting qmail-smtpd on pipes, and reaping it

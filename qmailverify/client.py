@@ -13,16 +13,20 @@ import time
 from collections import namedtuple      # not typing: qmail-logmsg starts per connection
 
 from .errors import errtext
-from .wire import TEMPORARY, make_query, parse_reply
+from .wire import TEMPORARY, make_query, parse_reply, split_count
 
 TIMEOUT = 5.0
 
 
 # code: DELIVERABLE, UNDELIVERABLE or TEMPORARY; user: controlling user, when
 # deliverable or not; reason: why, when TEMPORARY; position: the daemon's rule
-# (never to act on); timeout: TEMPORARY because no answer came in time
-class Answer(namedtuple("Answer", "code user reason position timeout",
-                        defaults=(b"", "", 0, False))):
+# (never to act on); timeout: TEMPORARY because no answer came in time;
+# remote: the daemon itself answered (a TEMPORARY from it concerns this
+# address only; one made here, a socket error or a timeout, ends the
+# session); refusals: the daemon's count of refused recipients for the
+# client IP the query carried (wire.py), None when it gave none
+class Answer(namedtuple("Answer", "code user reason position timeout remote refusals",
+                        defaults=(b"", "", 0, False, False, None))):
     __slots__ = ()
 
     def log_message(self) -> str:
@@ -43,8 +47,9 @@ class PendingQuery:
     or None if nothing usable came (keep waiting until the deadline)."""
 
     def __init__(self, address: bytes, server: tuple[str, int], extended: bool = True,
-                 timeout: float = TIMEOUT):
+                 timeout: float = TIMEOUT, ip: bytes | None = None):
         self.address = address
+        self.ip = ip
         self.server = server
         self.extended = extended
         self.deadline = None
@@ -61,7 +66,7 @@ class PendingQuery:
         self.deadline = time.monotonic() + self.timeout
         try:
             self.sock.connect(self.server)
-            self.sock.send(make_query(self.address, self.extended))
+            self.sock.send(make_query(self.address, self.extended, self.ip))
         except OSError as e:
             return _socket_failure(e)
         return None
@@ -76,10 +81,12 @@ class PendingQuery:
         reply = parse_reply(data)
         if reply is None:
             return None
+        user, refusals = split_count(reply.user) if self.ip else (reply.user, None)
         if reply.code == TEMPORARY:
-            reason = reply.user.decode("ascii", "replace")
-            return Answer(TEMPORARY, reason=reason, position=reply.position)
-        return Answer(reply.code, reply.user, position=reply.position)
+            reason = user.decode("ascii", "replace")
+            return Answer(TEMPORARY, reason=reason, position=reply.position, remote=True,
+                          refusals=refusals)
+        return Answer(reply.code, user, position=reply.position, remote=True, refusals=refusals)
 
     def expired(self, now: float | None = None) -> bool:
         return (now or time.monotonic()) >= self.deadline

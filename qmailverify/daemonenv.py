@@ -6,6 +6,8 @@
   VERIFY_ALIASUSER       the alias user (alias)
   VERIFY_BREAK           the extension separator (-)
   VERIFY_FASTFORWARDCDB  fastforward's cdb, to check what ~alias/.qmail-default takes
+  VERIFY_HARVEST_WINDOW  seconds refusals count against a client IP (600; 0: off)
+  VERIFY_HARVEST_IPS     client IPs counted at most (65536; harvest.py)
 
 Paths are made absolute here, so that -d may change directory.  A value
 that cannot be used is Fatal (exit 111), before anything is opened.
@@ -26,6 +28,8 @@ class Settings(NamedTuple):
     alias: bytes
     brk: bytes
     fastforward: str | None
+    harvest_window: float = 600.0
+    harvest_ips: int = 65536
 
 
 def settings_from_env(env) -> Settings:
@@ -40,6 +44,14 @@ def settings_from_env(env) -> Settings:
         value = env.get(name)
         return os.path.abspath(value) if value else None
 
+    try:
+        window = float(env.get("VERIFY_HARVEST_WINDOW") or 600)
+        ips = int(env.get("VERIFY_HARVEST_IPS") or 65536)
+    except ValueError:
+        window = ips = -1
+    if not (0 <= window <= 86400 and 1 <= ips <= 1 << 24):
+        raise Fatal("qmail-verify: fatal: VERIFY_HARVEST_WINDOW must be 0 to 86400 seconds "
+                    "and VERIFY_HARVEST_IPS 1 to 16777216")
     return Settings(
         qmailhome=path("QMAILHOME") or "/var/qmail",
         listen=listen,
@@ -47,4 +59,6 @@ def settings_from_env(env) -> Settings:
         alias=os.fsencode(env.get("VERIFY_ALIASUSER") or "alias"),
         brk=brk,
         fastforward=path("VERIFY_FASTFORWARDCDB"),
+        harvest_window=window,
+        harvest_ips=ips,
     )

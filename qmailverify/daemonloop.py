@@ -22,6 +22,7 @@ from .clean import visible
 from .controlfile import ControlError
 from .daemonenv import Settings
 from .errors import Fatal, LostPrivileges, errtext
+from .harvest import HarvestCounter
 from .stats import Counts, stats_line
 from .title import Title
 from .verifier import get_reply
@@ -83,6 +84,8 @@ class Daemon:
         self.title = title
         self.signals = signals.queue
         self.started = self.loaded = time.monotonic()
+        self.harvest = HarvestCounter(settings.harvest_window, settings.harvest_ips) \
+            if settings.harvest_window else None
         try:
             self.wakeup, wfd = os.pipe()
         except OSError as e:
@@ -127,6 +130,9 @@ class Daemon:
 
     def handle_alrm(self, name: str) -> None:
         now = time.monotonic()
+        if self.harvest is not None:
+            h, c = self.harvest, self.counts
+            c.harvest_refusals, c.harvest_ips, c.harvest_evicted = h.refusals, len(h.ips), h.evicted
         self.log.line(stats_line(self.counts, now - self.started, now - self.loaded))
 
     def handle_usr1(self, name: str) -> None:
@@ -141,6 +147,8 @@ class Daemon:
         for line in outcome.lines:
             self.log.line(line)
         self.counts.count(outcome.counted)
+        if self.harvest is not None and b"\0" in datagram:      # only extended queries count
+            return self.harvest.annotate(datagram, outcome.counted, outcome.reply, time.monotonic())
         return outcome.reply
 
     def run(self) -> int:

@@ -23,6 +23,7 @@ from .errors import errtext
 from .ipme import Ipme
 from .rcpthosts import Rcpthosts
 from .relay import Relay, discard_input
+from .shimenv import harvest_from, rollout_of
 from .smtpcommands import R421CONTROLS, Policy
 from .smtpsession import Session
 from .spawn import spawn
@@ -34,11 +35,13 @@ USAGE = "qmail-logmsg: usage: qmail-logmsg program [arg ...] | qmail-logmsg -s |
 def policy_from(env, prefix: bytes) -> tuple[Policy, float]:
     """The session's Policy and qmail-verify's timeout; ControlError if
     qmail-smtpd's controls cannot be read."""
-    mode, setup_error, timeout = None, None, 5.0
+    mode, setup_error, timeout, harvest = None, None, 5.0, None
+    rollout, warning = rollout_of(env.get("VERIFY_ROLLOUT"))
     try:
         mode = parse_verify(env.get("VERIFY"))
         if mode.enabled:
             timeout = verify_timeout(env)
+            harvest = harvest_from(env)
     except SetupError as e:
         setup_error = str(e)
     qmailhome = env.get("QMAILHOME") or "/var/qmail"
@@ -47,7 +50,9 @@ def policy_from(env, prefix: bytes) -> tuple[Policy, float]:
     localiphost = read_first_line(os.path.join(control, "localiphost"))
     if localiphost is None:
         localiphost = read_first_line(os.path.join(control, "me"))
-    policy = Policy(prefix, mode, setup_error, "RELAYCLIENT" in env, rcpthosts, localiphost, Ipme())
+    ip = env.get("TCPREMOTEIP", "").encode("ascii", "replace") or None
+    policy = Policy(prefix, mode, setup_error, "RELAYCLIENT" in env, rcpthosts, localiphost, Ipme(),
+                    rollout, (warning,) if warning else (), harvest, ip)
     return policy, timeout
 
 

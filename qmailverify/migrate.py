@@ -24,7 +24,8 @@ as RULES.bak-YYYYMMDDHHMMSS, and rebuilds CDB (RULES.cdb by default)
 exactly as tcprules would, by the same atomic rename.
 
 -c reads FILE (rules source, or a .cdb) and prints, for each IP, what a
-connection from it gets, as 1.30 reads VERIFY, or with -o as pre-1.30
+connection from it gets, as 1.30 reads VERIFY (and VERIFY_ROLLOUT, when a
+rule sets it: soft, log-only or enforced), or with -o as pre-1.30
 qmail-smtpd (and, with -r, realrcptto) read the old variables.  Run it
 with -o on the old file and without on the new one, and compare.
 
@@ -47,6 +48,7 @@ from .cdbmake import write_cdb
 from .clean import visible
 from .cli import guarded, options
 from .errors import Fatal, errtext
+from .shimenv import ENFORCE, LOG, SOFT, rollout_of
 from .verifyenv import SetupError, ignored, parse_verify
 from .tcprules import Rule, RulesError, lookup, parse, records
 
@@ -150,7 +152,20 @@ def describe_verification(env: dict, old: bool, realrcptto: bool) -> str:
         return f"setup failure: every RCPT gets 451 ({e})"
     if not mode.enabled:
         return "not verified (explicitly)" if mode.note else "not verified"
-    return f"{'deferred' if mode.deferred else 'immediate'}, {format_server(*mode.server)}"
+    return (f"{'deferred' if mode.deferred else 'immediate'}, {format_server(*mode.server)}"
+            + describe_rollout(env.get(b"VERIFY_ROLLOUT")))
+
+
+def describe_rollout(value: bytes | None) -> str:
+    """VERIFY_ROLLOUT's part of -c's line: nothing when unset (enforced)."""
+    if value is None:
+        return ""
+    text = value.decode("latin-1")
+    rollout, warning = rollout_of(text)
+    if warning:
+        return f", unknown VERIFY_ROLLOUT {text!r}: enforced"
+    return {ENFORCE: ", enforced", SOFT: ", soft rollout: 450 at RCPT, 451 at DATA",
+            LOG: ", log-only rollout: refusals logged, mail accepted"}[rollout]
 
 
 def check_ips(ips: list[str]) -> None:

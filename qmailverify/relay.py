@@ -2,7 +2,10 @@
 and 1), qmail-smtpd (two pipes) and, for each RCPT to check, a UDP query
 to qmail-verify, with one select() loop; the pure Session (smtpsession.py)
 decides everything, the relay only carries out what it asks (.to_client,
-.to_server, .logs, .ask, .close_input) and tells it what happened.
+.to_server, .logs, .ask, .close_input, .hold) and tells it what happened.
+A hold (harvest limits) only stops writes to the client until its time
+and shortens select()'s timeout to it; everything else goes on (the
+other side, other sessions: each session is its own process).
 """
 
 import os
@@ -35,6 +38,7 @@ class Relay:
         self.s, self.pid, self.sin, self.sout, self.timeout = session, pid, sin, sout, timeout
         self.query = None
         self.client_eof = self.server_eof = False
+        self.hold_until = None
 
     def run(self) -> int:
         s = self.s
@@ -52,12 +56,16 @@ class Relay:
                 rlist.append(self.sout)
             if self.query is not None:
                 rlist.append(self.query.fileno())
-            if s.to_client:
+            if s.to_client and self.hold_until is None:
                 wlist.append(1)
             if s.to_server and self.sin is not None:
                 wlist.append(self.sin)
-            left = None if self.query is None else max(self.query.deadline - time.monotonic(), 0)
+            times = [t for t in (self.query and self.query.deadline, self.hold_until) if t]
+            left = max(min(times) - time.monotonic(), 0) if times else None
             readable, writable, _ = select.select(rlist, wlist, [], left)
+            if self.hold_until is not None and time.monotonic() >= self.hold_until:
+                self.hold_until = None
+                s.release()
             for fd in writable:
                 self.write(fd)
             for fd in readable:
@@ -76,12 +84,16 @@ class Relay:
             except OSError:
                 pass
         s.logs.clear()
+        if s.hold is not None:
+            self.hold_until = time.monotonic() + s.hold
+            s.hold = None
         if self.query is not None and s.phase != CHECK:
             self.query.close()
             self.query = None
         if s.ask is not None:
             from .client import PendingQuery
-            self.query = PendingQuery(s.ask, s.policy.mode.server, timeout=self.timeout)
+            self.query = PendingQuery(s.ask, s.policy.mode.server, timeout=self.timeout,
+                                      ip=s.policy.ip)
             s.ask = None
             failed = self.query.send()
             if failed:

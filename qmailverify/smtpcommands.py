@@ -9,11 +9,30 @@ check (phase CHECK, .ask set) or ends the session (Session.fail: 421,
 451).  A RCPT is checked only where qmail-smtpd would accept it: inside
 a transaction it opened, an address it can parse (after the localiphost
 rewrite), no RELAYCLIENT, no AUTH, a domain rcpthosts lists.
+
+rcpt_answered() carries out qmail-verify's answer to a checked RCPT, by
+the rollout mode and the harvest limits (shimenv.py):
+
+  answer          enforce           soft              log
+  deliverable     forwarded         forwarded         forwarded
+  not, immediate  550               450               logged, forwarded
+  not, deferred   forwarded, DATA   forwarded, DATA   logged, forwarded
+                  gets 554          gets 451
+  temporary from  451 for this      451 for this      logged, forwarded
+  the daemon      RCPT only         RCPT only
+  no answer, or   451, the session ends (spec 7), in every mode
+  a socket error
+
+Before that, a count of refusals from the daemon (harvest limits) at or
+over VERIFY_HARVEST_DROP ends the session with 421; over
+VERIFY_HARVEST_DELAY it holds the RCPT's reply (Session.hold_for).
 """
 
 from .clean import clean
 from .controlfile import ControlError
+from .shimenv import ENFORCE, LOG, SOFT, Harvest
 from .smtp import IpmeError, addrparse
+from .wire import DELIVERABLE, UNDELIVERABLE
 
 # Session phases (smtpsession.py), besides smtpview's AUTHLINE, BODY, OPAQUE.
 REPLY, READY, CHECK, CLOSING, DONE = "reply", "ready", "check", "closing", "done"
@@ -21,6 +40,10 @@ REPLY, READY, CHECK, CLOSING, DONE = "reply", "ready", "check", "closing", "done
 R550 = b"550 sorry, no mailbox here by that name. (#5.1.1)\r\n"
 R554 = b"554 sorry, invalid mailbox name(s). (#5.1.1)\r\n"
 R451 = b"451 qv temporary failure (#4.3.0)\r\n"
+R451RCPT = b"451 qv temporary failure, try again later (#4.3.0)\r\n"   # this RCPT only
+R450SOFT = b"450 sorry, no mailbox here by that name, try again later (#4.1.1)\r\n"
+R451SOFT = b"451 sorry, invalid mailbox name(s), try again later (#4.1.1)\r\n"
+R421HARVEST = b"421 too many unknown recipients from your address, try again later (#4.7.1)\r\n"
 R451SETUP = b"451 qv setup failure (#4.3.0)\r\n"
 R421CONTROLS = b"421 unable to read controls (#4.3.0)\r\n"
 R421IPME = b"421 unable to figure out my IP addresses (#4.3.0)\r\n"
@@ -31,10 +54,14 @@ class Policy:
 
     def __init__(self, prefix: bytes, mode=None, setup_error: str | None = None,
                  relayclient: bool = False, rcpthosts=None, localiphost: bytes | None = None,
-                 ipme=None):
+                 ipme=None, rollout: str = ENFORCE, notes: tuple[str, ...] = (),
+                 harvest: Harvest | None = None, ip: bytes | None = None):
         self.prefix, self.mode, self.setup_error = prefix, mode, setup_error
         self.relayclient, self.rcpthosts = relayclient, rcpthosts
         self.localiphost, self.ipme = localiphost, ipme
+        self.rollout, self.notes = rollout, notes       # notes: lines logged at the start
+        self.harvest = harvest or Harvest()
+        self.ip = ip if self.harvest.enabled else None  # sent to the daemon, to be counted
         self.checking = bool(setup_error) or bool(mode and mode.enabled)
         self.deferred = bool(mode and mode.deferred)
 
@@ -79,8 +106,44 @@ class Commands:
         else:
             self.phase, self.checking, self.ask = CHECK, (line, addr), addr
 
+    def rcpt_answered(self, line, addr, answer):
+        p, shown = self.policy, b"<" + clean(addr) + b">"
+        n = answer.refusals
+        if n is not None and p.harvest.drops(n):
+            self.fail(R421HARVEST, b"Harvest limit: %d refused recipients from this IP" % n,
+                      "harvest limit")
+            return
+        if n is not None and p.harvest.delay(n):
+            self.hold_for(p.harvest.delay(n), n)
+        if answer.code == DELIVERABLE:
+            self.forward(line, "rcpt", (addr, False))
+        elif answer.code == UNDELIVERABLE and p.rollout == LOG:
+            when = b"DATA" if p.deferred else b"RCPT"
+            self.log(b"Would refuse " + shown + b" at " + when + b" time (log-only)")
+            self.forward(line, "rcpt", (addr, False))
+        elif answer.code == UNDELIVERABLE and p.deferred:
+            self.forward(line, "rcpt", (addr, True))
+        elif answer.code == UNDELIVERABLE and p.rollout == SOFT:
+            self.log(b"Unverified mailbox at RCPT time (soft: 450)")
+            self.to_client += R450SOFT
+        elif answer.code == UNDELIVERABLE:
+            self.log(b"Unverified mailbox at RCPT time")
+            self.to_client += R550
+        elif answer.remote and p.rollout == LOG:
+            self.log(b"Would defer " + shown + b" at RCPT time (log-only): temporary failure ("
+                     + clean(answer.reason.encode()) + b")")
+            self.forward(line, "rcpt", (addr, False))
+        elif answer.remote:
+            self.log(b"Temporary failure at RCPT time (" + clean(answer.reason.encode()) + b")")
+            self.to_client += R451RCPT
+        else:
+            self.fail(R451, answer.log_message().encode(), "verification failure")
+
     def smtp_DATA(self, line, arg):
-        if self.view.txn.failed:
+        if self.view.txn.failed and self.policy.rollout == SOFT:
+            self.log(b"Unverified mailbox(es) at DATA time (soft: 451)")
+            self.to_client += R451SOFT
+        elif self.view.txn.failed:
             self.log(b"Unverified mailbox(es) at DATA time")
             self.to_client += R554
         else:

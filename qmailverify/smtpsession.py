@@ -5,7 +5,13 @@ Events in: client_data(bytes), client_end() (input ended), client_gone()
 answer(Answer) (to the address in .ask).  Actions out, taken and cleared
 by the relay: .to_server, .to_client, .logs (whole lines), .ask (an
 address to verify), .close_input (close qmail-smtpd's input once
-.to_server is written), .phase == DONE (end once .to_client is written).
+.to_server is written), .hold (seconds: write nothing more to the client
+for that long, then send the event release()), .phase == DONE (end once
+.to_client is written).
+
+A hold (harvest limits, smtpcommands.py) pauses the session: no command
+is taken until release(); the clock stays with the relay, so a hold
+changes when replies go out, never what they say.
 
 THE INVARIANT: every command the client sent is decided by the same rules
 whatever way its bytes arrived: one byte at a time, all at once,
@@ -38,10 +44,8 @@ qmail-smtpd exiting (server_end) moves any phase to DONE.
 """
 
 from .smtp import BodyEnd, ReplyReader, split_command
-from .smtpcommands import (CHECK, CLOSING, COMMANDS, DONE, R451, R550, READY, REPLY, Commands,
-                           Policy)
+from .smtpcommands import CHECK, CLOSING, COMMANDS, DONE, READY, REPLY, Commands, Policy
 from .smtpview import AUTHLINE, BODY, COMMAND, EXIT, OPAQUE, TIMEOUT_REPLY, View, exits
-from .wire import DELIVERABLE, UNDELIVERABLE
 
 HIGH_WATER = 1 << 20     # a buffer this full is not read into (here, and by the relay)
 
@@ -57,11 +61,14 @@ class Session(Commands):
         self.ending = None                        # why the session ends, once known
         self.to_server, self.to_client, self.logs = bytearray(), bytearray(), []
         self.ask, self.close_input = None, False
+        self.hold, self.held = None, False        # .hold: an action; .held: until release()
 
     # -- events ----------------------------------------------------------
     def start(self) -> None:
         if self.policy.mode and self.policy.mode.note:
             self.log(self.policy.mode.note.encode())
+        for note in self.policy.notes:
+            self.log(note.encode("utf-8", "replace"))
         self.log(b"New session")
 
     def client_data(self, data: bytes) -> None:
@@ -105,16 +112,18 @@ class Session(Commands):
             return
         (line, addr), self.checking = self.checking, None
         self.phase = READY
-        if answer.code == DELIVERABLE:
-            self.forward(line, "rcpt", (addr, False))
-        elif answer.code == UNDELIVERABLE and self.policy.deferred:
-            self.forward(line, "rcpt", (addr, True))
-        elif answer.code == UNDELIVERABLE:
-            self.log(b"Unverified mailbox at RCPT time")
-            self.to_client += R550
-        else:
-            self.fail(R451, answer.log_message().encode(), "verification failure")
+        self.rcpt_answered(line, addr, answer)
         self.advance()
+
+    def release(self) -> None:
+        """The hold asked for has passed."""
+        self.held = False
+        self.advance()
+
+    def hold_for(self, seconds: float, refusals: int) -> None:
+        self.log(b"Delaying RCPT reply %gs (%d refused recipients from this IP)"
+                 % (seconds, refusals))
+        self.hold, self.held = seconds, True
 
     # -- what the relay asks ---------------------------------------------
     def wants_input(self) -> bool:
@@ -130,7 +139,7 @@ class Session(Commands):
 
     # -- the client's side -----------------------------------------------
     def advance(self) -> None:
-        while self.phase in (READY, AUTHLINE, BODY, OPAQUE):
+        while self.phase in (READY, AUTHLINE, BODY, OPAQUE) and not self.held:
             if self.phase == BODY or self.phase == OPAQUE:
                 end = self.body.feed(self.inbuf) if self.phase == BODY else -1
                 if end < 0:

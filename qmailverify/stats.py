@@ -5,13 +5,18 @@ function that writes them as one log line of key=value fields, in the
 order the fields are declared, followed by the uptime and the age of the
 controls in whole seconds:
 
-    stats: queries=12 permitted=7 denied=4 temporary=1 unanswered=0 uptime=3600 controls_age=120
+    stats: queries=12 permitted=7 denied=4 temporary=1 unanswered=0 harvest_refusals=0
+           harvest_ips=0 harvest_evicted=0 uptime=3600 controls_age=120   (one line)
 
 queries counts every non-empty datagram; permitted and denied the
 answers "deliverable" and "not deliverable"; temporary the status-2
 answers sent to clients that asked for the extended reply; unanswered the
 queries left without a reply because of our own trouble (a legacy client
-then says 451).  A later feature adds its counter as a field of Counts.
+then says 451).  The harvest fields (harvest.py) are copied in from the
+harvest counter when the line is written: harvest_refusals the refusals
+counted against a client IP, harvest_ips the IPs it holds now,
+harvest_evicted the IPs forgotten at its bound.  A later feature adds its
+counter as a field of Counts.
 """
 
 from dataclasses import dataclass, fields
@@ -24,6 +29,9 @@ class Counts:
     denied: int = 0
     temporary: int = 0
     unanswered: int = 0
+    harvest_refusals: int = 0
+    harvest_ips: int = 0
+    harvest_evicted: int = 0
 
     def count(self, field: str | None) -> None:
         """One more query, of the kind field names (None: no query at all)."""

@@ -17,9 +17,10 @@ is a word naming the record, then space-separated KEY=VALUE fields, always
 all of them and in this order:
 
     session start= length= pid= ip= newsession= sender= accepted= refused=
-            refused_rcpts= reasons= refused_data= messages= controls_421= ended=
+            refused_rcpts= reasons= refused_data= messages= controls_421=
+            soft_data= would_refuse= would_defer= delayed= harvest_421= ended=
     total sessions= accepted= refused= refused_data= messages= controls_421=
-          reasons= ended=
+          soft_data= would_refuse= would_defer= delayed= harvest_421= reasons= ended=
 
 start     UTC, 2025-11-25T08:00:00Z ('-' without stamps; the first line seen)
 pid, ip   as in the log
@@ -30,15 +31,25 @@ accepted  recipients not refused at RCPT time
 refused   recipients refused at RCPT time; refused_rcpts lists them in
           order, comma-separated ('-' none)
 reasons   REASON:COUNT,... for those recipients ('-' none): 'unverified'
-          (qmail-verify said no, 550), 'qv-451' (no answer or trouble at
-          the daemon), 'qv-setup' (VERIFY cannot be parsed), 'controls-421'
-          (421 unable to read controls) or qmail-smtpd's own reply code
+          (qmail-verify said no, 550), 'soft' (the same under
+          VERIFY_ROLLOUT=soft, 450), 'qv-temp' (the daemon could not know
+          now: 451 for that recipient, the session went on), 'qv-451' (no
+          answer or a socket error: 451 and the end), 'qv-setup' (VERIFY
+          cannot be parsed), 'harvest-421' (the harvest limit: 421 and the
+          end), 'controls-421' (421 unable to read controls) or
+          qmail-smtpd's own reply code
 refused_data  DATA commands answered 554 in deferred mode (which recipient
           was bad is not logged, so these are in no list)
 messages  messages accepted
 controls_421  1 if the session ended with '421 unable to read controls'
           (a shim line starting 'unable to read controls', at the greeting
           or at a RCPT, or qmail-smtpd's 421 to a RCPT), else 0
+soft_data DATA commands answered 451 in deferred mode under VERIFY_ROLLOUT=soft
+would_refuse  recipients VERIFY_ROLLOUT=log accepted that would have been
+          refused ('Would refuse' lines; they count as accepted)
+would_defer   the same for temporary answers ('Would defer' lines)
+delayed   RCPT replies held back by the harvest limits
+harvest_421  1 if the session ended at the harvest limit, else 0
 ended     how the shim said the session ended; 'open' if it did not (yet)
 In the total line ended is HOW:COUNT,... and the rest are sums.
 
@@ -68,13 +79,21 @@ RECIPIENT = re.compile(rb"^Recipient <(.*)>$")
 REFUSED = re.compile(rb"^Recipient <(.*)> refused: (\d{3})(.*)")
 CONTROLS = re.compile(rb"^(?:421 )?unable to read controls")
 # The shim's own refusal of the recipient it logged last, by message start.
-SHIM_REFUSAL = ((b"Unverified mailbox at RCPT time", "unverified"),
+SHIM_REFUSAL = ((b"Unverified mailbox at RCPT time (soft", "soft"),
+                (b"Unverified mailbox at RCPT time", "unverified"),
+                (b"Temporary failure at RCPT time (", "qv-temp"),
+                (b"Harvest limit: ", "harvest-421"),
                 (b"Timeout (no response", "qv-451"), (b"temporary failure (", "qv-451"),
                 (b"setup failure (", "qv-setup"))
 # Lines only a running session logs; any other line before 'New session' is held.
 IN_SESSION = (b"Received ", b"Sender <", b"Recipient <", b"Session ", b"Remote end QUIT",
               b"Unverified ", b"Message ", b"STARTTLS", b"AUTH ", b"Timeout (",
-              b"temporary failure (", b"setup failure (")
+              b"temporary failure (", b"setup failure (", b"Temporary failure at RCPT",
+              b"Would refuse <", b"Would defer <", b"Delaying RCPT reply", b"Harvest limit: ")
+# Counted per session (the field, then the start of the lines it counts).
+TALLIES = (("soft_data", b"Unverified mailbox(es) at DATA time (soft"),
+           ("would_refuse", b"Would refuse <"), ("would_defer", b"Would defer <"),
+           ("delayed", b"Delaying RCPT reply "), ("harvest_421", b"Harvest limit: "))
 KEEP = frozenset(range(33, 127)) - frozenset(b"%,=:<>")
 
 
@@ -105,6 +124,7 @@ class LoggedSession:
         self.recipients: list[list] = []      # [address, refusal reason or None]
         self.current = None                   # the recipient the shim is deciding
         self.refused_data = self.messages = self.controls = 0
+        self.tallies = Counter()
         self.ended = None
 
     def refuse(self, entry: list | None, reason: str) -> None:
@@ -142,6 +162,9 @@ class LoggedSession:
         elif msg.startswith(b"Message accepted"):
             self.messages += 1
         else:
+            for name, start in TALLIES:
+                if msg.startswith(start):
+                    self.tallies[name] += 1
             for start, reason in SHIM_REFUSAL:
                 if msg.startswith(start):
                     self.refuse(self.current, reason)
@@ -163,7 +186,10 @@ class LoggedSession:
                 f"refused={len(refused)} refused_rcpts={rcpts} "
                 f"reasons={counts(Counter(r[1] for r in refused))} "
                 f"refused_data={self.refused_data} messages={self.messages} "
-                f"controls_421={self.controls} ended={self.ending()}")
+                f"controls_421={self.controls} {self.tally_fields()} ended={self.ending()}")
+
+    def tally_fields(self) -> str:
+        return " ".join(f"{name}={self.tallies[name]}" for name, _ in TALLIES)
 
     def ending(self) -> str:
         return "open" if self.ended is None else encode(self.ended)
@@ -180,6 +206,7 @@ def summarise(lines, out) -> None:
         totals.update(sessions=1, accepted=len(s.recipients) - len(refused),
                       refused=len(refused), refused_data=s.refused_data,
                       messages=s.messages, controls_421=s.controls)
+        totals.update(s.tallies)
         reasons.update(r[1] for r in refused)
         endings[s.ending()] += 1
         out.write(s.line() + "\n")
@@ -208,7 +235,8 @@ def summarise(lines, out) -> None:
         close(s)
 
     sums = " ".join(f"{k}={totals[k]}" for k in (
-        "sessions", "accepted", "refused", "refused_data", "messages", "controls_421"))
+        "sessions", "accepted", "refused", "refused_data", "messages", "controls_421",
+        *(name for name, _ in TALLIES)))
     out.write(f"total {sums} reasons={counts(reasons)} ended={counts(endings)}\n")
 
 

@@ -7,6 +7,7 @@ events in any order a real relay could."""
 import random
 
 from qmailverify.client import Answer
+from qmailverify.shimenv import ENFORCE
 from qmailverify.smtpcommands import DONE, Policy
 from qmailverify.smtpsession import Session
 from qmailverify.verifyenv import parse_verify
@@ -166,15 +167,19 @@ class QmailSmtpd:
 class Harness:
     """Session + QmailSmtpd + a scripted qmail-verify, and what came out."""
 
-    def __init__(self, verify=":", relayclient=False, verdicts=None, rcpthosts=None, ipme=None):
+    def __init__(self, verify=":", relayclient=False, verdicts=None, rcpthosts=None, ipme=None,
+                 rollout=ENFORCE, harvest=None, refusals=0, notes=()):
         self.smtpd = QmailSmtpd(relayclient=relayclient)
         self.verdicts = verdicts or {}
         policy = Policy(b"P: ", parse_verify(verify), relayclient=relayclient,
                         rcpthosts=rcpthosts or Rcpthosts(), localiphost=ME,
-                        ipme=ipme or (lambda ip: ip in OWN_IPS))
+                        ipme=ipme or (lambda ip: ip in OWN_IPS), rollout=rollout,
+                        harvest=harvest, ip=b"192.0.2.9", notes=notes)
         self.s = Session(policy)
         self.client, self.server, self.logs, self.asked = bytearray(), bytearray(), [], []
         self.question = None
+        self.refusals = refusals                  # the daemon's count for this IP
+        self.holds = []                           # the holds asked for, in seconds
         self.s.start()
         self.collect()
 
@@ -185,6 +190,9 @@ class Harness:
         s.to_client.clear()
         self.logs += s.logs
         s.logs.clear()
+        if s.hold is not None:
+            self.holds.append(s.hold)
+            s.hold = None
         if s.ask is not None:
             self.question, s.ask = s.ask, None
             self.asked.append(self.question)
@@ -205,6 +213,8 @@ class Harness:
             found.append("server_end")
         if self.question is not None:
             found.append("answer")
+        if self.s.held:
+            found.append("release")
         return found
 
     def move(self, what: str, rng: random.Random | None = None) -> None:
@@ -215,12 +225,16 @@ class Harness:
             self.s.server_data(data)
         elif what == "server_end":
             self.s.server_end()
+        elif what == "release":
+            self.s.release()
         elif what == "answer":
             q, self.question = self.question, None
             code = self.verdicts.get(q, DELIVERABLE)
+            self.refusals += code == UNDELIVERABLE
+            counted = self.refusals if self.s.policy.ip else None
             if self.s.checking and self.s.checking[1] == q:
-                self.s.answer(Answer(code, reason="scripted") if code != "timeout" else
-                              Answer(TEMPORARY, timeout=True))
+                self.s.answer(Answer(code, reason="scripted", remote=True, refusals=counted)
+                              if code != "timeout" else Answer(TEMPORARY, timeout=True))
         self.collect()
 
     def settle(self) -> None:

@@ -209,3 +209,21 @@ def test_a_binary_file_does_not_reach_the_terminal_raw(tmp_path):
     assert r.returncode == 100
     assert r.stderr == f"verify-migrate: fatal: {rules}: unable to parse line 1: _[2J___:allow,_X\n".encode()
     assert tcprules_cdb(tmp_path, data) is None
+
+
+def test_check_mode_shows_the_rollout_each_ip_gets(tmp_path):
+    rules = tmp_path / "tcp.smtp"
+    rules.write_bytes(b'10.1.:allow,VERIFY=":",VERIFY_ROLLOUT="log"\n'
+                      b'10.2.:allow,VERIFY="DEFER",VERIFY_ROLLOUT="soft"\n'
+                      b'10.3.:allow,VERIFY=":",VERIFY_ROLLOUT="sfot"\n'
+                      b':allow,VERIFY=":"\n')
+    r = vm("-c", str(rules), "10.1.0.1", "10.2.0.1", "10.3.0.1", "10.4.0.1")
+    assert r.returncode == 0
+    assert r.stdout.decode().splitlines() == [
+        "10.1.0.1: immediate, 127.0.0.1:11113, log-only rollout: refusals logged, mail accepted"
+        " [rule '10.1.']",
+        "10.2.0.1: deferred, 127.0.0.1:11113, soft rollout: 450 at RCPT, 451 at DATA"
+        " [rule '10.2.']",
+        "10.3.0.1: immediate, 127.0.0.1:11113, unknown VERIFY_ROLLOUT 'sfot': enforced"
+        " [rule '10.3.']",
+        "10.4.0.1: immediate, 127.0.0.1:11113 [rule '']"]

@@ -224,8 +224,8 @@ def units(session: list[bytes]) -> list[bytes]:
     return out
 
 
-def turn_by_turn(session, verify, relay, halfclose):
-    h = Harness(verify, relayclient=relay, verdicts=VERDICTS)
+def turn_by_turn(session, verify, relay, halfclose, **kw):
+    h = Harness(verify, relayclient=relay, verdicts=VERDICTS, **kw)
     h.settle()
     for unit in units(session):
         h.send(unit)
@@ -236,12 +236,12 @@ def turn_by_turn(session, verify, relay, halfclose):
     return h
 
 
-def any_order(session, verify, relay, halfclose, cuts, seed, drop_at=None):
+def any_order(session, verify, relay, halfclose, cuts, seed, drop_at=None, **kw):
     data = b"".join(session)
     points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
     chunks = [data[a:b] for a, b in zip(points, points[1:])]
     rng = random.Random(seed)
-    h = Harness(verify, relayclient=relay, verdicts=VERDICTS)
+    h = Harness(verify, relayclient=relay, verdicts=VERDICTS, **kw)
     i = steps = 0
     ended = False
     while True:
@@ -316,3 +316,138 @@ def test_input_held_back_while_a_reply_is_owed_never_merges_later_lines(monkeypa
         assert BAD in h.asked, verify
         assert refusal in codes(h), (verify, codes(h))
         assert all(BAD not in rcpts for rcpts, _ in h.smtpd.queued), verify
+
+
+# -- issue 11: temporary answers, soft rollout, harvest limits ---------------------
+
+from qmailverify.client import Answer                                   # noqa: E402
+from qmailverify.shimenv import ENFORCE, LOG, SOFT, Harvest, rollout_of  # noqa: E402
+
+R451RCPT = b"451 qv temporary failure, try again later (#4.3.0)\r\n"
+SESSION = b"HELO x\r\n" + mail() + rcpt(BAD) + rcpt(TEMP) + rcpt(GOOD) + b"DATA\r\n" + BODY \
+    + b"QUIT\r\n"
+
+
+def test_a_temporary_answer_is_451_for_that_recipient_and_the_session_goes_on():
+    h = at_once(SESSION)
+    assert codes(h) == [b"220", b"250", b"250", b"550", b"451", b"250", b"354", b"250", b"221"]
+    assert R451RCPT in h.client and rcpt(TEMP) not in h.server
+    assert h.smtpd.queued == [((GOOD,), BODY)]
+    assert b"Temporary failure at RCPT time (scripted)" in messages(h)
+    assert messages(h)[-1] == b"Session ended: QUIT"
+
+
+def test_a_temporary_answer_in_deferred_mode_is_451_at_rcpt_and_data_goes_on():
+    h = at_once(b"HELO x\r\n" + mail() + rcpt(TEMP) + rcpt(GOOD) + b"DATA\r\n" + BODY, "DEFER")
+    assert codes(h) == [b"220", b"250", b"250", b"451", b"250", b"354", b"250"]
+    assert h.smtpd.queued == [((GOOD,), BODY)]
+
+
+def test_a_socket_error_still_ends_the_session():
+    h = Harness(":", verdicts=VERDICTS)
+    h.settle()
+    h.send(b"HELO x\r\n" + mail() + rcpt(GOOD) + b"NOOP\r\n")
+    while h.question is None:
+        h.move(h.moves()[0])
+    h.s.answer(Answer(TEMPORARY, reason="connection refused"))      # made here, not the daemon's
+    h.collect()
+    h.settle()
+    assert bytes(h.client).endswith(b"451 qv temporary failure (#4.3.0)\r\n")
+    assert b"NOOP" not in h.server
+    assert messages(h)[-2:] == [b"temporary failure (connection refused)",
+                                b"Session ended: verification failure"]
+
+
+def test_soft_rollout_answers_450_at_rcpt_and_451_at_data():
+    h = at_once(SESSION, rollout=SOFT)
+    assert codes(h)[3] == b"450" and rcpt(BAD) not in h.server
+    assert b"Unverified mailbox at RCPT time (soft: 450)" in messages(h)
+    h = at_once(SESSION, "DEFER", rollout=SOFT)
+    assert codes(h)[3:7] == [b"250", b"250", b"250", b"451"]   # failed: the rest not asked
+    assert b"DATA\r\n" not in h.server and h.smtpd.queued == []
+    assert b"Unverified mailbox(es) at DATA time (soft: 451)" in messages(h)
+
+
+def test_log_only_rollout_logs_and_accepts_in_both_modes():
+    for verify, when in ((":", b"RCPT"), ("DEFER", b"DATA")):
+        h = at_once(SESSION, verify, rollout=LOG)
+        assert b"550" not in h.client and b"554" not in h.client and b"451" not in h.client
+        assert h.smtpd.queued == [((BAD, TEMP, GOOD), BODY)]
+        assert b"Would refuse <" + BAD + b"> at " + when + b" time (log-only)" in messages(h)
+        assert (b"Would defer <" + TEMP + b"> at RCPT time (log-only): temporary failure "
+                b"(scripted)") in messages(h)
+
+
+def test_an_unknown_rollout_value_enforces_with_a_warning():
+    mode, warning = rollout_of("sfot")
+    assert mode == ENFORCE and warning == "warning: unknown VERIFY_ROLLOUT 'sfot': enforcing"
+    assert rollout_of(None) == (ENFORCE, "") and rollout_of("log") == (LOG, "")
+    h = Harness(":", verdicts=VERDICTS, rollout=mode, notes=(warning,))
+    assert messages(h)[0] == warning.encode()
+
+
+def harvester(n_bad: int) -> bytes:
+    return b"HELO x\r\n" + mail() + b"".join(rcpt(b"bad%d@local.test" % i) for i in range(n_bad))
+
+
+HARVEST_VERDICTS = {**VERDICTS, **{b"bad%d@local.test" % i: UNDELIVERABLE for i in range(20)}}
+
+
+def test_harvest_limits_delay_every_rcpt_then_421():
+    h = Harness(":", verdicts=HARVEST_VERDICTS, harvest=Harvest(2, 5, 0.5, 1.0))
+    h.settle()
+    h.send(harvester(3) + rcpt(GOOD) + harvest_rest())
+    h.settle()
+    assert h.holds == [0.5, 0.5, 1.0]              # the 3rd refusal, the good one, the 4th
+    assert codes(h)[-3:] == [b"250", b"550", b"421"]
+    assert messages(h)[-2:] == [b"Harvest limit: 5 refused recipients from this IP",
+                                b"Session ended: harvest limit"]
+    assert b"Delaying RCPT reply 0.5s (3 refused recipients from this IP)" in messages(h)
+    assert b"bad4@" not in h.server and b"NOOP" not in h.server
+
+
+def harvest_rest() -> bytes:
+    return rcpt(b"bad3@local.test") + rcpt(b"bad4@local.test") + b"NOOP\r\n"
+
+
+def test_a_client_without_refusals_is_never_held_and_counts_carry_across_sessions():
+    h = at_once(b"HELO x\r\n" + mail() + rcpt(GOOD) * 5, harvest=Harvest(0, 3))
+    assert h.holds == [] and codes(h).count(b"250") == 7
+    h = at_once(b"HELO x\r\n" + mail() + rcpt(GOOD), harvest=Harvest(0, 3), refusals=2)
+    assert h.holds == [2.0]                         # the count the daemon kept
+    h = at_once(b"HELO x\r\n" + mail() + rcpt(GOOD), harvest=Harvest(0, 3), refusals=3)
+    assert codes(h)[-1] == b"421"
+
+
+def test_without_harvest_limits_no_ip_is_sent():
+    assert Harness(":").s.policy.ip is None
+    assert Harness(":", harvest=Harvest(None, 3)).s.policy.ip == b"192.0.2.9"
+
+
+NEW_MODES = st.sampled_from([(ENFORCE, None), (SOFT, None), (LOG, None),
+                             (ENFORCE, Harvest(0, 3, 0.1)), (SOFT, Harvest(1, None, 0.1)),
+                             (LOG, Harvest(1, 4, 0.1))])
+
+
+@settings(max_examples=300, deadline=None)
+@given(SESSIONS, st.sampled_from([":", "DEFER"]), NEW_MODES, st.booleans(), st.booleans(),
+       st.lists(st.integers(0, 10 ** 6)), st.integers())
+def test_same_decisions_whatever_way_the_bytes_arrive_in_the_new_modes(
+        session, verify, new, relay, halfclose, cuts, seed):
+    kw = dict(rollout=new[0], harvest=new[1])
+    ref = turn_by_turn(session, verify, relay, halfclose, **kw)
+    got = any_order(session, verify, relay, halfclose, cuts, seed, **kw)
+    assert got.result() == ref.result()
+    assert got.smtpd.queued == ref.smtpd.queued
+    assert got.holds == ref.holds                   # the same holds asked, whenever released
+
+
+@settings(max_examples=150, deadline=None)
+@given(SESSIONS, st.sampled_from([":", "DEFER"]), NEW_MODES, st.lists(st.integers(0, 10 ** 6)),
+       st.integers(), st.integers(1, 60))
+def test_a_dropped_connection_in_the_new_modes_forwards_only_what_was_decided(
+        session, verify, new, cuts, seed, drop_at):
+    kw = dict(rollout=new[0], harvest=new[1])
+    ref = turn_by_turn(session, verify, False, True, **kw)
+    got = any_order(session, verify, False, False, cuts, seed, drop_at, **kw)
+    assert ref.server.startswith(got.server)

@@ -7,7 +7,7 @@ def test_the_stats_line_is_key_value_in_field_order():
     counts = Counts(queries=7, permitted=3, denied=2, temporary=1, unanswered=1)
     assert stats_line(counts, 3600.9, 12.2) == (
         b"stats: queries=7 permitted=3 denied=2 temporary=1 unanswered=1"
-        b" uptime=3600 controls_age=12")
+        b" harvest_refusals=0 harvest_ips=0 harvest_evicted=0 uptime=3600 controls_age=12")
     assert counts.answered == 6
 
 

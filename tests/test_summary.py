@@ -20,6 +20,7 @@ from qmailverify.summary import summarise, tai64n
 P = b"qmail-smtpd: pid %d from %s: "
 NOTE = b"Note recipient verification explicitly disabled.\n"
 GOOD, BAD = "alice@demo.example", "nobody-here@demo.example"
+NEW0 = "soft_data=0 would_refuse=0 would_defer=0 delayed=0 harvest_421=0 "
 
 
 def run(lines: list[bytes]) -> list[str]:
@@ -71,15 +72,16 @@ def test_sessions_without_stamps_pid_reuse_and_open_sessions():
     # in refused= and by reason in reasons=, the ended text %-encoded.
     assert out[0] == ("session start=- length=- pid=7 ip=10.0.0.1 newsession=yes sender=a@x "
                       "accepted=1 refused=2 refused_rcpts=one@y,two@y reasons=553:1,unverified:1 "
-                      "refused_data=0 messages=1 controls_421=0 ended=QUIT")
+                      "refused_data=0 messages=1 controls_421=0 " + NEW0 + "ended=QUIT")
     assert out[1] == ("session start=- length=- pid=7 ip=10.0.0.2 newsession=yes sender=- "
                       "accepted=0 refused=1 refused_rcpts=x@y reasons=qv-451:1 "
-                      "refused_data=0 messages=0 controls_421=0 ended=verification%20failure")
+                      "refused_data=0 messages=0 controls_421=0 " + NEW0
+                      + "ended=verification%20failure")
     assert out[2] == ("session start=- length=- pid=8 ip=10.0.0.3 newsession=yes sender=- "
                       "accepted=0 refused=0 refused_rcpts=- reasons=- "
-                      "refused_data=0 messages=0 controls_421=0 ended=open")
+                      "refused_data=0 messages=0 controls_421=0 " + NEW0 + "ended=open")
     assert out[3] == ("total sessions=3 accepted=1 refused=3 refused_data=0 messages=1 "
-                      "controls_421=0 reasons=553:1,qv-451:1,unverified:1 "
+                      "controls_421=0 " + NEW0 + "reasons=553:1,qv-451:1,unverified:1 "
                       "ended=QUIT:1,open:1,verification%20failure:1")
 
 
@@ -298,3 +300,32 @@ def test_the_shim_does_not_import_the_summariser():
     code = "import sys, qmailverify.logmsg; print('qmailverify.summary' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout == "False\n"
+
+
+def test_the_new_shim_outcomes_are_counted():
+    a, b = (P % (5, b"10.0.0.5"), P % (6, b"10.0.0.6"))
+    log = [a + b"New session\n", a + b"Sender <s@x>\n",
+           a + b"Recipient <soft@y>\n", a + b"Unverified mailbox at RCPT time (soft: 450)\n",
+           a + b"Recipient <temp@y>\n", a + b"Temporary failure at RCPT time (why)\n",
+           a + b"Recipient <log@y>\n", a + b"Would refuse <log@y> at RCPT time (log-only)\n",
+           a + b"Recipient <logt@y>\n",
+           a + b"Would defer <logt@y> at RCPT time (log-only): temporary failure (why)\n",
+           a + b"Unverified mailbox(es) at DATA time (soft: 451)\n",
+           a + b"Session ended: QUIT\n",
+           b + b"New session\n", b + b"Recipient <h1@y>\n",
+           b + b"Delaying RCPT reply 1s (3 refused recipients from this IP)\n",
+           b + b"Unverified mailbox at RCPT time\n", b + b"Recipient <h2@y>\n",
+           b + b"Delaying RCPT reply 2s (4 refused recipients from this IP)\n",
+           b + b"Recipient <h3@y>\n",
+           b + b"Harvest limit: 5 refused recipients from this IP\n",
+           b + b"Session ended: harvest limit\n"]
+    (first, second), total = sessions_and_total(run(log))
+    assert (first["accepted"], first["refused"], first["reasons"]) == ("2", "2", "qv-temp:1,soft:1")
+    assert (first["soft_data"], first["would_refuse"], first["would_defer"]) == ("1", "1", "1")
+    assert first["refused_data"] == "0" and first["harvest_421"] == "0"
+    assert (second["delayed"], second["harvest_421"], second["reasons"]) == \
+        ("2", "1", "harvest-421:1,unverified:1")
+    assert second["accepted"] == "1" and decode(second["ended"]) == "harvest limit"
+    assert (total["delayed"], total["harvest_421"], total["soft_data"], total["would_refuse"]) == \
+        ("2", "1", "1", "1")
+    assert total["reasons"] == "harvest-421:1,qv-temp:1,soft:1,unverified:1"
