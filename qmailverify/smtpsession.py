@@ -37,6 +37,7 @@ Phases, and what the end of the client's input does in each:
 qmail-smtpd exiting (server_end) moves any phase to DONE.
 """
 
+from .clean import visible
 from .smtp import BodyEnd, ReplyReader, split_command
 from .smtpcommands import (AUTHLINE, BODY, CHECK, CLOSING, COMMANDS, DONE, OPAQUE, R451, R550,
                            READY, REPLY, Commands, Policy)
@@ -113,7 +114,9 @@ class Session(Commands):
             self.log(b"Unverified mailbox at RCPT time")
             self.to_client += R550
         else:
-            self.fail(R451, answer.log_message().encode(), "verification failure")
+            # the reason came over the network: no control byte reaches the log
+            self.fail(R451, visible(answer.log_message().encode("utf-8", "replace")),
+                      "verification failure")
         self.advance()
 
     # -- what the relay asks ---------------------------------------------
