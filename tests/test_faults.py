@@ -114,7 +114,7 @@ def test_an_unreadable_control_file_then_sighup_keeps_the_old_ones(p1_tree, star
     vdoms.write_bytes(saved)
     d.signal(signal.SIGHUP)
     d.wait_for("controls reloaded.", timeout=10)
-    wait_until(lambda: d.ask(b"hello@virt.example.org") == b"\xa0vo-hello")
+    wait_until(lambda: d.ask(b"hello@virt.example.org") == b"\xa0vo-hello", timeout=20)
 
 
 # -- homes ------------------------------------------------------------------------
@@ -308,7 +308,7 @@ def test_qmail_smtpd_dying_mid_data_gets_no_250_and_ends_the_session(shim):
                   b"DATA\r\n")
         got = read_until(c, b"354 ", got)
         c.sendall(b"Subject: half\r\n\r\nthe first half\r\n")
-        wait_until(lambda: b"the first half" in s.received())
+        wait_until(lambda: b"the first half" in s.received(), timeout=20)
         pid = last_session_pid(s.log())
         os.kill(smtpd_of(pid), signal.SIGKILL)
         try:
