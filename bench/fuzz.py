@@ -1,7 +1,7 @@
 """Fuzzing the decision core, the daemon's datagram path and the tcprules
 reader (issue 12, item 1).
 
-    python3 bench/fuzz.py [--runs N] [--target decide|datagram|tcprules|all]
+    python3 bench/fuzz.py [--runs N] [--target decide|datagram|tcprules|session|all]
                           [--engine atheris|simple] [--seed S] [--seconds T]
 
 Each target runs N inputs (default 10^6) through its check in
@@ -29,7 +29,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TARGETS = ("decide", "datagram", "tcprules")
+TARGETS = ("decide", "datagram", "tcprules", "session")
 
 ADDRESS_TOKENS = [
     b"%", b"@", b"-", b".", b"\0", b"/", b"..", b"/..", b"\n", b":", b"+", b"!",
@@ -78,6 +78,9 @@ def mutate(data: bytes, rng: random.Random, tokens: list, max_size: int) -> byte
 
 
 def tokens_for(target: str) -> list:
+    if target == "session":
+        from fuzz_session import SMTP_TOKENS
+        return SMTP_TOKENS
     return RULES_TOKENS if target == "tcprules" else ADDRESS_TOKENS
 
 
@@ -119,7 +122,7 @@ def run_atheris(target: str, runs: int, seed: int, seconds: int, corpus: str) ->
     world = ft.load_world()
     check = ft.CHECKS[target]
     tokens = tokens_for(target)
-    max_len = 4096 if target == "tcprules" else 1024   # a datagram counts up to 900
+    max_len = 4096 if target in ("tcprules", "session") else 1024   # a datagram: up to 900
 
     def one(data):
         check(data, world)

@@ -10,6 +10,7 @@ when a property breaks (any other exception escaping is a failure too):
             as the daemon's Log writes them
   tcprules  data is a rules file given to tcprules.parse(), records() and
             lookup()
+  session   the shim's session core (fuzz_session.py says what is checked)
 """
 
 import io
@@ -21,7 +22,9 @@ from qmailverify.verifier import get_reply
 from qmailverify.wire import (DELIVERABLE, REPLY_MAX, TEMPORARY, UNDELIVERABLE,
                               make_reply, parse_query, parse_reply)
 
-from fuzz_world import FAULTS, FakeSystem, World, load_world, seeds, system_for  # noqa: F401
+from fuzz_world import FAULTS, FakeSystem, World, load_world, system_for  # noqa: F401
+from fuzz_world import seeds as world_seeds
+from fuzz_session import check_session, session_seeds
 
 
 def check_stats(system: FakeSystem, nul: bool = False) -> None:
@@ -146,4 +149,9 @@ def check_p1(world: World) -> list:
     return wrong
 
 
-CHECKS = {"decide": check_decide, "datagram": check_datagram, "tcprules": check_tcprules}
+def seeds(target: str, world: World) -> list[bytes]:
+    return session_seeds() if target == "session" else world_seeds(target, world)
+
+
+CHECKS = {"decide": check_decide, "datagram": check_datagram, "tcprules": check_tcprules,
+          "session": check_session}

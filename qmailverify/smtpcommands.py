@@ -28,7 +28,7 @@ over VERIFY_HARVEST_DROP ends the session with 421; over
 VERIFY_HARVEST_DELAY it holds the RCPT's reply (Session.hold_for).
 """
 
-from .clean import clean
+from .clean import clean, visible
 from .controlfile import ControlError
 from .shimenv import ENFORCE, LOG, SOFT, Harvest
 from .smtp import IpmeError, addrparse
@@ -137,7 +137,9 @@ class Commands:
             self.log(b"Temporary failure at RCPT time (" + clean(answer.reason.encode()) + b")")
             self.to_client += R451RCPT
         else:
-            self.fail(R451, answer.log_message().encode(), "verification failure")
+            # a local reason (a timeout, a socket error), made visible all the same
+            self.fail(R451, visible(answer.log_message().encode("utf-8", "replace")),
+                      "verification failure")
 
     def smtp_DATA(self, line, arg):
         if self.view.txn.failed and self.policy.rollout == SOFT:

@@ -24,6 +24,7 @@ process-wide: the daemon is single-threaded for that reason.
 
 import errno
 import os
+import struct
 
 import cdblib
 
@@ -74,6 +75,8 @@ class WatchedCdb:
             return
         try:
             reader = cdblib.Reader(data=data)
+            if not whole_cdb(data, reader.index):
+                raise ValueError("a record or a hash table runs past its end")
             if len(reader) <= self.IN_MEMORY:
                 table: dict[bytes, bytes] = {}
                 for key, value in reader.iteritems():
@@ -94,6 +97,24 @@ class WatchedCdb:
         if self._trouble:
             raise Trouble(self._trouble)
         return self if self._reader is not None else None
+
+
+_PAIR = struct.Struct("<LL")
+
+
+def whole_cdb(data: bytes, index) -> bool:
+    """Can every record be read to its end, the last ending where the hash
+    tables begin, and every table too?  qmail's cdb_read fails on a short
+    read (a truncated or damaged file is then a temporary error); cdblib
+    instead hands back a short value, or stops iterating, without a word."""
+    start = min(pos for pos, _ in index)
+    if any(pos + 8 * slots > len(data) for pos, slots in index) or start > len(data):
+        return False
+    pos = 2048
+    while pos + 8 <= start:
+        klen, dlen = _PAIR.unpack_from(data, pos)
+        pos += 8 + klen + dlen
+    return pos == start
 
 
 class Identity:

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import fuzz  # noqa: E402
 import fuzz_targets as ft  # noqa: E402
 
-RUNS = {"decide": 4000, "datagram": 3000, "tcprules": 4000}
+RUNS = {"decide": 4000, "datagram": 3000, "tcprules": 4000, "session": 3000}
 
 
 @pytest.fixture(scope="module")
