@@ -2,6 +2,7 @@
 installed qmail-verify started as a real process on a real UDP socket."""
 
 import json
+import re
 import os
 import shlex
 import shutil
@@ -275,3 +276,30 @@ class FakeSystem:
 
     def fastforward(self):
         return self.ff
+
+
+# -- qmail-logmsg sessions under tcpserver ---------------------------------------
+
+GOOD, BAD = "alice@demo.example", "nobody-here@demo.example"   # in the demo tree
+
+
+def lines_of(log: str, pid: str) -> list[str]:
+    prefix = f"qmail-smtpd: pid {pid} from 127.0.0.1: "
+    return [line[len(prefix):] for line in log.splitlines() if line.startswith(prefix)]
+
+
+def last_session_pid(log: str) -> str:
+    return re.findall(r"tcpserver: pid (\d+) from 127\.0\.0\.1", log)[-1]
+
+
+def raw_session(port: int, data: bytes, read_until: bytes = b"221 ", timeout=10) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout) as s:
+        s.sendall(data)
+        got = b""
+        deadline = time.monotonic() + timeout
+        while read_until not in got and time.monotonic() < deadline:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        return got

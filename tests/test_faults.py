@@ -23,9 +23,8 @@ from pathlib import Path
 import cdblib
 import pytest
 
-from conftest import wait_until
+from helpers import env_for, wait_until
 from qmailverify.cdbmake import write_cdb
-from test_daemon import env_for
 
 TEMP = 0x02                 # the status nibble of "temporarily unknown"
 
@@ -268,7 +267,7 @@ def read_until(sock, text: bytes, got: bytes = b"", timeout: float = 20.0) -> by
 
 
 def test_the_daemon_killed_mid_session_is_451_and_the_end(shim, verifyd):
-    from test_logmsg import last_session_pid, lines_of
+    from helpers import last_session_pid, lines_of
     s = shim(VERIFY=":PORT")
     with socket.create_connection(("127.0.0.1", s.port), 20) as c:
         got = read_until(c, b"220 ")
@@ -300,7 +299,7 @@ def smtpd_of(shim_pid: str) -> int:
 
 
 def test_qmail_smtpd_dying_mid_data_gets_no_250_and_ends_the_session(shim):
-    from test_logmsg import last_session_pid, lines_of
+    from helpers import last_session_pid, lines_of
     s = shim(VERIFY=":PORT")
     with socket.create_connection(("127.0.0.1", s.port), 20) as c:
         got = read_until(c, b"220 ")

@@ -7,29 +7,7 @@ import socket
 import time
 
 
-GOOD, BAD = "alice@demo.example", "nobody-here@demo.example"
-
-
-def lines_of(log: str, pid: str) -> list[str]:
-    prefix = f"qmail-smtpd: pid {pid} from 127.0.0.1: "
-    return [line[len(prefix):] for line in log.splitlines() if line.startswith(prefix)]
-
-
-def last_session_pid(log: str) -> str:
-    return re.findall(r"tcpserver: pid (\d+) from 127\.0\.0\.1", log)[-1]
-
-
-def raw_session(port: int, data: bytes, read_until: bytes = b"221 ", timeout=10) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout) as s:
-        s.sendall(data)
-        got = b""
-        deadline = time.monotonic() + timeout
-        while read_until not in got and time.monotonic() < deadline:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            got += chunk
-        return got
+from helpers import BAD, GOOD, last_session_pid, lines_of, raw_session
 
 
 def data_session(port: int, head: bytes, rest: bytes, timeout=30) -> bytes:

@@ -8,7 +8,7 @@ import signal
 import smtplib
 import time
 
-from test_logmsg import BAD, GOOD, last_session_pid, lines_of
+from helpers import BAD, GOOD, last_session_pid, lines_of
 
 R451RCPT = (451, b"qv temporary failure, try again later (#4.3.0)")
 
