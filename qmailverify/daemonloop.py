@@ -24,8 +24,12 @@ from .daemonenv import Settings
 from .errors import Fatal, LostPrivileges, errtext
 from .stats import Counts, stats_line
 from .title import Title
-from .verifier import get_reply
-from .wire import QUERY_MAX
+from .deep import DEEP
+from .model import Verdict
+from .outcome import NeedLookup
+from .parking import Parked, Parking
+from .verifier import answer_verdict, get_reply
+from .wire import QUERY_MAX, TEMPORARY, parse_query
 
 PROG = b"qmail-verify: "
 
@@ -73,8 +77,10 @@ class Daemon:
     refused before it says it listens."""
 
     def __init__(self, settings: Settings, controls, system, log: Log,
-                 sock: socket.socket, title: Title, signals: "SignalQueue"):
+                 sock: socket.socket, title: Title, signals: "SignalQueue", deep=None):
         self.settings = settings
+        self.deep = deep                 # deep.Deep with VERIFY_DEEP=1
+        self.parking = None              # parking.Parking for a slow store
         self.controls = controls
         self.system = system
         self.log = log
@@ -99,6 +105,9 @@ class Daemon:
                 from None
         self.selector.register(sock, selectors.EVENT_READ)
         self.selector.register(self.wakeup, selectors.EVENT_READ)
+        if deep is not None and getattr(deep.store, "blocking", True) is False:
+            self.parking = Parking()
+            self.selector.register(self.parking.fd, selectors.EVENT_READ)
 
     def dispatch(self, signum: int) -> int | None:
         """Run handle_<name> for a queued signal; an exit code means stop."""
@@ -127,21 +136,64 @@ class Daemon:
 
     def handle_alrm(self, name: str) -> None:
         now = time.monotonic()
-        self.log.line(stats_line(self.counts, now - self.started, now - self.loaded))
+        self.log.line(stats_line(self.counts, now - self.started, now - self.loaded,
+                                 self.deep is not None))
 
     def handle_usr1(self, name: str) -> None:
         self.log.line(f"received {name}: ignored.".encode())
 
     handle_usr2 = handle_usr1
 
-    def answer(self, datagram: bytes) -> bytes | None:
-        """The reply to one datagram (None: none), its lines logged and counted."""
+    def answer(self, datagram: bytes, peer=None, since: float | None = None) -> bytes | None:
+        """The reply to one datagram (None: none, or parked), its lines
+        logged and counted.  since: when a parked query first came."""
         s = self.settings
-        outcome = get_reply(datagram, self.controls, self.system, s.alias, s.brk)
+        try:
+            outcome = get_reply(datagram, self.controls, self.system, s.alias, s.brk,
+                                self.deep, s.trace)
+        except NeedLookup as need:
+            outcome = self.park(need, datagram, peer, since)
+            if outcome is None:
+                return None
         for line in outcome.lines:
             self.log.line(line)
         self.counts.count(outcome.counted)
         return outcome.reply
+
+    def park(self, need, datagram: bytes, peer, since: float | None):
+        """Park a query for the worker (None), or the temporary Outcome if
+        it cannot wait (no parking, too many waiting)."""
+        if self.parking is not None and self.parking.park(
+                need, Parked(datagram, peer, time.monotonic() if since is None else since)):
+            if since is None:
+                self.counts.parked += 1
+            return None
+        self.counts.late += 1
+        return self.give_up(datagram, "too many queries wait for the vpopmail database")
+
+    def give_up(self, datagram: bytes, reason: str):
+        v = Verdict(TEMPORARY, DEEP, reason=reason)
+        return answer_verdict(parse_query(datagram), v, self.settings.trace)
+
+    def resume(self) -> None:
+        """Decide again the parked queries whose lookup is done; answer
+        "temporary" to those parked too long."""
+        for p in self.parking.ready():
+            self.send(self.answer(p.datagram, p.peer, p.since), p.peer)
+        for p in self.parking.expired(time.monotonic()):
+            self.counts.late += 1
+            outcome = self.give_up(p.datagram, "the vpopmail database did not answer in time")
+            for line in outcome.lines:
+                self.log.line(line)
+            self.counts.count(outcome.counted)
+            self.send(outcome.reply, p.peer)
+
+    def send(self, reply: bytes | None, peer) -> None:
+        if reply is not None:
+            try:
+                self.sock.sendto(reply, peer)
+            except OSError:
+                pass
 
     def run(self) -> int:
         sock, selector = self.sock, self.selector
@@ -150,13 +202,25 @@ class Daemon:
                 code = self.dispatch(self.signals.pop(0))
                 if code is not None:
                     return code
+            if self.parking is not None:
+                try:
+                    self.resume()
+                except LostPrivileges as e:
+                    self.log.line(f"fatal: {e}".encode())
+                    self.log.flush()
+                    return 111
             try:
                 data, peer = sock.recvfrom(QUERY_MAX)
             except BlockingIOError:
                 self.log.flush()
                 answered = self.counts.answered
                 self.title.update(answered)
-                selector.select(1.0 if self.title.stale(answered) else None)
+                timeout = 1.0 if self.title.stale(answered) else None
+                if self.parking is not None:
+                    timeout = self.parking.timeout(time.monotonic(), timeout)
+                selector.select(timeout)
+                if self.parking is not None:
+                    self.parking.drain()
                 try:
                     os.read(self.wakeup, 512)
                 except BlockingIOError:
@@ -165,7 +229,7 @@ class Daemon:
             except OSError:
                 continue
             try:
-                reply = self.answer(data)
+                reply = self.answer(data, peer)
             except LostPrivileges as e:
                 self.log.line(f"fatal: {e}".encode())
                 self.log.flush()

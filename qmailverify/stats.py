@@ -12,6 +12,11 @@ answers "deliverable" and "not deliverable"; temporary the status-2
 answers sent to clients that asked for the extended reply; unanswered the
 queries left without a reply because of our own trouble (a legacy client
 then says 451).  A later feature adds its counter as a field of Counts.
+
+Deep mode's fields (DEEP_FIELDS) are written only when deep mode is on,
+so the default line stays the same: parked counts the queries that
+waited for the vpopmail database (parking.py), late those of them given
+up as temporary (waited too long, or too many waiting).
 """
 
 from dataclasses import dataclass, fields
@@ -24,6 +29,8 @@ class Counts:
     denied: int = 0
     temporary: int = 0
     unanswered: int = 0
+    parked: int = 0
+    late: int = 0
 
     def count(self, field: str | None) -> None:
         """One more query, of the kind field names (None: no query at all)."""
@@ -36,8 +43,13 @@ class Counts:
         return self.permitted + self.denied + self.temporary
 
 
-def stats_line(counts: Counts, uptime: float, controls_age: float) -> bytes:
-    """The log line (without 'qmail-verify: ' and the newline)."""
-    pairs = [f"{f.name}={getattr(counts, f.name)}" for f in fields(counts)]
+DEEP_FIELDS = ("parked", "late")
+
+
+def stats_line(counts: Counts, uptime: float, controls_age: float, deep: bool = False) -> bytes:
+    """The log line (without 'qmail-verify: ' and the newline); deep:
+    with DEEP_FIELDS."""
+    pairs = [f"{f.name}={getattr(counts, f.name)}" for f in fields(counts)
+             if deep or f.name not in DEEP_FIELDS]
     pairs += [f"uptime={int(uptime)}", f"controls_age={int(controls_age)}"]
     return ("stats: " + " ".join(pairs)).encode()
