@@ -106,7 +106,7 @@ class Daemon:
         self.selector.register(sock, selectors.EVENT_READ)
         self.selector.register(self.wakeup, selectors.EVENT_READ)
         if deep is not None and getattr(deep.store, "blocking", True) is False:
-            self.parking = Parking()
+            self.parking = Parking(max_parked=deep.max_waiting)
             self.selector.register(self.parking.fd, selectors.EVENT_READ)
 
     def dispatch(self, signum: int) -> int | None:

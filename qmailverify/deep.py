@@ -35,6 +35,7 @@ class Deep:
         self.alias = alias
         self.brk = brk
         self.chain = chain      # the addresses forwarded through so far, lowercased
+        self.max_waiting = 1000  # queries that may wait for a slow store (parking.py)
 
     def verdict(self, system, controls, found: Found) -> Verdict:
         """rules.decide()'s answer for a search that ended at found.path."""
@@ -86,4 +87,9 @@ def make_deep(settings, env, system):
         # with whatever effective ids the loop has at that moment
         fixed = store._settings()
         store._settings = lambda: fixed
-    return Deep(store, build_from_env(env), settings.alias, settings.brk)
+    deep = Deep(store, build_from_env(env), settings.alias, settings.brk)
+    waiting = env.get("VERIFY_VPOPMAIL_WAITING", "1000")
+    if not waiting.isdigit() or int(waiting) < 1:
+        raise Trouble("VERIFY_VPOPMAIL_WAITING must be a number of queries")
+    deep.max_waiting = int(waiting)
+    return deep
