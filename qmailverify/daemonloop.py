@@ -24,12 +24,11 @@ from .daemonenv import Settings
 from .errors import Fatal, LostPrivileges, errtext
 from .stats import Counts, stats_line
 from .title import Title
-from .deep import DEEP
-from .model import Verdict
+from . import daemonpark
 from .outcome import NeedLookup
-from .parking import Parked, Parking
-from .verifier import answer_verdict, get_reply
-from .wire import QUERY_MAX, TEMPORARY, parse_query
+from .parking import Parking
+from .verifier import get_reply
+from .wire import QUERY_MAX
 
 PROG = b"qmail-verify: "
 
@@ -152,41 +151,13 @@ class Daemon:
             outcome = get_reply(datagram, self.controls, self.system, s.alias, s.brk,
                                 self.deep, s.trace)
         except NeedLookup as need:
-            outcome = self.park(need, datagram, peer, since)
+            outcome = daemonpark.park(self, need, datagram, peer, since)
             if outcome is None:
                 return None
         for line in outcome.lines:
             self.log.line(line)
         self.counts.count(outcome.counted)
         return outcome.reply
-
-    def park(self, need, datagram: bytes, peer, since: float | None):
-        """Park a query for the worker (None), or the temporary Outcome if
-        it cannot wait (no parking, too many waiting)."""
-        if self.parking is not None and self.parking.park(
-                need, Parked(datagram, peer, time.monotonic() if since is None else since)):
-            if since is None:
-                self.counts.parked += 1
-            return None
-        self.counts.late += 1
-        return self.give_up(datagram, "too many queries wait for the vpopmail database")
-
-    def give_up(self, datagram: bytes, reason: str):
-        v = Verdict(TEMPORARY, DEEP, reason=reason)
-        return answer_verdict(parse_query(datagram), v, self.settings.trace)
-
-    def resume(self) -> None:
-        """Decide again the parked queries whose lookup is done; answer
-        "temporary" to those parked too long."""
-        for p in self.parking.ready():
-            self.send(self.answer(p.datagram, p.peer, p.since), p.peer)
-        for p in self.parking.expired(time.monotonic()):
-            self.counts.late += 1
-            outcome = self.give_up(p.datagram, "the vpopmail database did not answer in time")
-            for line in outcome.lines:
-                self.log.line(line)
-            self.counts.count(outcome.counted)
-            self.send(outcome.reply, p.peer)
 
     def send(self, reply: bytes | None, peer) -> None:
         if reply is not None:
@@ -204,7 +175,7 @@ class Daemon:
                     return code
             if self.parking is not None:
                 try:
-                    self.resume()
+                    daemonpark.resume(self)
                 except LostPrivileges as e:
                     self.log.line(f"fatal: {e}".encode())
                     self.log.flush()

@@ -27,11 +27,11 @@ def read_default_file(home: bytes, path: bytes) -> DeepFacts:
     try:
         home_mode = os.stat(home).st_mode
     except (OSError, ValueError) as e:
-        raise Trouble(f"unable to stat {cleantext(home)}: {_why(e)}") from None
+        raise Trouble(f"unable to stat {cleantext(home)}: {_reason(e)}") from None
     try:
         fd = os.open(path, _FLAGS)
     except (OSError, ValueError) as e:
-        raise Trouble(f"unable to open {cleantext(path)}: {_why(e)}") from None
+        raise Trouble(f"unable to open {cleantext(path)}: {_reason(e)}") from None
     try:
         file_mode = os.fstat(fd).st_mode
         chunks, total = [], 0
@@ -42,7 +42,7 @@ def read_default_file(home: bytes, path: bytes) -> DeepFacts:
             chunks.append(chunk)
             total += len(chunk)
     except OSError as e:
-        raise Trouble(f"unable to read {cleantext(path)}: {_why(e)}") from None
+        raise Trouble(f"unable to read {cleantext(path)}: {_reason(e)}") from None
     finally:
         os.close(fd)
     return DeepFacts(home_mode, file_mode, b"".join(chunks))
@@ -57,5 +57,5 @@ def open_for_read(path: bytes) -> int | None:
         raise
 
 
-def _why(e: Exception) -> str:
+def _reason(e: Exception) -> str:
     return errtext(e.errno) if isinstance(e, OSError) and e.errno else "invalid path"
