@@ -30,6 +30,7 @@ qmail-verify, the daemon:
   daemon.py       the program: options, start-up, main()
   daemonenv.py    its environment (QMAILHOME, LISTEN, VERIFY_*) into Settings
   daemonloop.py   the UDP loop, signals queued and dispatched by name, the log
+  daemonpark.py   the loop's side of parking: park, resume, give up
   background.py   -d: detached, for systems without supervise
   title.py        the process title and command name
 
@@ -57,8 +58,11 @@ The other programs:
   installed.py    where this installation's own programs are
   cdbmake.py      writing a cdb atomically, as djb's tools do
 
-Deep mode and vpopmail (pure readers and judgements; the daemon does not
-use them yet: issue 11's integration is to come):
+Deep mode and vpopmail (VERIFY_DEEP=1, VERIFY_VPOPMAIL, VERIFY_TRACE):
+  deep.py         the hook rules.decide() calls at a -default file (position 15)
+  userfiles.py    reading a user's -default file and vpasswd as that user
+  parking.py      queries waiting for a slow store, and its one worker thread
+  trace.py        the decision trace line
   dotqmail.py     what a dot-qmail file tells qmail-local to do
   deepmode.py     judging an address by what its -default file does
   outcome.py      a deep-mode answer, and NeedLookup for a slow store

@@ -4,7 +4,8 @@
 
 Everything is configured from the environment (daemonenv.py: QMAILHOME,
 LISTEN, VERIFY_PASSWD, VERIFY_ALIASUSER, VERIFY_BREAK,
-VERIFY_FASTFORWARDCDB) and qmail's control files (controls.py).
+VERIFY_FASTFORWARDCDB, VERIFY_DEEP, VERIFY_VPOPMAIL, VERIFY_TRACE) and
+qmail's control files (controls.py); deep.make_deep() builds deep mode.
 main() wires the parts together: verifier.get_reply() turns one datagram
 into one reply and its log lines; daemonloop.Daemon is the socket loop
 around it, dispatching queued signals by name; background.py detaches
@@ -27,7 +28,8 @@ from .cli import Shown, guarded, options
 from .controlfile import ControlError
 from .daemonenv import settings_from_env
 from .daemonloop import Daemon, Log, SignalQueue
-from .errors import Fatal, errtext
+from .deep import make_deep
+from .errors import Fatal, Trouble, errtext
 from .startup import spare_descriptor_trouble, start_trouble
 from .system import LiveSystem
 from .title import Title
@@ -80,13 +82,17 @@ def main(argv: list[str] | None = None) -> int:
             raise Fatal(f"qmail-verify: Unable to read controls: {e}: exiting.") from None
         sock = bind(*settings.listen)
         system = LiveSystem(settings.qmailhome, settings.passwd, settings.fastforward)
+        try:
+            deep = make_deep(settings, os.environ, system)
+        except Trouble as e:
+            raise Fatal(f"qmail-verify: fatal: VERIFY_VPOPMAIL={settings.vpopmail}: {e}") from None
         stream = open(2, "wb", buffering=1 << 16, closefd=False)
         if options_.detach:
             from .background import detach
             stream, ready = detach(sock, stream, options_.pidfile, options_.logfile)
         log = Log(stream)
         title.controls_loaded()
-        daemon = Daemon(settings, controls, system, log, sock, title, signals)
+        daemon = Daemon(settings, controls, system, log, sock, title, signals, deep)
         trouble = spare_descriptor_trouble()
         if trouble:
             raise Fatal(f"qmail-verify: fatal: {trouble}")

@@ -8,6 +8,11 @@
   VERIFY_FASTFORWARDCDB  fastforward's cdb, to check what ~alias/.qmail-default takes
   VERIFY_HARVEST_WINDOW  seconds refusals count against a client IP (600; 0: off)
   VERIFY_HARVEST_IPS     client IPs counted at most (65536; harvest.py)
+  VERIFY_DEEP            1: judge a -default file by what it does (deep.py)
+  VERIFY_VPOPMAIL        files or mysql: the store vdelivermail lines are judged by
+                         (needs VERIFY_DEEP=1; the VERIFY_VPOPMAIL_* details are
+                         read by vpopmail.py, vpmysql.py and vpmysqlconf.py)
+  VERIFY_TRACE           1: one trace line per decision (trace.py)
 
 Paths are made absolute here, so that -d may change directory.  A value
 that cannot be used is Fatal (exit 111), before anything is opened.
@@ -30,6 +35,9 @@ class Settings(NamedTuple):
     fastforward: str | None
     harvest_window: float = 600.0
     harvest_ips: int = 65536
+    deep: bool = False
+    vpopmail: str | None = None
+    trace: bool = False
 
 
 def settings_from_env(env) -> Settings:
@@ -40,6 +48,13 @@ def settings_from_env(env) -> Settings:
     brk = os.fsencode(env.get("VERIFY_BREAK", "-"))
     if len(brk) != 1:
         raise Fatal("qmail-verify: fatal: VERIFY_BREAK must be one character")
+    deep, trace = _flag(env, "VERIFY_DEEP"), _flag(env, "VERIFY_TRACE")
+    vpopmail = env.get("VERIFY_VPOPMAIL") or None
+    if vpopmail not in (None, "files", "mysql"):
+        raise Fatal("qmail-verify: fatal: VERIFY_VPOPMAIL must be files or mysql")
+    if vpopmail and not deep:
+        raise Fatal("qmail-verify: fatal: VERIFY_VPOPMAIL needs VERIFY_DEEP=1")
+
     def path(name):               # absolute, so that -d may change directory
         value = env.get(name)
         return os.path.abspath(value) if value else None
@@ -61,4 +76,15 @@ def settings_from_env(env) -> Settings:
         fastforward=path("VERIFY_FASTFORWARDCDB"),
         harvest_window=window,
         harvest_ips=ips,
+        deep=deep,
+        vpopmail=vpopmail,
+        trace=trace,
     )
+
+
+def _flag(env, name: str) -> bool:
+    """An on/off variable: unset, empty or 0 is off, 1 is on."""
+    value = env.get(name, "")
+    if value not in ("", "0", "1"):
+        raise Fatal(f"qmail-verify: fatal: {name} must be 0 or 1")
+    return value == "1"

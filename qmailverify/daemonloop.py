@@ -25,6 +25,9 @@ from .errors import Fatal, LostPrivileges, errtext
 from .harvest import HarvestCounter
 from .stats import Counts, stats_line
 from .title import Title
+from . import daemonpark
+from .outcome import NeedLookup
+from .parking import Parking
 from .verifier import get_reply
 from .wire import QUERY_MAX
 
@@ -74,8 +77,10 @@ class Daemon:
     refused before it says it listens."""
 
     def __init__(self, settings: Settings, controls, system, log: Log,
-                 sock: socket.socket, title: Title, signals: "SignalQueue"):
+                 sock: socket.socket, title: Title, signals: "SignalQueue", deep=None):
         self.settings = settings
+        self.deep = deep                 # deep.Deep with VERIFY_DEEP=1
+        self.parking = None              # parking.Parking for a slow store
         self.controls = controls
         self.system = system
         self.log = log
@@ -102,6 +107,9 @@ class Daemon:
                 from None
         self.selector.register(sock, selectors.EVENT_READ)
         self.selector.register(self.wakeup, selectors.EVENT_READ)
+        if deep is not None and getattr(deep.store, "blocking", True) is False:
+            self.parking = Parking(max_parked=deep.max_waiting)
+            self.selector.register(self.parking.fd, selectors.EVENT_READ)
 
     def dispatch(self, signum: int) -> int | None:
         """Run handle_<name> for a queued signal; an exit code means stop."""
@@ -133,23 +141,38 @@ class Daemon:
         if self.harvest is not None:
             h, c = self.harvest, self.counts
             c.harvest_refusals, c.harvest_ips, c.harvest_evicted = h.refusals, len(h.ips), h.evicted
-        self.log.line(stats_line(self.counts, now - self.started, now - self.loaded))
+        self.log.line(stats_line(self.counts, now - self.started, now - self.loaded,
+                                 self.deep is not None))
 
     def handle_usr1(self, name: str) -> None:
         self.log.line(f"received {name}: ignored.".encode())
 
     handle_usr2 = handle_usr1
 
-    def answer(self, datagram: bytes) -> bytes | None:
-        """The reply to one datagram (None: none), its lines logged and counted."""
+    def answer(self, datagram: bytes, peer=None, since: float | None = None) -> bytes | None:
+        """The reply to one datagram (None: none, or parked), its lines
+        logged and counted.  since: when a parked query first came."""
         s = self.settings
-        outcome = get_reply(datagram, self.controls, self.system, s.alias, s.brk)
+        try:
+            outcome = get_reply(datagram, self.controls, self.system, s.alias, s.brk,
+                                self.deep, s.trace)
+        except NeedLookup as need:
+            outcome = daemonpark.park(self, need, datagram, peer, since)
+            if outcome is None:
+                return None
         for line in outcome.lines:
             self.log.line(line)
         self.counts.count(outcome.counted)
         if self.harvest is not None and b"\0" in datagram:      # only extended queries count
             return self.harvest.annotate(datagram, outcome.counted, outcome.reply, time.monotonic())
         return outcome.reply
+
+    def send(self, reply: bytes | None, peer) -> None:
+        if reply is not None:
+            try:
+                self.sock.sendto(reply, peer)
+            except OSError:
+                pass
 
     def run(self) -> int:
         sock, selector = self.sock, self.selector
@@ -158,13 +181,25 @@ class Daemon:
                 code = self.dispatch(self.signals.pop(0))
                 if code is not None:
                     return code
+            if self.parking is not None:
+                try:
+                    daemonpark.resume(self)
+                except LostPrivileges as e:
+                    self.log.line(f"fatal: {e}".encode())
+                    self.log.flush()
+                    return 111
             try:
                 data, peer = sock.recvfrom(QUERY_MAX)
             except BlockingIOError:
                 self.log.flush()
                 answered = self.counts.answered
                 self.title.update(answered)
-                selector.select(1.0 if self.title.stale(answered) else None)
+                timeout = 1.0 if self.title.stale(answered) else None
+                if self.parking is not None:
+                    timeout = self.parking.timeout(time.monotonic(), timeout)
+                selector.select(timeout)
+                if self.parking is not None:
+                    self.parking.drain()
                 try:
                     os.read(self.wakeup, 512)
                 except BlockingIOError:
@@ -173,7 +208,7 @@ class Daemon:
             except OSError:
                 continue
             try:
-                reply = self.answer(data)
+                reply = self.answer(data, peer)
             except LostPrivileges as e:
                 self.log.line(f"fatal: {e}".encode())
                 self.log.flush()

@@ -69,11 +69,32 @@ class System(Protocol):
     def fastforward(self):
         """The fastforward cdb (object with .get), or None if none is set."""
 
+    def deep_facts(self, uid: int, gid: int, home: bytes, path: bytes):
+        """Deep mode: deepmode.DeepFacts of the -default file path in home,
+        read as uid/gid (never run); Trouble if it cannot be read."""
+
+    def open_as(self, path: bytes, uid: int, gid: int) -> int | None:
+        """A descriptor of path opened for reading as uid/gid, None if it
+        does not exist; OSError otherwise (vpasswd.FileStore's opener)."""
+
+
+class Found(NamedTuple):
+    """Where the dot-qmail search ended at a -default file: what deep mode
+    needs to judge it (deep.py)."""
+    addr: bytes                 # the address after rewrite()
+    host: bytes                 # its domain: qmail-local's HOST
+    user: bytes                 # the controlling user
+    uid: int
+    gid: int
+    home: bytes
+    path: bytes                 # the -default file
+    ext: bytes                  # qmail-local's EXT
+
 
 class Verdict(NamedTuple):
     code: int                   # DELIVERABLE, UNDELIVERABLE or TEMPORARY
-    position: int               # the rule that decided, 1 to 14
+    position: int               # the rule that decided, 1 to 15
     user: bytes | None = None   # the controlling user, if any
     stat_path: bytes = b""      # a stat that failed, to be logged...
     stat_errno: int = 0         # ...with its errno
-    reason: str = ""            # for TEMPORARY: what went wrong
+    reason: str = ""            # for TEMPORARY: what went wrong; deep mode: why

@@ -5,11 +5,12 @@ System (users/cdb, the passwd source, stats made as the user) for facts
 and returns a Verdict (both in model.py, with the Controls it reads).
 The steps follow qmail-send's rewrite(), qmail-lspawn's users/cdb
 lookup, qmail-getpw and qmail-local's dot-qmail search; the step numbers in comments are those of the spec, and each
-verdict carries the position (1 to 14) of the rule that made it.
+verdict carries the position (1 to 14; 15 for deep mode, deep.py) of
+the rule that made it.
 """
 
 from .errors import Trouble
-from .model import Controls, System, Verdict
+from .model import Controls, Found, System, Verdict
 from .wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 
 GETPW_USERLEN = 32   # qmail-getpw: a user name part must be shorter
@@ -121,8 +122,12 @@ def fastforward_keys(addr: bytes) -> list[bytes]:
 
 
 def decide(addr: bytes, c: Controls, system: System,
-           alias: bytes = b"alias", brk: bytes = b"-") -> Verdict:
-    """Would qmail deliver addr locally?  addr is the query, as bytes."""
+           alias: bytes = b"alias", brk: bytes = b"-", deep=None) -> Verdict:
+    """Would qmail deliver addr locally?  addr is the query, as bytes.
+
+    deep (deep.Deep, VERIFY_DEEP=1) judges a -default file that ends the
+    search (position 15) instead of answering deliverable [12]; it may
+    raise outcome.NeedLookup.  None: the 1.32 answers."""
     a, at = rewrite(addr, c)
     local, domain = a[:at], a[at + 1:]
     if domain.lower() in c.locals:                  # 4
@@ -178,6 +183,7 @@ def decide(addr: bytes, c: Controls, system: System,
         position = 12 if not err else 13
     if err:
         return Verdict(DELIVERABLE, position, user, path, err)
+    ff = None
     if via_alias and index > 0 and path == home + b"/.qmail-default":
         try:
             ff = system.fastforward()
@@ -186,6 +192,8 @@ def decide(addr: bytes, c: Controls, system: System,
                 return Verdict(UNDELIVERABLE, 12, user)
         except Trouble as t:
             return Verdict(TEMPORARY, 12, reason=str(t))
+    if deep is not None and index > 0 and ff is None:   # fastforward's answer stands
+        return deep.verdict(system, c, Found(a, domain, user, uid, gid, home, path, ext))
     return Verdict(DELIVERABLE, position, user)
 
 

@@ -17,6 +17,11 @@ harvest counter when the line is written: harvest_refusals the refusals
 counted against a client IP, harvest_ips the IPs it holds now,
 harvest_evicted the IPs forgotten at its bound.  A later feature adds its
 counter as a field of Counts.
+
+Deep mode's fields (DEEP_FIELDS) are written only when deep mode is on,
+so the default line stays the same: parked counts the queries that
+waited for the vpopmail database (parking.py), late those of them given
+up as temporary (waited too long, or too many waiting).
 """
 
 from dataclasses import dataclass, fields
@@ -32,6 +37,8 @@ class Counts:
     harvest_refusals: int = 0
     harvest_ips: int = 0
     harvest_evicted: int = 0
+    parked: int = 0
+    late: int = 0
 
     def count(self, field: str | None) -> None:
         """One more query, of the kind field names (None: no query at all)."""
@@ -44,8 +51,13 @@ class Counts:
         return self.permitted + self.denied + self.temporary
 
 
-def stats_line(counts: Counts, uptime: float, controls_age: float) -> bytes:
-    """The log line (without 'qmail-verify: ' and the newline)."""
-    pairs = [f"{f.name}={getattr(counts, f.name)}" for f in fields(counts)]
+DEEP_FIELDS = ("parked", "late")
+
+
+def stats_line(counts: Counts, uptime: float, controls_age: float, deep: bool = False) -> bytes:
+    """The log line (without 'qmail-verify: ' and the newline); deep:
+    with DEEP_FIELDS."""
+    pairs = [f"{f.name}={getattr(counts, f.name)}" for f in fields(counts)
+             if deep or f.name not in DEEP_FIELDS]
     pairs += [f"uptime={int(uptime)}", f"controls_age={int(controls_age)}"]
     return ("stats: " + " ".join(pairs)).encode()

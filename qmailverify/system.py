@@ -32,6 +32,7 @@ from .clean import cleantext
 from .errors import LostPrivileges, Trouble, errtext, is_temporary
 from .model import Passwd, StatHit
 from .userdb import PasswdFile, SystemPasswd, signature
+from .userfiles import open_for_read, read_default_file
 
 
 class WatchedCdb:
@@ -146,6 +147,29 @@ class Identity:
         finally:
             self._restore()
 
+    def deep_facts(self, uid: int, gid: int, home: bytes, path: bytes):
+        """Deep mode: userfiles.read_default_file() as uid/gid."""
+        return self.as_user(uid, gid, read_default_file, home, path)
+
+    def open_as(self, path: bytes, uid: int, gid: int) -> int | None:
+        """vpasswd.FileStore's opener: path opened for reading as uid/gid."""
+        return self.as_user(uid, gid, open_for_read, path)
+
+    def as_user(self, uid: int, gid: int, fn, *args):
+        """fn(*args) with the effective uid/gid of the user (and the empty
+        group list), as first_stat() stats; back to root after."""
+        if not self.switch:
+            return fn(*args)
+        try:
+            try:
+                os.setegid(gid)
+                os.seteuid(uid)
+            except (OSError, OverflowError) as e:
+                raise Trouble(f"unable to switch to uid {uid} gid {gid}: {e}") from None
+            return fn(*args)
+        finally:
+            self._restore()
+
     def _restore(self) -> None:
         try:
             os.seteuid(0)
@@ -210,3 +234,9 @@ class LiveSystem:
 
     def fastforward(self):
         return self._fresh(self.ffcdb).current() if self.ffcdb else None
+
+    def deep_facts(self, uid: int, gid: int, home: bytes, path: bytes):
+        return self.identity.deep_facts(uid, gid, home, path)
+
+    def open_as(self, path: bytes, uid: int, gid: int) -> int | None:
+        return self.identity.open_as(path, uid, gid)

@@ -17,8 +17,10 @@ from typing import NamedTuple
 
 from .clean import clean, visible
 from .errors import LostPrivileges, errtext
+from .outcome import NeedLookup
 from .rules import decide
-from .wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE, make_reply, parse_query
+from .trace import trace_line
+from .wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE, make_reply, parse_query, query_ip
 
 
 class Outcome(NamedTuple):
@@ -31,21 +33,38 @@ NOT_A_QUERY = Outcome(None, [], None)       # an empty datagram
 
 
 def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
-              brk: bytes = b"-") -> Outcome:
+              brk: bytes = b"-", deep=None, trace: bool = False) -> Outcome:
     """The reply to datagram and what to log; system.begin_query() is
-    called once, before the decision asks it anything."""
+    called once, before the decision asks it anything.  deep: deep.Deep
+    (VERIFY_DEEP=1) or None; trace: add the decision trace line (trace.py).
+    outcome.NeedLookup escapes: the loop parks the query (parking.py)."""
     query = parse_query(datagram)
     if query is None:
         return NOT_A_QUERY
-    addr = clean(query.address)
     try:
         system.begin_query()
-        v = decide(query.address, controls, system, alias, brk)
-    except LostPrivileges:
+        v = decide(query.address, controls, system, alias, brk, deep)
+    except (LostPrivileges, NeedLookup):
         raise
     except Exception as e:    # a bug of ours must not stop the daemon
-        return Outcome(None, [b"warning: internal error answering " + addr + b": "
-                              + type(e).__name__.encode() + b"; not answered."], "unanswered")
+        return Outcome(None, [b"warning: internal error answering " + clean(query.address)
+                              + b": " + type(e).__name__.encode() + b"; not answered."],
+                       "unanswered")
+    return answer_verdict(query, v, trace, query_ip(datagram) if trace else None)
+
+
+def answer_verdict(query, v, trace: bool = False, ip: bytes | None = None) -> Outcome:
+    """The reply and log lines for verdict v on query (wire.ParsedQuery);
+    with trace, the trace line (trace.py) follows them, naming ip, the
+    SMTP client's address when the extended query carries it."""
+    out = _answer(query, v)
+    if trace:
+        out.lines.append(trace_line(query.address, v, ip))
+    return out
+
+
+def _answer(query, v) -> Outcome:
+    addr = clean(query.address)
     lines = []
     if v.stat_errno:
         lines.append(b"Unable to stat " + clean(v.stat_path) + b": "

@@ -17,3 +17,11 @@ def test_each_query_counts_once_and_under_its_outcome():
         counts.count(outcome)
     assert counts == Counts(queries=5, permitted=2, denied=1, temporary=1, unanswered=1)
     assert counts.answered == 4
+
+
+def test_deep_mode_fields_are_written_only_in_deep_mode():
+    counts = Counts(queries=3, temporary=1, unanswered=1, parked=2, late=1)
+    assert b" parked=" not in stats_line(counts, 1, 1)
+    assert stats_line(counts, 5, 2, deep=True) == (
+        b"stats: queries=3 permitted=0 denied=0 temporary=1 unanswered=1 parked=2 late=1"
+        b" uptime=5 controls_age=2")

@@ -3,7 +3,9 @@ tools write them (vadddomain, vadduser, vmoduser -b, vaddaliasdomain):
 
 - QMAIL/users/assign "+DOMAIN-:REALDOMAIN:UID:GID:DIR:-::" and users/cdb
   as qmail-newu compiles it (key "!DOMAIN-", value "REALDOMAIN\\0UID\\0
-  GID\\0DIR\\0-\\0\\0"; key "" the wildcard characters);
+  GID\\0DIR\\0-\\0": qmail-newu stops at the sixth ':', so the value ends
+  with the empty prepend field and qmail-lspawn's appended rest of the
+  name is EXT; key "" the wildcard characters);
 - DIR/.qmail-default "| VPOPMAIL/bin/vdelivermail '' delete" (mode 0600);
 - DIR/vpasswd lines "NAME:CRYPTED:1:0:GECOS:DIR/NAME:NOQUOTA", sorted, and
   DIR/vpasswd.cdb (key NAME, value the rest of the line).
@@ -61,7 +63,7 @@ class Tree:
                         for a, r, d in self.assign) + b".\n"
         self.write(self.qmail + b"/users/assign", text, 0o644)
         records = [(b"", b"-")] + [
-            (b"!" + a + b"-", b"%s\0%d\0%d\0%s\0-\0\0" % (r, self.uid, self.gid, d))
+            (b"!" + a + b"-", b"%s\0%d\0%d\0%s\0-\0" % (r, self.uid, self.gid, d))
             for a, r, d in self.assign]
         write_cdb(os.fsdecode(self.qmail + b"/users/cdb"), records)
 

@@ -1,0 +1,182 @@
+"""Deep mode through the installed daemon (VERIFY_DEEP=1), on real files:
+a vpopmail domain as vpopmail's tools write it (vpoptree.py, chowned to
+the vpopmail uid as vadddomain leaves it), a Plesk-style bouncesaying
+domain, and system users whose .qmail-default forwards; with the default
+configuration the 1.32 answer stays."""
+
+import os
+import re
+import shutil
+import signal
+
+import pytest
+
+from conftest import need_root
+from helpers import world_tempdir
+from qmailverify.wire import make_query
+from vpoptree import Tree
+
+VUID = 7089          # the vpopmail user of the tree
+FWD_UID = 7091
+
+
+def chown_tree(path: bytes, uid: int, gid: int) -> None:
+    for top, dirs, files in os.walk(path):
+        os.chown(top, uid, gid)
+        for f in files:
+            os.chown(os.path.join(top, f), uid, gid)
+
+
+def build(root):
+    """The tree: example.com (vpopmail, users bob, alice, locked; alias
+    domain example.net; a .qmail-info alias), plesk.example (a
+    bouncesaying catch-all), and on the local host mx.example the system
+    user fwd whose .qmail-default forwards to bob@example.com and whose
+    .qmail-loop-default forwards back to itself."""
+    t = Tree(root, VUID, VUID)
+    d = t.add_domain(b"example.com", [(b"alice", 0), (b"bob", 0), (b"locked", 0x10)])
+    t.write(d + b"/.qmail-info", b"&bob@example.com\n", 0o600)
+    t.add_alias_domain(b"example.net", b"example.com")
+    t.add_domain(b"plesk.example", [], default=b"|bouncesaying 'No such user.'\n")
+    chown_tree(t.vpop, VUID, VUID)
+    q = t.qmail
+    os.makedirs(q + b"/control", exist_ok=True)
+    t.write(q + b"/control/me", b"mx.example\n", 0o644)
+    t.write(q + b"/control/locals", b"mx.example\n", 0o644)
+    t.write(q + b"/control/virtualdomains",
+            b"example.com:example.com\nexample.net:example.net\nplesk.example:plesk.example\n", 0o644)
+    fwd = t.root + b"/fwd"
+    alias = t.root + b"/alias"
+    for home, uid in ((fwd, FWD_UID), (alias, 7090)):
+        os.makedirs(home)
+        os.chown(home, uid, uid)
+    t.write(fwd + b"/.qmail-default", b"&bob@example.com\n", 0o644)
+    t.write(fwd + b"/.qmail-gone-default", b"&nobody@example.com\n", 0o644)
+    t.write(fwd + b"/.qmail-loop-default", b"&fwd-loop-again@mx.example\n", 0o644)
+    for f in (b"/.qmail-default", b"/.qmail-gone-default", b"/.qmail-loop-default"):
+        os.chown(fwd + f, FWD_UID, FWD_UID)
+    passwd = t.root + b"/passwd"
+    t.write(passwd, b"fwd:x:%d:%d::%s:/bin/sh\nalias:x:7090:7090::%s:/bin/false\n"
+            % (FWD_UID, FWD_UID, fwd, alias), 0o644)
+    return t, {"QMAILHOME": os.fsdecode(q), "VERIFY_PASSWD": os.fsdecode(passwd)}
+
+
+@pytest.fixture
+def vtree():
+    need_root()
+    root = world_tempdir()
+    try:
+        yield build(root)
+    finally:
+        shutil.rmtree(root)
+
+
+def test_default_configuration_keeps_the_1_32_answer(vtree, start):
+    t, env = vtree
+    d = start(env)
+    assert d.ask(b"nobody@example.com") == b"\xc0example.com"       # [12]: the default file exists
+    assert d.ask(b"anyone@plesk.example") == b"\xc0plesk.example"
+    assert d.ask(b"fwd-loop-x@mx.example", extended=True) == b"\xc0fwd-loop-x"
+    d.signal(signal.SIGALRM)
+    log = d.wait_for("stats:")
+    assert "trace:" not in log and "parked=" not in log
+
+
+def test_vpopmail_files_answers_as_vdelivermail_would(vtree, start):
+    t, env = vtree
+    d = start({**env, "VERIFY_DEEP": "1", "VERIFY_VPOPMAIL": "files"})
+    assert d.ask(b"bob@example.com") == b"\xf0example.com"
+    assert d.ask(b"Alice@EXAMPLE.COM") == b"\xf0example.com"
+    assert d.ask(b"bob@example.net") == b"\xf0example.com"              # alias domain
+    assert d.ask(b"nobody@example.com") == b"\xf1example.com"           # '' delete
+    assert d.ask(b"locked@example.com") == b"\xf1example.com"           # vmoduser -b
+    assert d.ask(b"info@example.com") == b"\xa0example.com"             # .qmail-info first [10]
+    assert d.ask(b"anyone@plesk.example") == b"\xf1plesk.example"       # bouncesaying alone
+    d.wait_for("nobody@example.com denied.")
+
+
+def test_a_new_vpopmail_user_is_seen_at_once(vtree, start):
+    t, env = vtree
+    d = start({**env, "VERIFY_DEEP": "1", "VERIFY_VPOPMAIL": "files"})
+    assert d.ask(b"carol@example.com") == b"\xf1example.com"
+    dom = t.domain_dir(b"example.com")
+    with open(dom + b"/vpasswd", "ab") as f:
+        f.write(b"carol:x:1:0:carol:" + dom + b"/carol:NOQUOTA\n")
+    t.write_vpasswd_cdb(b"example.com")
+    assert d.ask(b"carol@example.com") == b"\xf0example.com"
+
+
+def test_forwards_are_followed_and_loops_are_temporary(vtree, start):
+    t, env = vtree
+    d = start({**env, "VERIFY_DEEP": "1", "VERIFY_VPOPMAIL": "files"})
+    assert d.ask(b"fwd-x@mx.example") == b"\xf0fwd-x"                    # -> bob@example.com
+    assert d.ask(b"fwd-gone-x@mx.example") == b"\xf1fwd-gone-x"          # -> nobody: deleted
+    assert d.ask(b"fwd-loop-x@mx.example", timeout=2.0) is None          # legacy: silence
+    assert d.ask(b"fwd-loop-x@mx.example", extended=True) == b"\xf2forward loop"
+    d.wait_for("fwd-loop-x@mx.example not answered: temporary failure: forward loop.")
+
+
+def test_an_unreadable_store_is_temporary_never_denied(vtree, start):
+    t, env = vtree
+    dom = t.domain_dir(b"example.com")
+    for name in (b"/vpasswd", b"/vpasswd.cdb"):
+        os.chmod(dom + name, 0)                 # the vpopmail uid may not read them
+    d = start({**env, "VERIFY_DEEP": "1", "VERIFY_VPOPMAIL": "files", "VERIFY_TRACE": "1"})
+    assert d.ask(b"bob@example.com", timeout=2.0) is None
+    reply = d.ask(b"bob@example.com", extended=True)
+    assert reply.startswith(b"\xf2vdelivermail: unable to read ")
+    d.wait_for("bob@example.com temporary failure: vdelivermail: unable to read ")
+    assert "/vpasswd.cdb: " in d.log()
+    d.signal(signal.SIGALRM)
+    log = d.wait_for("stats:")
+    assert re.search(r"stats: queries=2 permitted=0 denied=0 temporary=1 unanswered=1 parked=0 late=0 ", log)
+
+
+def test_an_unreadable_default_file_is_temporary(vtree, start):
+    t, env = vtree
+    os.chmod(t.root + b"/fwd/.qmail-default", 0o600)
+    os.chown(t.root + b"/fwd/.qmail-default", 0, 0)     # fwd can stat it, not read it
+    d = start({**env, "VERIFY_DEEP": "1"})
+    reply = d.ask(b"fwd-x@mx.example", extended=True)
+    assert reply[:1] == b"\xf2" and b"unable to open" in reply
+
+
+def test_without_a_store_vdelivermail_is_a_program_and_qmail_local_deferrals_are_temporary(
+        vtree, start):
+    t, env = vtree
+    d = start({**env, "VERIFY_DEEP": "1"})
+    assert d.ask(b"nobody@example.com") == b"\xf0example.com"
+    os.chmod(t.domain_dir(b"example.com"), 0o1700)      # sticky home: "user is editing"
+    assert d.ask(b"nobody@example.com", extended=True) == \
+        (b"\xf2qmail-local: home directory is sticky")[:33]
+
+
+def test_the_trace_is_one_splittable_line_per_decision(vtree, start):
+    t, env = vtree
+    d = start({**env, "VERIFY_DEEP": "1", "VERIFY_VPOPMAIL": "files", "VERIFY_TRACE": "1"})
+    assert d.ask(b"nobody@example.com") == b"\xf1example.com"
+    assert d.ask(b"someone@elsewhere.example") == b"\x10"
+    log = d.wait_for("someone@elsewhere.example permitted")
+    traces = [line.split(" ", 2)[2] for line in log.splitlines() if line.startswith("qmail-verify: trace: ")]
+    assert len(traces) == 2
+    fields = [dict(kv.split("=", 1) for kv in line.split(" ")) for line in traces]
+    assert fields[0] == {"pos": "15", "code": "denied", "user": "example.com", "ip": "-",
+                         "addr": "nobody@example.com",
+                         "reason": "vdelivermail:_no_such_user,_mail_deleted"}
+    assert fields[1]["pos"] == "1" and fields[1]["user"] == "-"
+    assert "qmail-verify: nobody@example.com denied.\n" in log     # the default line stays
+
+
+@pytest.mark.parametrize("env, why", [
+    ({"VERIFY_VPOPMAIL": "files"}, "VERIFY_VPOPMAIL needs VERIFY_DEEP=1"),
+    ({"VERIFY_DEEP": "1", "VERIFY_VPOPMAIL": "ldap"}, "VERIFY_VPOPMAIL must be files or mysql"),
+    ({"VERIFY_DEEP": "yes"}, "VERIFY_DEEP must be 0 or 1"),
+    ({"VERIFY_DEEP": "1", "VERIFY_VPOPMAIL": "mysql", "VERIFY_VPOPMAIL_MYSQL_FILE": "/nonexistent/x"},
+     "unable to read /nonexistent/x"),
+])
+def test_unusable_settings_are_refused_at_start(vtree, env, why):
+    from helpers import run_once
+    t, base = vtree
+    out = run_once({**base, **env})
+    assert out.returncode == 111
+    assert why in out.stderr and len(out.stderr.splitlines()) == 1

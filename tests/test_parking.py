@@ -1,0 +1,54 @@
+"""parking.Parking in process: one fetch for every query parked on a key,
+the wake-up pipe, the bound on waiting queries and on waiting time."""
+
+import select
+import threading
+import time
+
+from qmailverify.outcome import NeedLookup
+from qmailverify.parking import Parked, Parking
+
+
+class SlowStore:
+    def __init__(self):
+        self.fills = []
+        self.go = threading.Event()
+
+    def fill(self, key):
+        self.fills.append(key)
+        self.go.wait(10)
+
+
+def wait_ready(parking, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    out = []
+    while not out and time.monotonic() < deadline:
+        select.select([parking.fd], [], [], 0.5)
+        parking.drain()
+        out = parking.ready()
+    return out
+
+
+def test_one_fetch_wakes_every_query_parked_on_its_key():
+    store, parking = SlowStore(), Parking()
+    now = time.monotonic()
+    assert parking.park(NeedLookup(store, "k"), Parked(b"a", 1, now))
+    assert parking.park(NeedLookup(store, "k"), Parked(b"b", 2, now))
+    assert parking.ready() == [] and len(parking) == 2
+    store.go.set()
+    assert [p.datagram for p in wait_ready(parking)] == [b"a", b"b"]
+    assert store.fills == ["k"] and len(parking) == 0
+
+
+def test_waiting_is_bounded_in_number_and_in_time():
+    store, parking = SlowStore(), Parking(park_max=3.0, max_parked=2)
+    t0 = 100.0
+    assert parking.park(NeedLookup(store, "k1"), Parked(b"a", 1, t0))
+    assert parking.park(NeedLookup(store, "k2"), Parked(b"b", 1, t0 + 1))
+    assert not parking.park(NeedLookup(store, "k3"), Parked(b"c", 1, t0 + 1))
+    assert parking.timeout(t0 + 2, None) < 1.01
+    assert parking.expired(t0 + 2.9) == []
+    assert [p.datagram for p in parking.expired(t0 + 3)] == [b"a"]
+    assert [p.datagram for p in parking.expired(t0 + 4)] == [b"b"]
+    assert len(parking) == 0 and parking.timeout(t0 + 4, None) is None
+    store.go.set()
