@@ -23,5 +23,6 @@ def test_deep_mode_fields_are_written_only_in_deep_mode():
     counts = Counts(queries=3, temporary=1, unanswered=1, parked=2, late=1)
     assert b" parked=" not in stats_line(counts, 1, 1)
     assert stats_line(counts, 5, 2, deep=True) == (
-        b"stats: queries=3 permitted=0 denied=0 temporary=1 unanswered=1 parked=2 late=1"
+        b"stats: queries=3 permitted=0 denied=0 temporary=1 unanswered=1"
+        b" harvest_refusals=0 harvest_ips=0 harvest_evicted=0 parked=2 late=1"
         b" uptime=5 controls_age=2")
