@@ -71,6 +71,11 @@ Deep mode and vpopmail (VERIFY_DEEP=1, VERIFY_VPOPMAIL, VERIFY_TRACE):
   vpmysql.py      vpopmail's MySQL/MariaDB backend, through PyMySQL
   vpmysqlconf.py  vpopmail's MySQL settings, as vpopmail reads them
 
+Hub mode (control/verifyhub; VERIFY_HUB_*):
+  hubmap.py       control/verifyhub: which domains a far qmail-verify answers for
+  hubcache.py     far answers kept (positive and negative lifetimes), and the ask
+  hubrelay.py     a hub domain's query relayed, with its legacy or extended semantics
+
 Fixture builders (tests, bench, the demo; no program's own work):
   testing/tree.py  a whole qmail tree from a description
   testing/newu.py  users/assign to users/cdb, as qmail-newu does

@@ -3,14 +3,17 @@ model.Controls.
 
 They are read the way qmail-send reads them (controlfile.py).  Lookups
 are ASCII case-insensitive and exact, and in virtualdomains the later of
-two equal keys wins, as with qmail's constmap (Controls.build).  The shim
-reads qmail-smtpd's controls itself (rcpthosts.py, logmsg.py).
+two equal keys wins, as with qmail's constmap (Controls.build).  control/verifyhub
+(ours, hub mode) is read here too, so that it is reloaded with the rest
+and a bad line keeps the old set, as any unreadable control does
+(hubmap.py).  The shim reads qmail-smtpd's controls itself (rcpthosts.py, logmsg.py).
 """
 
 import os
 
 from .clean import cleanpath
 from .controlfile import ControlError, read_first_line, read_lines
+from .hubmap import HubError, parse_hub_lines
 from .model import Controls
 
 
@@ -35,6 +38,10 @@ def load(qmailhome: str) -> Controls:
             raise ControlError(f"the first line of {cleanpath(ctl('me'))} is empty and there is"
                                f" no {cleanpath(ctl('locals'))}")
         locals_ = [me]
+    try:
+        hub = parse_hub_lines(read_lines(ctl("verifyhub")) or ())
+    except HubError as e:
+        raise ControlError(f"{cleanpath(ctl('verifyhub'))}: {e}") from None
     return Controls.build(envnoathost, locals_,
                           read_lines(ctl("percenthack")) or (),
-                          read_lines(ctl("virtualdomains")) or ())
+                          read_lines(ctl("virtualdomains")) or (), hub)

@@ -13,6 +13,10 @@
                          (needs VERIFY_DEEP=1; the VERIFY_VPOPMAIL_* details are
                          read by vpopmail.py, vpmysql.py and vpmysqlconf.py)
   VERIFY_TRACE           1: one trace line per decision (trace.py)
+  VERIFY_HUB_TTL         seconds a far "deliverable" is kept (300; hubcache.py)
+  VERIFY_HUB_NEGATIVE_TTL  seconds a far "not deliverable" is kept (5)
+  VERIFY_HUB_ENTRIES     far answers kept at most (10000)
+  VERIFY_HUB_TIMEOUT     seconds to wait for a far server (2; at most 2.5)
 
 Paths are made absolute here, so that -d may change directory.  A value
 that cannot be used is Fatal (exit 111), before anything is opened.
@@ -38,6 +42,10 @@ class Settings(NamedTuple):
     deep: bool = False
     vpopmail: str | None = None
     trace: bool = False
+    hub_ttl: float = 300.0
+    hub_negative_ttl: float = 5.0
+    hub_entries: int = 10000
+    hub_timeout: float = 2.0
 
 
 def settings_from_env(env) -> Settings:
@@ -67,6 +75,16 @@ def settings_from_env(env) -> Settings:
     if not (0 <= window <= 86400 and 1 <= ips <= 1 << 24):
         raise Fatal("qmail-verify: fatal: VERIFY_HARVEST_WINDOW must be 0 to 86400 seconds "
                     "and VERIFY_HARVEST_IPS 1 to 16777216")
+    try:
+        hub = (float(env.get("VERIFY_HUB_TTL") or 300), float(env.get("VERIFY_HUB_NEGATIVE_TTL") or 5),
+               int(env.get("VERIFY_HUB_ENTRIES") or 10000), float(env.get("VERIFY_HUB_TIMEOUT") or 2))
+    except ValueError:
+        hub = (-1, -1, -1, -1)
+    if not (0 <= hub[0] <= 86400 and 0 <= hub[1] <= 86400 and 1 <= hub[2] <= 1 << 24
+            and 0.1 <= hub[3] <= 2.5):
+        raise Fatal("qmail-verify: fatal: VERIFY_HUB_TTL and VERIFY_HUB_NEGATIVE_TTL must be 0 to "
+                    "86400 seconds, VERIFY_HUB_ENTRIES 1 to 16777216 and VERIFY_HUB_TIMEOUT "
+                    "0.1 to 2.5 seconds")
     return Settings(
         qmailhome=path("QMAILHOME") or "/var/qmail",
         listen=listen,
@@ -79,6 +97,10 @@ def settings_from_env(env) -> Settings:
         deep=deep,
         vpopmail=vpopmail,
         trace=trace,
+        hub_ttl=hub[0],
+        hub_negative_ttl=hub[1],
+        hub_entries=hub[2],
+        hub_timeout=hub[3],
     )
 
 

@@ -6,7 +6,9 @@ SIGHUP, the old ones kept if the new ones cannot be read) and the counts.
 Signal handlers only queue the signal (SignalQueue, installed first thing
 in main()); the loop dispatches handle_<name>(): hup, term and int
 (exit), alrm (a statistics line, stats.py), usr1 and usr2 (logged,
-otherwise ignored).  Everything the loop needs (the wake-up pipe, the
+otherwise ignored).  A query for a domain control/verifyhub maps is
+relayed to its far server first (hubrelay.relay; self.hub is the far
+answers' cache), parked like a slow store's.  Everything the loop needs (the wake-up pipe, the
 selector) is made in Daemon(), so that a process short of descriptors is
 refused before it says it listens.
 """
@@ -23,6 +25,8 @@ from .controlfile import ControlError
 from .daemonenv import Settings
 from .errors import Fatal, LostPrivileges, errtext
 from .harvest import HarvestCounter
+from .hubcache import HubCache
+from .hubrelay import relay
 from .stats import Counts, stats_line
 from .title import Title
 from . import daemonpark
@@ -91,6 +95,8 @@ class Daemon:
         self.started = self.loaded = time.monotonic()
         self.harvest = HarvestCounter(settings.harvest_window, settings.harvest_ips) \
             if settings.harvest_window else None
+        self.hub = HubCache(settings.hub_ttl, settings.hub_negative_ttl, settings.hub_entries,
+                            settings.hub_timeout)        # used while control/verifyhub maps any
         try:
             self.wakeup, wfd = os.pipe()
         except OSError as e:
@@ -141,8 +147,11 @@ class Daemon:
         if self.harvest is not None:
             h, c = self.harvest, self.counts
             c.harvest_refusals, c.harvest_ips, c.harvest_evicted = h.refusals, len(h.ips), h.evicted
+        h, c = self.hub, self.counts
+        c.hub_hits, c.hub_misses, c.hub_asked, c.hub_silent = h.hits, h.misses, h.asked, h.silent
+        c.hub_entries = len(h)
         self.log.line(stats_line(self.counts, now - self.started, now - self.loaded,
-                                 self.deep is not None))
+                                 self.deep is not None, self.controls.hub is not None))
 
     def handle_usr1(self, name: str) -> None:
         self.log.line(f"received {name}: ignored.".encode())
@@ -154,8 +163,10 @@ class Daemon:
         logged and counted.  since: when a parked query first came."""
         s = self.settings
         try:
-            outcome = get_reply(datagram, self.controls, self.system, s.alias, s.brk,
-                                self.deep, s.trace)
+            outcome = relay(datagram, self.controls.hub, self.hub, since, s.trace)
+            if outcome is None:             # not a hub domain: decided here
+                outcome = get_reply(datagram, self.controls, self.system, s.alias, s.brk,
+                                    self.deep, s.trace)
         except NeedLookup as need:
             outcome = daemonpark.park(self, need, datagram, peer, since)
             if outcome is None:

@@ -15,11 +15,13 @@ class Controls(NamedTuple):
     locals: frozenset             # lowercased domains
     percenthack: frozenset        # lowercased domains
     virtualdomains: dict          # lowercased key -> prefix
+    hub: object = None            # hubmap.HubMap of control/verifyhub; None: hub mode off
 
     @classmethod
     def build(cls, envnoathost: bytes, locals=(), percenthack=(),
-              virtualdomains=()) -> "Controls":
-        """Controls from the lines of each file (virtualdomains as 'key:prefix')."""
+              virtualdomains=(), hub=None) -> "Controls":
+        """Controls from the lines of each file (virtualdomains as 'key:prefix');
+        hub: a hubmap.HubMap, already parsed."""
         vdoms = {}
         for line in virtualdomains:
             key, colon, prefix = line.partition(b":")
@@ -28,7 +30,7 @@ class Controls(NamedTuple):
         return cls(envnoathost,
                    frozenset(d.lower() for d in locals),
                    frozenset(d.lower() for d in percenthack),
-                   vdoms)
+                   vdoms, hub)
 
 
 class Passwd(NamedTuple):

@@ -36,6 +36,7 @@ class Parked(NamedTuple):
     datagram: bytes
     peer: object
     since: float              # time.monotonic() when the query came
+    store: object = None      # what it waits for (daemonpark words a give-up by it)
 
 
 class Parking:

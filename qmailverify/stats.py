@@ -22,6 +22,15 @@ Deep mode's fields (DEEP_FIELDS) are written only when deep mode is on,
 so the default line stays the same: parked counts the queries that
 waited for the vpopmail database (parking.py), late those of them given
 up as temporary (waited too long, or too many waiting).
+
+Hub mode's fields (HUB_FIELDS) are written only when control/verifyhub
+maps a domain; parked and late are written then too (a query waiting for
+a far server is parked).  They are copied in from the hub cache
+(hubcache.py) when the line is written: hub_hits the queries for a hub
+domain answered from the cache at once, hub_misses those that waited for
+the far server, hub_asked the queries sent to far servers, hub_silent
+those of them that got no reply in time, hub_entries the far answers
+kept now.
 """
 
 from dataclasses import dataclass, fields
@@ -39,6 +48,11 @@ class Counts:
     harvest_evicted: int = 0
     parked: int = 0
     late: int = 0
+    hub_hits: int = 0
+    hub_misses: int = 0
+    hub_asked: int = 0
+    hub_silent: int = 0
+    hub_entries: int = 0
 
     def count(self, field: str | None) -> None:
         """One more query, of the kind field names (None: no query at all)."""
@@ -52,12 +66,15 @@ class Counts:
 
 
 DEEP_FIELDS = ("parked", "late")
+HUB_FIELDS = ("hub_hits", "hub_misses", "hub_asked", "hub_silent", "hub_entries")
 
 
-def stats_line(counts: Counts, uptime: float, controls_age: float, deep: bool = False) -> bytes:
+def stats_line(counts: Counts, uptime: float, controls_age: float, deep: bool = False,
+               hub: bool = False) -> bytes:
     """The log line (without 'qmail-verify: ' and the newline); deep:
-    with DEEP_FIELDS."""
+    with DEEP_FIELDS; hub: with DEEP_FIELDS and HUB_FIELDS."""
+    left_out = (() if deep or hub else DEEP_FIELDS) + (() if hub else HUB_FIELDS)
     pairs = [f"{f.name}={getattr(counts, f.name)}" for f in fields(counts)
-             if deep or f.name not in DEEP_FIELDS]
+             if f.name not in left_out]
     pairs += [f"uptime={int(uptime)}", f"controls_age={int(controls_age)}"]
     return ("stats: " + " ".join(pairs)).encode()
