@@ -36,7 +36,7 @@ from .wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE, make_reply, parse_query
 
 HUB_POSITION = 0                # the position of the hub's own "temporary"
 SILENT = "hub server did not answer"
-LATE = "hub server did not answer in time"
+LATE = "hub server too slow"
 
 
 def relay(datagram: bytes, hubmap, cache, since: float | None = None,

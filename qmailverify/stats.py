@@ -30,7 +30,7 @@ a far server is parked).  They are copied in from the hub cache
 domain answered from the cache at once, hub_misses those that waited for
 the far server, hub_asked the queries sent to far servers, hub_silent
 those of them that got no reply in time, hub_entries the far answers
-kept now.
+held now (answers, and the last failure of a key until it is asked again).
 """
 
 from dataclasses import dataclass, fields
