@@ -3,10 +3,11 @@ model.Controls.
 
 They are read the way qmail-send reads them (controlfile.py).  Lookups
 are ASCII case-insensitive and exact, and in virtualdomains the later of
-two equal keys wins, as with qmail's constmap (Controls.build).  control/verifyhub
-(ours, hub mode) is read here too, so that it is reloaded with the rest
-and a bad line keeps the old set, as any unreadable control does
-(hubmap.py).  The shim reads qmail-smtpd's controls itself (rcpthosts.py, logmsg.py).
+two equal keys wins, as with qmail's constmap (Controls.build).
+control/verifyhub (ours, hub mode: hubmap.py) is read here too, so that
+it is reloaded with the rest and a bad line keeps the old set, as any
+unreadable control does.  The shim reads qmail-smtpd's controls itself
+(rcpthosts.py, logmsg.py).
 """
 
 import os
