@@ -100,10 +100,15 @@ class WatchedCdb:
             raise Trouble(f"{self.what} is corrupt") from None
 
     def current(self):
-        """self for lookups, None if the file does not exist; raises Trouble."""
+        """Something with get() for lookups (the dict itself when the cdb is
+        held in memory: a dict cannot be corrupt), None if the file does
+        not exist; raises Trouble."""
         if self._trouble:
             raise Trouble(self._trouble)
-        return self if self._reader is not None else None
+        reader = self._reader
+        if reader is None:
+            return None
+        return reader if type(reader) is dict else self
 
 
 class Identity:
@@ -190,10 +195,16 @@ class LiveSystem:
         return source
 
     def users(self):
-        return self._fresh(self.userscdb).current()
+        source = self.userscdb
+        if source.checked != self._query:
+            self._fresh(source)
+        return source.current()
 
     def getpw(self, name: bytes) -> Passwd | None:
-        return self._fresh(self.passwd).getpw(name)
+        source = self.passwd
+        if source.checked != self._query:
+            self._fresh(source)
+        return source.getpw(name)
 
     def owner(self, path: bytes) -> int | None:
         try:
