@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         title.controls_loaded()
         daemon = Daemon(settings, controls, system, log, sock, title, signals)
         trouble = spare_descriptor_trouble()
+        if trouble and system.watcher is not None and system.watcher.active:
+            system.watcher.close()     # inotify saves stats, it is not needed: stat instead
+            trouble = spare_descriptor_trouble()
         if trouble:
             raise Fatal(f"qmail-verify: fatal: {trouble}")
         log.line("Listening on address: {}, port {}.".format(*settings.listen).encode())
