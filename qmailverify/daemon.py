@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         except ControlError as e:
             raise Fatal(f"qmail-verify: Unable to read controls: {e}: exiting.") from None
         sock = bind(*settings.listen)
-        system = LiveSystem(settings.qmailhome, settings.passwd, settings.fastforward)
+        system = LiveSystem(settings.qmailhome, settings.passwd, settings.fastforward,
+                            watch=False)           # started once the descriptors are counted
         stream = open(2, "wb", buffering=1 << 16, closefd=False)
         if options_.detach:
             from .background import detach
@@ -88,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         title.controls_loaded()
         daemon = Daemon(settings, controls, system, log, sock, title, signals)
         trouble = spare_descriptor_trouble()
-        if trouble and system.watcher is not None and system.watcher.active:
-            system.watcher.close()     # inotify saves stats, it is not needed: stat instead
-            trouble = spare_descriptor_trouble()
         if trouble:
             raise Fatal(f"qmail-verify: fatal: {trouble}")
+        system.start_watching()
+        if spare_descriptor_trouble():
+            system.watcher.close()     # inotify saves stats, it is not needed: stat instead
         log.line("Listening on address: {}, port {}.".format(*settings.listen).encode())
         log.line(f"version {__version__}.".encode())
         log.flush()

@@ -172,9 +172,17 @@ class LiveSystem:
             if fastforward else None
         self.identity = Identity()
         self._sources = [s for s in (self.userscdb, self.passwd, self.ffcdb) if s is not None]
-        paths = [self.userscdb.path, passwd_file or self.passwd.watch, fastforward]
-        self.watcher = PathWatch([p for p in paths if p]) if watch else None
+        self.watcher = None
+        if watch:
+            self.start_watching()
         self._query = 0
+
+    def start_watching(self) -> None:
+        """Watch the sources with inotify (see begin_query()); without a
+        call, or if inotify cannot be had, each is stat'ed per query."""
+        paths = [self.userscdb.path, getattr(self.passwd, "path", None) or self.passwd.watch,
+                 self.ffcdb.path if self.ffcdb else None]
+        self.watcher = PathWatch([p for p in paths if p])
 
     def begin_query(self) -> None:
         """A new query: if any source may have changed (or we cannot tell),
