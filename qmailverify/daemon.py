@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         except ControlError as e:
             raise Fatal(f"qmail-verify: Unable to read controls: {e}: exiting.") from None
         sock = bind(*settings.listen)
-        system = LiveSystem(settings.qmailhome, settings.passwd, settings.fastforward)
+        system = LiveSystem(settings.qmailhome, settings.passwd, settings.fastforward,
+                            watch=False)           # started once the descriptors are counted
         try:
             deep = make_deep(settings, os.environ, system)
         except Trouble as e:
@@ -96,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         trouble = spare_descriptor_trouble()
         if trouble:
             raise Fatal(f"qmail-verify: fatal: {trouble}")
+        system.start_watching()
+        if spare_descriptor_trouble():
+            system.watcher.close()     # inotify saves stats, it is not needed: stat instead
         log.line("Listening on address: {}, port {}.".format(*settings.listen).encode())
         log.line(f"version {__version__}.".encode())
         log.flush()

@@ -12,9 +12,14 @@ change an admin makes:
   with a cache dropped when /etc/passwd changes and after one second;
 - home directories and dot-qmail files are stat'ed for every query.
 
-begin_query() (rules.System's per-query hook) starts a query: each
-source is then checked when the query first uses it, so no answer is
-older than the files it depends on.
+begin_query() (rules.System's per-query hook) starts a query.  The files
+behind the first three are watched with inotify (inotify.py): the query
+asks the kernel, with one read(), whether any of them changed, and only
+then is each checked again (stat, and read again) when first used; the
+kernel queues an event before the change's own system call returns, so
+no answer is older than the files it depends on.  Without inotify, each
+source is stat'ed when a query first uses it, as before.  The getpwnam_r()
+cache's one-second cap is checked by the clock on every lookup.
 
 Dot-qmail files are stat'ed with the effective uid, gid and groups of the
 user whose home is searched (the fix for CVE-2020-3812), so the daemon
@@ -30,6 +35,7 @@ import cdblib
 
 from .clean import cleantext
 from .errors import LostPrivileges, Trouble, errtext, is_temporary
+from .inotify import PathWatch
 from .model import Passwd, StatHit
 from .userdb import PasswdFile, SystemPasswd, signature
 from .userfiles import open_for_read, read_default_file
@@ -87,6 +93,10 @@ class WatchedCdb:
         except Exception:
             self._trouble = f"{self.what} is not a cdb file"
 
+    def forget(self) -> None:
+        """The next refresh() reads the file again, whatever its stat says."""
+        self._sig = None
+
     def get(self, key: bytes) -> bytes | None:
         try:
             return self._reader.get(key)
@@ -94,10 +104,15 @@ class WatchedCdb:
             raise Trouble(f"{self.what} is corrupt") from None
 
     def current(self):
-        """self for lookups, None if the file does not exist; raises Trouble."""
+        """Something with get() for lookups (the dict itself when the cdb is
+        held in memory: a dict cannot be corrupt), None if the file does
+        not exist; raises Trouble."""
         if self._trouble:
             raise Trouble(self._trouble)
-        return self if self._reader is not None else None
+        reader = self._reader
+        if reader is None:
+            return None
+        return reader if type(reader) is dict else self
 
 
 _PAIR = struct.Struct("<LL")
@@ -195,29 +210,54 @@ class LiveSystem:
     """rules.System on the real machine."""
 
     def __init__(self, qmailhome: str, passwd_file: str | None = None,
-                 fastforward: str | None = None):
+                 fastforward: str | None = None, watch: bool = True):
         self.userscdb = WatchedCdb(os.path.join(qmailhome, "users", "cdb"), "users/cdb")
         self.passwd = PasswdFile(passwd_file) if passwd_file else SystemPasswd()
         self.ffcdb = WatchedCdb(fastforward, "fastforward cdb", missing_ok=False) \
             if fastforward else None
         self.identity = Identity()
+        self._sources = [s for s in (self.userscdb, self.passwd, self.ffcdb) if s is not None]
+        self.watcher = None
+        if watch:
+            self.start_watching()
         self._query = 0
 
+    def start_watching(self) -> None:
+        """Watch the sources with inotify (see begin_query()); without a
+        call, or if inotify cannot be had, each is stat'ed per query."""
+        paths = [self.userscdb.path, getattr(self.passwd, "path", None) or self.passwd.watch,
+                 self.ffcdb.path if self.ffcdb else None]
+        self.watcher = PathWatch([p for p in paths if p])
+
     def begin_query(self) -> None:
-        """A new query: each source is checked again when it is first used."""
-        self._query += 1
+        """A new query: if any source may have changed (or we cannot tell),
+        each is checked again, and read again, when it is first used."""
+        w = self.watcher
+        if w is None or not w.active:
+            self._query += 1
+        elif w.changed():
+            self._query += 1
+            for source in self._sources:
+                source.forget()
 
     def _fresh(self, source):
         if source.checked != self._query:
             source.refresh()
-            source.checked = self._query
+            # a source in trouble (unreadable, say) is tried again by every query
+            source.checked = -1 if getattr(source, "_trouble", None) else self._query
         return source
 
     def users(self):
-        return self._fresh(self.userscdb).current()
+        source = self.userscdb
+        if source.checked != self._query:
+            self._fresh(source)
+        return source.current()
 
     def getpw(self, name: bytes) -> Passwd | None:
-        return self._fresh(self.passwd).getpw(name)
+        source = self.passwd
+        if source.checked != self._query:
+            self._fresh(source)
+        return source.getpw(name)
 
     def owner(self, path: bytes) -> int | None:
         try:

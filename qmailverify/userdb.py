@@ -53,6 +53,10 @@ class PasswdFile:
         self._sig, self._trouble = sig, None
         self._users = parse_passwd(data)
 
+    def forget(self) -> None:
+        """The next refresh() parses the file again, whatever its stat says."""
+        self._sig = None
+
     def getpw(self, name: bytes) -> Passwd | None:
         if self._trouble:
             raise Trouble(self._trouble)
@@ -141,7 +145,16 @@ class SystemPasswd:
             self._cache.clear()
             self._sig, self._born = sig, now
 
+    def forget(self) -> None:
+        """The cache is dropped at the next refresh()."""
+        self._sig = None
+        self._born = float("-inf")
+
     def getpw(self, name: bytes) -> Passwd | None:
+        now = time.monotonic()
+        if now - self._born >= self.ttl:             # the one-second cap, per lookup
+            self._cache.clear()
+            self._born = now
         try:
             return self._cache[name]
         except KeyError:

@@ -370,3 +370,35 @@ def test_a_failing_user_database_is_our_trouble_not_a_missing_user(p1_tree, star
     assert reply[0] == 0x72 and reply[1:].startswith(b"unable to read the user database")
     assert d.ask(b"x@example.org") == b"\x10"                            # not ours: still fine
     d.wait_for("kim@example.com not answered: temporary failure: unable to read the user database")
+
+
+def test_users_folder_replaced_by_rename_is_seen_by_the_next_query(p1_tree, start):
+    d = start(env_for(p1_tree))
+    fds = [os.readlink(f"/proc/{d.proc.pid}/fd/{n}") for n in os.listdir(f"/proc/{d.proc.pid}/fd")]
+    assert "anon_inode:inotify" in fds           # so this is what the daemon relies on
+    home = p1_tree["root"] / "home"
+    assert d.ask(b"zoe@example.com") == b"\xe1alias"
+    qmail = p1_tree["qmail"]
+    (qmail / "users.new").mkdir()
+    assign = f"=zoe:kim:2010:2010:{home}/kim:::\n.\n".encode()
+    write_cdb(str(qmail / "users.new" / "cdb"), compile_assign(assign))
+    os.rename(qmail / "users", qmail / "users.old")
+    os.rename(qmail / "users.new", qmail / "users")
+    assert d.ask(b"zoe@example.com") == b"\x90kim"
+    (qmail / "users" / "cdb").unlink()           # the new folder is the one watched now
+    assert d.ask(b"zoe@example.com") == b"\xe1alias"
+
+
+def test_without_inotify_changes_are_still_seen_at_once(p1_tree, start):
+    # with 8 descriptors inotify would take the last spare one: stat per query
+    d = start(env_for(p1_tree), wrapper=["softlimit", "-o", "8"])
+    fds = [os.readlink(f"/proc/{d.proc.pid}/fd/{n}") for n in os.listdir(f"/proc/{d.proc.pid}/fd")]
+    assert "anon_inode:inotify" not in fds
+    home, qmail = p1_tree["root"] / "home", p1_tree["qmail"]
+    assert d.ask(b"zoe@example.com") == b"\xe1alias"
+    assign = f"=zoe:kim:2010:2010:{home}/kim:::\n.\n".encode()
+    write_cdb(str(qmail / "users" / "cdb"), compile_assign(assign))
+    assert d.ask(b"zoe@example.com") == b"\x90kim"
+    with open(p1_tree["passwd"], "a") as f:
+        f.write(f"yan:x:2010:2010::{home}/kim:/bin/sh\n")
+    assert d.ask(b"yan@example.com") == b"\x90yan"

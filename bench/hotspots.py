@@ -1,0 +1,91 @@
+"""Where the daemon's time goes, measured in ways that do not depend on
+the machine's load: call counts (cProfile) and, under valgrind, a fixed
+amount of work to count instructions.
+
+    sudo python3 bench/hotspots.py [--passes 10] [--top 25]
+    sudo valgrind --tool=callgrind python3 bench/hotspots.py --plain --passes 10
+
+Builds the reference fixture (P1) in a temporary folder and runs the
+daemon's own per-datagram path (Daemon.answer(): get_reply() on a
+LiveSystem, the log lines, the counts) over its 366 queries, PASSES
+times, in this process: no socket, so what it shows is the Python side.
+The system calls each query makes are counted by strace on the real
+daemon (see README, Performance).  With --plain it only runs (for
+callgrind, whose total is then compared against --passes 0).
+"""
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import shutil
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_FIXTURE = HERE.parent / "tests" / "data" / "P1.json"
+
+
+def make_daemon(paths):
+    from qmailverify import controls as controlfiles
+    from qmailverify.daemonenv import settings_from_env
+    from qmailverify.daemonloop import Daemon, Log, SignalQueue
+    from qmailverify.system import LiveSystem
+    from qmailverify.title import Title
+    qmailhome = str(paths["qmail"])
+    env = {"QMAILHOME": qmailhome, "VERIFY_PASSWD": str(paths["passwd"]),
+           "LISTEN": "127.0.0.1:11113"}
+    os.environ.update(env)
+    settings = settings_from_env(env)
+    controls = controlfiles.load(qmailhome)
+    system = LiveSystem(qmailhome, str(paths["passwd"]), None)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    log = Log(open(os.devnull, "wb"))
+    return Daemon(settings, controls, system, log, sock, Title("bench"), SignalQueue())
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--passes", type=int, default=10)
+    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--plain", action="store_true")
+    ap.add_argument("--fixture", default=str(DEFAULT_FIXTURE))
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("hotspots: run as root (the fixture's homes belong to other uids)")
+    from qmailverify.testing import tree
+    spec = json.loads(Path(args.fixture).read_text())
+    root = Path(tempfile.mkdtemp(prefix="qv-profile-"))
+    try:
+        daemon = make_daemon(tree.build(spec, root))
+        queries = [bytes.fromhex(c["q"]) for c in spec["cases"]]
+        for q, c in zip(queries, spec["cases"]):       # warm, and still exact
+            if (daemon.answer(q) or b"") != bytes.fromhex(c["r"]):
+                raise SystemExit(f"hotspots: wrong reply for {c['q']}")
+        work = queries * args.passes
+        if args.plain:
+            for q in work:
+                daemon.answer(q)
+            return
+        prof = cProfile.Profile()
+        prof.enable()
+        for q in work:
+            daemon.answer(q)
+        prof.disable()
+        out = io.StringIO()
+        st = pstats.Stats(prof, stream=out)
+        st.sort_stats("tottime").print_stats(args.top)
+        total_calls = sum(v[1] for v in st.stats.values())
+        print(f"{len(work)} queries; {total_calls / len(work):.1f} function calls a query")
+        print(out.getvalue())
+    finally:
+        shutil.rmtree(root)
+
+
+if __name__ == "__main__":
+    main()
