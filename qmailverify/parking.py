@@ -25,7 +25,6 @@ import collections
 import os
 import queue
 import threading
-import time
 from typing import NamedTuple
 
 PARK_MAX = 3.0

@@ -44,7 +44,7 @@ qmail-smtpd exiting (server_end) moves any phase to DONE.
 """
 
 from .smtp import BodyEnd, ReplyReader, split_command
-from .smtpcommands import CHECK, CLOSING, COMMANDS, DONE, READY, REPLY, Commands, Policy
+from .smtpcommands import CHECK, CLOSING, COMMANDS, DONE, R451, READY, REPLY, Commands, Policy
 from .smtpview import AUTHLINE, BODY, COMMAND, EXIT, OPAQUE, TIMEOUT_REPLY, View, exits
 
 HIGH_WATER = 1 << 20     # a buffer this full is not read into (here, and by the relay)

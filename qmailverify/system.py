@@ -150,17 +150,7 @@ class Identity:
             os.setgroups([])
 
     def first_stat(self, uid: int, gid: int, paths) -> StatHit:
-        if not self.switch:
-            return _first_stat(paths)
-        try:
-            try:
-                os.setegid(gid)
-                os.seteuid(uid)
-            except (OSError, OverflowError) as e:
-                raise Trouble(f"unable to switch to uid {uid} gid {gid}: {e}") from None
-            return _first_stat(paths)
-        finally:
-            self._restore()
+        return self.as_user(uid, gid, _first_stat, paths)
 
     def deep_facts(self, uid: int, gid: int, home: bytes, path: bytes):
         """Deep mode: userfiles.read_default_file() as uid/gid."""

@@ -451,3 +451,18 @@ def test_a_dropped_connection_in_the_new_modes_forwards_only_what_was_decided(
     ref = turn_by_turn(session, verify, False, True, **kw)
     got = any_order(session, verify, False, False, cuts, seed, drop_at, **kw)
     assert ref.server.startswith(got.server)
+
+
+def test_a_command_line_holding_a_newline_fails_closed():
+    """The backstop behind one line, one command: were the scan ever to
+    skip a newline, the merged line is refused, never forwarded."""
+    h = Harness(":", verdicts=VERDICTS)
+    h.settle()
+    h.send(b"HELO x\r\n")
+    h.settle()
+    h.s.scanned = 30                    # a stale offset past the next newline
+    h.send(mail() + rcpt(BAD) + b"QUIT\r\n")
+    h.settle()
+    assert codes(h)[-1] == b"451"
+    assert rcpt(BAD) not in h.server and BAD not in h.asked
+    assert h.s.phase in (CLOSING, DONE)
