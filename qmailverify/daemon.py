@@ -23,16 +23,22 @@ import sys
 from typing import NamedTuple
 
 from . import __version__
-from . import controls as controlfiles
-from .cli import Shown, guarded, options
-from .controlfile import ControlError
-from .daemonenv import settings_from_env
-from .daemonloop import Daemon, Log, SignalQueue
-from .deep import make_deep
 from .errors import Fatal, Trouble, errtext
-from .startup import spare_descriptor_trouble, start_trouble
-from .system import LiveSystem
-from .title import Title
+
+try:            # under a tiny descriptor limit, reading a module can fail
+    from . import controls as controlfiles
+    from .cli import Shown, guarded, options
+    from .controlfile import ControlError
+    from .daemonenv import settings_from_env
+    from .daemonloop import Daemon, Log, SignalQueue
+    from .deep import make_deep
+    from .startup import spare_descriptor_trouble, start_trouble
+    from .system import LiveSystem
+    from .title import Title
+except OSError as e:
+    LOAD_ERROR = e          # main() says so in one line
+else:
+    LOAD_ERROR = None
 
 USAGE = "qmail-verify: usage: qmail-verify [-d] [-p pidfile] [-o logfile]"
 
@@ -67,6 +73,10 @@ def bind(ip: str, port: int) -> socket.socket:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if LOAD_ERROR is not None:
+        print(f"qmail-verify: fatal: unable to load the program: {errtext(LOAD_ERROR.errno)}",
+              file=sys.stderr, flush=True)
+        return 111
     signals = SignalQueue()
     ready = None
     try:

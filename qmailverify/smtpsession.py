@@ -142,9 +142,8 @@ class Session(Commands):
         while self.phase in (READY, AUTHLINE, BODY, OPAQUE) and not self.held:
             if self.phase == BODY or self.phase == OPAQUE:
                 end = self.body.feed(self.inbuf) if self.phase == BODY else -1
-                if end < 0:
-                    self.to_server += self.inbuf
-                    self.consume(len(self.inbuf))
+                if end < 0:                       # all of it is body: hand it over
+                    self.pass_through()
                     if self.client_ended:
                         self.stop_input("dropped by the client")
                     return
@@ -174,6 +173,16 @@ class Session(Commands):
         del self.inbuf[:n]
         self.scanned = 0
         return taken
+
+    def pass_through(self) -> None:
+        """All of the client's input goes on to qmail-smtpd as it is (the
+        body, or after STARTTLS): moved, not copied, where nothing waits."""
+        if self.to_server:
+            self.to_server += self.inbuf
+            self.inbuf.clear()
+        else:
+            self.to_server, self.inbuf = self.inbuf, bytearray()
+        self.scanned = 0
 
     def forward(self, line: bytes, kind: str, arg) -> None:
         self.to_server += line
