@@ -4,7 +4,8 @@ import tempfile
 
 import pytest
 
-from helpers import Daemon, build_fixture, load_p1, world_tempdir
+from helpers import Daemon, build_fixture, load_p1, world_tempdir, need_root
+from vpoptree import deep_tree
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -30,11 +31,6 @@ def pytest_terminal_summary(terminalreporter, config):
     kept = getattr(config, "_qv_kept", None)
     if kept:
         terminalreporter.write_line(f"temporary folders of the failed tests kept in {kept}")
-
-
-def need_root():
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the fixture's homes belong to other uids")
 
 
 @pytest.fixture
@@ -96,3 +92,14 @@ def shim(demo_tree, verifyd, tmp_path):
     yield _shim
     for s in shims:
         s.stop()
+
+
+@pytest.fixture
+def vtree():
+    """vpoptree.deep_tree() in a folder every uid can enter: (Tree, env)."""
+    need_root()
+    root = world_tempdir()
+    try:
+        yield deep_tree(root)
+    finally:
+        shutil.rmtree(root)

@@ -21,6 +21,8 @@ import os
 import select
 import sys
 
+from qmail_addr import fits, parse_path   # beside this script
+
 ME = b"fake.example"
 record = open(os.environ["FAKE_SMTPD_RECORD"], "ab", buffering=0)
 queue = os.environ["FAKE_SMTPD_RECORD"] + ".queue"
@@ -41,29 +43,11 @@ LOCALIPHOST = (control_lines("localiphost") or control_lines("me") or [None])[0]
 
 
 def addrparse(arg: bytes) -> bytes | None:
-    if b"<" in arg:
-        arg, term = arg[arg.index(b"<") + 1:], ord(">")
-    else:
-        arg, term = (arg[arg.index(b":") + 1:] if b":" in arg else b"").lstrip(b" "), ord(" ")
-    if arg[:1] == b"@":
-        arg = arg[arg.index(b":") + 1:] if b":" in arg else b""
-    out, esc, quoted = bytearray(), False, False
-    for ch in arg:
-        if esc:
-            out.append(ch)
-            esc = False
-        elif not quoted and ch == term:
-            break
-        elif ch == ord("\\"):
-            esc = True
-        elif ch == ord('"'):
-            quoted = not quoted
-        else:
-            out.append(ch)
+    out = parse_path(arg)
     at = out.rfind(b"@")
     if LOCALIPHOST and at >= 0 and out[at + 1:] in (b"[127.0.0.1]", b"[0.0.0.0]"):
         out = out[:at + 1] + LOCALIPHOST
-    return bytes(out) if len(out) + 1 <= 900 else None
+    return fits(out)
 
 
 def rcpthosts(addr: bytes) -> bool:

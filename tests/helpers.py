@@ -37,6 +37,11 @@ def free_port(family=socket.AF_INET, host="127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def need_root():
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the fixture's homes belong to other uids")
+
+
 def world_tempdir(prefix="qv-") -> Path:
     """A temporary folder every uid can traverse (stats as users need it)."""
     root = Path(tempfile.mkdtemp(prefix=prefix))

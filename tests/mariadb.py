@@ -135,3 +135,13 @@ class MariaDB:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+
+# vpopmail's tables, as vmysql.h lays them out (one table; a table per domain; valias)
+ONE = ("pw_name VARCHAR(64) not null, pw_domain VARCHAR(96) not null, pw_passwd VARCHAR(128), "
+       "pw_uid int, pw_gid int, pw_gecos VARCHAR(64), pw_dir VARCHAR(160), pw_shell VARCHAR(20), "
+       "primary key (pw_name, pw_domain)")
+PER_DOMAIN = ("pw_name VARCHAR(64) not null, pw_passwd VARCHAR(128), pw_uid int, pw_gid int, "
+              "pw_gecos VARCHAR(64), pw_dir VARCHAR(160), pw_shell VARCHAR(20), primary key (pw_name)")
+VALIAS = ("id int(11) PRIMARY KEY AUTO_INCREMENT, alias VARCHAR(32) NOT NULL, "
+          "domain VARCHAR(96) NOT NULL, valias_line text NOT NULL, INDEX (alias, domain)")

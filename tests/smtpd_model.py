@@ -12,6 +12,7 @@ from qmailverify.smtpcommands import DONE, Policy
 from qmailverify.smtpsession import Session
 from qmailverify.verifyenv import parse_verify
 from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from qmail_addr import fits, parse_path
 
 ME = b"local.test"
 OWN_IPS = {bytes([127, 0, 0, 1]), bytes(4)}
@@ -23,25 +24,7 @@ class Exit(Exception):
 
 def addrparse(arg: bytes, rewrite: bool = True) -> bytes | None:
     """qmail-smtpd's addrparse, written out again for the model."""
-    if b"<" in arg:
-        arg, term = arg[arg.index(b"<") + 1:], ord(">")
-    else:
-        arg, term = (arg[arg.index(b":") + 1:] if b":" in arg else b"").lstrip(b" "), ord(" ")
-    if arg[:1] == b"@":
-        arg = arg[arg.index(b":") + 1:] if b":" in arg else b""
-    out, esc, quoted = bytearray(), False, False
-    for ch in arg:
-        if esc:
-            out.append(ch)
-            esc = False
-        elif not quoted and ch == term:
-            break
-        elif ch == ord("\\"):
-            esc = True
-        elif ch == ord('"'):
-            quoted = not quoted
-        else:
-            out.append(ch)
+    out = parse_path(arg)
     at = out.rfind(b"@")
     if rewrite and at >= 0:
         host = bytes(out[at + 1:])
@@ -50,7 +33,7 @@ def addrparse(arg: bytes, rewrite: bool = True) -> bytes | None:
                 and all(p.isdigit() for p in parts) \
                 and bytes(int(p) % 256 for p in parts) in OWN_IPS:
             out = out[:at + 1] + ME
-    return bytes(out) if len(out) + 1 <= 900 else None
+    return fits(out)
 
 
 class QmailSmtpd:

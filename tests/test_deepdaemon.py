@@ -6,69 +6,11 @@ configuration the 1.32 answer stays."""
 
 import os
 import re
-import shutil
 import signal
 
 import pytest
 
-from conftest import need_root
-from helpers import world_tempdir
-from qmailverify.wire import make_query
-from vpoptree import Tree
 
-VUID = 7089          # the vpopmail user of the tree
-FWD_UID = 7091
-
-
-def chown_tree(path: bytes, uid: int, gid: int) -> None:
-    for top, dirs, files in os.walk(path):
-        os.chown(top, uid, gid)
-        for f in files:
-            os.chown(os.path.join(top, f), uid, gid)
-
-
-def build(root):
-    """The tree: example.com (vpopmail, users bob, alice, locked; alias
-    domain example.net; a .qmail-info alias), plesk.example (a
-    bouncesaying catch-all), and on the local host mx.example the system
-    user fwd whose .qmail-default forwards to bob@example.com and whose
-    .qmail-loop-default forwards back to itself."""
-    t = Tree(root, VUID, VUID)
-    d = t.add_domain(b"example.com", [(b"alice", 0), (b"bob", 0), (b"locked", 0x10)])
-    t.write(d + b"/.qmail-info", b"&bob@example.com\n", 0o600)
-    t.add_alias_domain(b"example.net", b"example.com")
-    t.add_domain(b"plesk.example", [], default=b"|bouncesaying 'No such user.'\n")
-    chown_tree(t.vpop, VUID, VUID)
-    q = t.qmail
-    os.makedirs(q + b"/control", exist_ok=True)
-    t.write(q + b"/control/me", b"mx.example\n", 0o644)
-    t.write(q + b"/control/locals", b"mx.example\n", 0o644)
-    t.write(q + b"/control/virtualdomains",
-            b"example.com:example.com\nexample.net:example.net\nplesk.example:plesk.example\n", 0o644)
-    fwd = t.root + b"/fwd"
-    alias = t.root + b"/alias"
-    for home, uid in ((fwd, FWD_UID), (alias, 7090)):
-        os.makedirs(home)
-        os.chown(home, uid, uid)
-    t.write(fwd + b"/.qmail-default", b"&bob@example.com\n", 0o644)
-    t.write(fwd + b"/.qmail-gone-default", b"&nobody@example.com\n", 0o644)
-    t.write(fwd + b"/.qmail-loop-default", b"&fwd-loop-again@mx.example\n", 0o644)
-    for f in (b"/.qmail-default", b"/.qmail-gone-default", b"/.qmail-loop-default"):
-        os.chown(fwd + f, FWD_UID, FWD_UID)
-    passwd = t.root + b"/passwd"
-    t.write(passwd, b"fwd:x:%d:%d::%s:/bin/sh\nalias:x:7090:7090::%s:/bin/false\n"
-            % (FWD_UID, FWD_UID, fwd, alias), 0o644)
-    return t, {"QMAILHOME": os.fsdecode(q), "VERIFY_PASSWD": os.fsdecode(passwd)}
-
-
-@pytest.fixture
-def vtree():
-    need_root()
-    root = world_tempdir()
-    try:
-        yield build(root)
-    finally:
-        shutil.rmtree(root)
 
 
 def test_default_configuration_keeps_the_1_32_answer(vtree, start):

@@ -4,8 +4,6 @@ stalls the rest: a server that accepts and never speaks, beside a stream
 of fast queries that keep being answered, and parked queries that are
 given up as temporary within the bound (parking.py)."""
 
-import os
-import shutil
 import signal
 import socket
 import threading
@@ -13,11 +11,8 @@ import time
 
 import pytest
 
-from conftest import need_root
-from helpers import world_tempdir
-from mariadb import MariaDB, need_mariadb
-from test_deepdaemon import build
-from test_vpmysql import ONE
+from helpers import need_root
+from mariadb import ONE, MariaDB, need_mariadb
 
 FAST = b"fwd@mx.example"          # a system user's own mailbox: no store involved
 
@@ -41,14 +36,6 @@ def db(tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture
-def vtree():
-    need_root()
-    root = world_tempdir()
-    try:
-        yield build(root)
-    finally:
-        shutil.rmtree(root)
 
 
 def sql_env(env, port, password="s3cret", **extra):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mariadb import MariaDB, need_mariadb
+from mariadb import ONE, PER_DOMAIN, VALIAS, MariaDB, need_mariadb
 from qmailverify.errors import Trouble
 from qmailverify.outcome import NeedLookup
 from qmailverify.vpmysql import MysqlStore, store_from_env
@@ -18,13 +18,6 @@ from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 from vpoptree import Tree
 
 PASSWORD = b"s3cret"
-ONE = ("pw_name VARCHAR(64) not null, pw_domain VARCHAR(96) not null, pw_passwd VARCHAR(128), "
-       "pw_uid int, pw_gid int, pw_gecos VARCHAR(64), pw_dir VARCHAR(160), pw_shell VARCHAR(20), "
-       "primary key (pw_name, pw_domain)")
-PER_DOMAIN = ("pw_name VARCHAR(64) not null, pw_passwd VARCHAR(128), pw_uid int, pw_gid int, "
-              "pw_gecos VARCHAR(64), pw_dir VARCHAR(160), pw_shell VARCHAR(20), primary key (pw_name)")
-VALIAS = ("id int(11) PRIMARY KEY AUTO_INCREMENT, alias VARCHAR(32) NOT NULL, "
-          "domain VARCHAR(96) NOT NULL, valias_line text NOT NULL, INDEX (alias, domain)")
 BOUNCE = (b"", b"bounce-no-mailbox")
 
 
