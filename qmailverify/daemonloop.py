@@ -24,6 +24,7 @@ from .clean import visible
 from .controlfile import ControlError
 from .daemonenv import Settings
 from .errors import Fatal, LostPrivileges, errtext
+from .fairqueue import FairQueue
 from .harvest import HarvestCounter
 from .hubcache import HubCache
 from .hubrelay import relay
@@ -90,6 +91,7 @@ class Daemon:
         self.log = log
         self.counts = Counts()
         self.sock = sock
+        self.queue = FairQueue()         # read, not yet answered (fairqueue.py)
         self.title = title
         self.signals = signals.queue
         self.started = self.loaded = time.monotonic()
@@ -163,7 +165,9 @@ class Daemon:
         logged and counted.  since: when a parked query first came."""
         s = self.settings
         try:
-            outcome = relay(datagram, self.controls.hub, self.hub, since, s.trace)
+            hubmap = self.controls.hub
+            outcome = relay(datagram, hubmap, self.hub, since, s.trace) \
+                if hubmap is not None else None
             if outcome is None:             # not a hub domain: decided here
                 outcome = get_reply(datagram, self.controls, self.system, s.alias, s.brk,
                                     self.deep, s.trace)
@@ -185,47 +189,71 @@ class Daemon:
             except OSError:
                 pass
 
+    DRAIN_MAX = 1024     # datagrams read from the socket before the next answers
+    BATCH = 16           # datagrams answered between two reads
+
     def run(self) -> int:
-        sock, selector = self.sock, self.selector
         while True:
             while self.signals:
                 code = self.dispatch(self.signals.pop(0))
                 if code is not None:
                     return code
-            if self.parking is not None:
-                try:
+            try:
+                if self.parking is not None:
                     daemonpark.resume(self)
-                except LostPrivileges as e:
-                    self.log.line(f"fatal: {e}".encode())
-                    self.log.flush()
-                    return 111
-            try:
-                data, peer = sock.recvfrom(QUERY_MAX)
-            except BlockingIOError:
-                self.log.flush()
-                answered = self.counts.answered
-                self.title.update(answered)
-                timeout = 1.0 if self.title.stale(answered) else None
-                if self.parking is not None:
-                    timeout = self.parking.timeout(time.monotonic(), timeout)
-                selector.select(timeout)
-                if self.parking is not None:
-                    self.parking.drain()
-                try:
-                    os.read(self.wakeup, 512)
-                except BlockingIOError:
-                    pass
-                continue
-            except OSError:
-                continue
-            try:
-                reply = self.answer(data, peer)
+                self.read()
+                if not self.queue:
+                    self.idle()
+                else:
+                    self.answer_batch()
             except LostPrivileges as e:
                 self.log.line(f"fatal: {e}".encode())
                 self.log.flush()
                 return 111
-            if reply is not None:
-                try:
-                    sock.sendto(reply, peer)
-                except OSError:
-                    pass
+
+    def read(self) -> None:
+        """Everything waiting on the socket (DRAIN_MAX at most) into the
+        queue: reading is cheap next to answering, so under a flood the
+        kernel's buffer does not fill and drop queries blindly."""
+        recvfrom, put = self.sock.recvfrom, self.queue.put
+        for _ in range(self.DRAIN_MAX):
+            try:
+                data, peer = recvfrom(QUERY_MAX)
+            except BlockingIOError:
+                return
+            except OSError:
+                continue
+            put(data, peer)
+
+    def answer_batch(self) -> None:
+        """Answer up to BATCH queued datagrams, one sender after another,
+        then send the replies.  All were read before the batch starts, so
+        one freshness check (system.begin_batch()) serves them all: any
+        change made before the last of them came is already known."""
+        batch = self.queue.take(self.BATCH)
+        system = self.system
+        system.begin_batch()
+        try:
+            replies = [(self.answer(data, peer), peer) for data, peer in batch]
+        finally:
+            system.end_batch()
+        self.counts.shed = self.queue.shed
+        for reply, peer in replies:
+            self.send(reply, peer)
+
+    def idle(self) -> None:
+        """Nothing to answer: write the log, show the title, and wait for a
+        datagram, a signal, or a parked query's lookup or deadline."""
+        self.log.flush()
+        answered = self.counts.answered
+        self.title.update(answered)
+        timeout = 1.0 if self.title.stale(answered) else None
+        if self.parking is not None:
+            timeout = self.parking.timeout(time.monotonic(), timeout)
+        self.selector.select(timeout)
+        if self.parking is not None:
+            self.parking.drain()
+        try:
+            os.read(self.wakeup, 512)
+        except BlockingIOError:
+            pass

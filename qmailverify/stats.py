@@ -5,14 +5,17 @@ function that writes them as one log line of key=value fields, in the
 order the fields are declared, followed by the uptime and the age of the
 controls in whole seconds:
 
-    stats: queries=12 permitted=7 denied=4 temporary=1 unanswered=0 harvest_refusals=0
+    stats: queries=12 permitted=7 denied=4 temporary=1 unanswered=0 shed=0 harvest_refusals=0
            harvest_ips=0 harvest_evicted=0 uptime=3600 controls_age=120   (one line)
 
 queries counts every non-empty datagram; permitted and denied the
 answers "deliverable" and "not deliverable"; temporary the status-2
 answers sent to clients that asked for the extended reply; unanswered the
 queries left without a reply because of our own trouble (a legacy client
-then says 451).  The harvest fields (harvest.py) are copied in from the
+then says 451); shed the datagrams read but dropped unanswered because
+too many were waiting (fairqueue.py: a flood; their senders time out as
+if the kernel had dropped them, and a legacy client says 451).  The
+harvest fields (harvest.py) are copied in from the
 harvest counter when the line is written: harvest_refusals the refusals
 counted against a client IP, harvest_ips the IPs it holds now,
 harvest_evicted the IPs forgotten at its bound.  A later feature adds its
@@ -43,6 +46,7 @@ class Counts:
     denied: int = 0
     temporary: int = 0
     unanswered: int = 0
+    shed: int = 0
     harvest_refusals: int = 0
     harvest_ips: int = 0
     harvest_evicted: int = 0

@@ -12,9 +12,11 @@ change an admin makes:
   with a cache dropped when /etc/passwd changes and after one second;
 - home directories and dot-qmail files are stat'ed for every query.
 
-begin_query() (rules.System's per-query hook) starts a query.  The files
-behind the first three are watched with inotify (inotify.py): the query
-asks the kernel, with one read(), whether any of them changed, and only
+begin_query() (rules.System's per-query hook) starts a query, or
+begin_batch() a batch of queries already received (the loop's, under
+load: one check serves them all).  The files behind the first three are
+watched with inotify (inotify.py): the query (or batch) asks the kernel,
+with one read(), whether any of them changed, and only
 then is each checked again (stat, and read again) when first used; the
 kernel queues an event before the change's own system call returns, so
 no answer is older than the files it depends on.  Without inotify, each
@@ -211,6 +213,7 @@ class LiveSystem:
         if watch:
             self.start_watching()
         self._query = 0
+        self.batch = False         # between begin_batch() and end_batch()
 
     def start_watching(self) -> None:
         """Watch the sources with inotify (see begin_query()); without a
@@ -222,6 +225,8 @@ class LiveSystem:
     def begin_query(self) -> None:
         """A new query: if any source may have changed (or we cannot tell),
         each is checked again, and read again, when it is first used."""
+        if self.batch:
+            return
         w = self.watcher
         if w is None or not w.active:
             self._query += 1
@@ -229,6 +234,17 @@ class LiveSystem:
             self._query += 1
             for source in self._sources:
                 source.forget()
+
+    def begin_batch(self) -> None:
+        """Several queries, every one of them already received: one check
+        (begin_query()) now serves them all, because the kernel queued any
+        change made before the last of them came before this call."""
+        self.batch = False
+        self.begin_query()
+        self.batch = True
+
+    def end_batch(self) -> None:
+        self.batch = False
 
     def _fresh(self, source):
         if source.checked != self._query:

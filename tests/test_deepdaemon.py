@@ -71,7 +71,7 @@ def test_an_unreadable_store_is_temporary_never_denied(vtree, start):
     assert "/vpasswd.cdb: " in d.log()
     d.signal(signal.SIGALRM)
     log = d.wait_for("stats:")
-    assert re.search(r"stats: queries=2 permitted=0 denied=0 temporary=1 unanswered=1 "
+    assert re.search(r"stats: queries=2 permitted=0 denied=0 temporary=1 unanswered=1 shed=0 "
                      r"harvest_refusals=0 harvest_ips=0 harvest_evicted=0 parked=0 late=0 ", log)
 
 

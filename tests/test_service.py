@@ -296,7 +296,7 @@ def test_signals_under_svscan(svscan, demo_tree):
     pid = svstat_pid(service)
     subprocess.run(["svc", "-a", str(service)], check=True)
     line = wait(lambda: re.search(r"qmail-verify: stats: queries=(\d+) permitted=(\d+) "
-                                  r"denied=(\d+) temporary=0 unanswered=0 harvest_refusals=0 "
+                                  r"denied=(\d+) temporary=0 unanswered=0 shed=0 harvest_refusals=0 "
                                   r"harvest_ips=0 harvest_evicted=0 uptime=\d+ "
                                   r"controls_age=\d+\n", log()), "the stats line")
     assert int(line.group(2)) >= 1 and line.group(3) == "1"

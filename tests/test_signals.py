@@ -41,7 +41,7 @@ def test_process_tools_find_it_by_name_after_a_title_change(p1_tree, start):
 
 
 STATS = re.compile(r"qmail-verify: stats: queries=(\d+) permitted=(\d+) denied=(\d+) "
-                   r"temporary=(\d+) unanswered=(\d+) harvest_refusals=\d+ harvest_ips=\d+ "
+                   r"temporary=(\d+) unanswered=(\d+) shed=\d+ harvest_refusals=\d+ harvest_ips=\d+ "
                    r"harvest_evicted=\d+ uptime=(\d+) controls_age=(\d+)\n")
 
 

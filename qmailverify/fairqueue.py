@@ -1,0 +1,97 @@
+"""The datagrams qmail-verify has read but not yet answered, per sender,
+so that one sender cannot crowd out the others.
+
+Why: under a flood the kernel drops datagrams when the socket's receive
+buffer is full, and it drops them blindly, a qmail-smtpd's query as
+readily as the flood's.  The loop therefore reads everything waiting
+before it answers (reading costs far less than answering) and keeps it
+here; answers are then taken round-robin, one sender at a time, so a
+query from a quiet sender waits behind at most one query of each other
+sender, however many a noisy one has sent.
+
+Pure: no socket and no clock.  A sender is whatever the loop passes as
+peer (the (ip, port) a datagram came from: each qmail-smtpd, each
+qmail-logmsg session, each verify-query query has a socket of its own).
+At most `bound` datagrams wait in all; a datagram that comes when the
+queue is full costs a sender with the longest queue its oldest one, so
+a sender with a single query waiting loses it only when no sender has
+two.  Those are counted in `shed`, and their senders time
+out as if the kernel had dropped them (a legacy client then says 451).
+Below the bound nothing is dropped, however many datagrams one sender
+has in flight.  Every operation is O(1) (queues are indexed by their
+length), so a flood from many senders costs no more than one from one.
+"""
+
+from collections import deque
+
+
+class FairQueue:
+    def __init__(self, bound: int = 2048):
+        self.bound = bound
+        self.waiting: dict = {}          # peer -> deque of datagrams, oldest first
+        self.turns: deque = deque()      # peers with something waiting, next first
+        self.size = 0
+        self.shed = 0                    # datagrams dropped at the bound, ever
+        self.bylen: dict = {}            # n -> the peers with n waiting (n >= 1)
+        self.longest = 0                 # the longest queue's length
+
+    def __len__(self) -> int:
+        return self.size
+
+    def put(self, datagram: bytes, peer) -> None:
+        waiting = self.waiting.get(peer)
+        if waiting is None:
+            waiting = self.waiting[peer] = deque()
+            self.turns.append(peer)
+        waiting.append(datagram)
+        self.size += 1
+        n = len(waiting)
+        if n > 1:
+            self.bylen[n - 1].discard(peer)
+        self.bylen.setdefault(n, set()).add(peer)
+        if n > self.longest:
+            self.longest = n
+        if self.size > self.bound:
+            self._shed(peer)
+
+    def _shed(self, newest) -> None:
+        """Drop one datagram: the oldest of a sender with the longest
+        queue, or, when every sender has one, the one that just came."""
+        victim = next(iter(self.bylen[self.longest])) if self.longest > 1 else newest
+        self.waiting[victim].popleft()
+        self._shrunk(victim)
+        self.size -= 1
+        self.shed += 1
+        if not self.waiting[victim]:      # only when every sender had one: newest is last
+            del self.waiting[victim]
+            if self.turns[-1] == victim:
+                self.turns.pop()
+            else:
+                self.turns.remove(victim)
+
+    def _shrunk(self, peer) -> None:
+        """peer's queue is one shorter: keep bylen and longest."""
+        n = len(self.waiting[peer])
+        bucket = self.bylen[n + 1]
+        bucket.discard(peer)
+        if n:
+            self.bylen.setdefault(n, set()).add(peer)
+        if not bucket and self.longest == n + 1:
+            self.longest = n
+
+    def take(self, n: int) -> list:
+        """Up to n (datagram, peer) pairs, each sender's oldest first, one
+        sender after another."""
+        out = []
+        turns, waiting = self.turns, self.waiting
+        while turns and len(out) < n:
+            peer = turns.popleft()
+            queue = waiting[peer]
+            out.append((queue.popleft(), peer))
+            self._shrunk(peer)
+            if queue:
+                turns.append(peer)
+            else:
+                del waiting[peer]
+        self.size -= len(out)
+        return out

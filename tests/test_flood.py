@@ -1,0 +1,59 @@
+"""A flood from one sender does not cost another sender its answer
+(issue 12, item 2): the daemon reads everything waiting and answers
+round-robin by sender (fairqueue.py), so a query sent during the flood
+is answered, and the flood's excess is shed and counted."""
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+FLOODER = r"""
+import socket, sys, time
+port, seconds = int(sys.argv[1]), float(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setblocking(False)
+mix = [b"alice@demo.example", b"nobody-here@demo.example", b"alice-nosuch@demo.example\0QV2",
+       b"", b"\xff" * 40, b"x" * 1200]
+end = time.monotonic() + seconds
+sent = 0
+print("flooding", flush=True)
+while time.monotonic() < end:
+    for d in mix:
+        try:
+            s.sendto(d, ("127.0.0.1", port))
+            sent += 1
+        except OSError:          # a full send buffer: go on
+            pass
+    try:
+        while s.recv(64):        # replies are not wanted; keep our buffer empty
+            pass
+    except OSError:
+        pass
+print(sent, flush=True)
+"""
+
+
+def test_a_query_sent_during_a_flood_from_another_sender_is_answered(verifyd):
+    expected = verifyd.ask(b"kim@demo.example")
+    assert expected is not None and expected[0] & 0x0F == 1     # nobody named kim: 550
+    flood = subprocess.Popen([sys.executable, "-c", FLOODER, str(verifyd.port), "6"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert flood.stdout.readline() == "flooding\n"
+        time.sleep(0.5)                      # let the queue fill
+        answers = []
+        for _ in range(5):
+            answers.append(verifyd.ask(b"kim@demo.example", timeout=3.0))
+            time.sleep(0.2)
+        assert answers == [expected] * 5, "every probe answered, exactly"
+        sent = int(flood.stdout.readline())
+    finally:
+        flood.kill()
+        flood.wait()
+    assert verifyd.ask(b"kim@demo.example") == expected, "still answering"
+    verifyd.signal(signal.SIGALRM)
+    log = verifyd.wait_for(" shed=")
+    shed = int(re.search(r"stats: queries=\d+ .* shed=(\d+) ", log).group(1))
+    assert 0 < shed < sent, "the flood's excess was read and shed, not all of it"
