@@ -32,6 +32,7 @@ qmail-verify, the daemon:
   daemonenv.py    its environment (QMAILHOME, LISTEN, VERIFY_*) into Settings
   daemonloop.py   the UDP loop, signals queued and dispatched by name, the log
   daemonpark.py   the loop's side of parking: park, resume, give up
+  fairqueue.py    datagrams read but not yet answered, taken round-robin by sender
   background.py   -d: detached, for systems without supervise
   title.py        the process title and command name
 

@@ -70,6 +70,31 @@ def test_a_wrong_password_is_temporary_never_denied(db, vtree, start):
     assert reply.startswith(b"\xf2vdelivermail: vpopmail database")
 
 
+def test_the_database_stopped_mid_run_is_temporary_then_answers_again(db, vtree, start):
+    t, env = vtree
+    d = start(sql_env(env, db.port))
+    assert d.ask(b"bob@example.com") == b"\xf0example.com"
+    assert d.ask(b"nobody@example.com") == b"\xf1example.com"
+    db.stop()
+    try:
+        # addresses never asked before: nothing cached can answer for them
+        assert d.ask(b"never1@example.com", timeout=4.5) is None, "a legacy client: silence"
+        reply = d.ask(b"never2@example.com", extended=True, timeout=4.5)
+        assert reply is not None and reply[:1] == b"\xf2", reply
+        time.sleep(1.2)                      # past the one-second cache
+        assert d.ask(b"bob@example.com", extended=True, timeout=4.5)[:1] == b"\xf2"
+        assert d.ask(FAST) == b"\x90fwd", "what needs no database is still answered"
+    finally:
+        db.start()
+    deadline = time.monotonic() + 15         # failures too are cached up to a second
+    for address, answer in ((b"never3@example.com", b"\xf1example.com"),
+                            (b"bob@example.com", b"\xf0example.com")):
+        while d.ask(address, timeout=4.5) != answer:
+            assert time.monotonic() < deadline, "the restarted database is not used again"
+            time.sleep(0.2)
+    assert "never1@example.com not answered" in d.wait_for("never1@example.com not answered")
+
+
 class Silent:
     """A server that accepts connections and never says a word."""
 
