@@ -1,13 +1,22 @@
 """A flood from one sender does not cost another sender its answer
 (issue 12, item 2): the daemon reads everything waiting and answers
 round-robin by sender (fairqueue.py), so a query sent during the flood
-is answered, and the flood's excess is shed and counted."""
+is answered, and the flood's excess is shed and counted.
+
+The flood comes in bursts of 3,000 datagrams, each far more than the
+daemon's queue holds (2,048) and than it can answer in the time, at an
+average of 40,000 a second, which a busy machine still reads: the kernel
+then drops nothing (the daemon's receive buffer holds a burst), so what
+the test sees is the daemon's own choice.  bench/flood.py floods at full
+speed instead, and reports the kernel's drops."""
 
 import re
 import signal
 import subprocess
 import sys
 import time
+
+from helpers import need_root
 
 FLOODER = r"""
 import socket, sys, time
@@ -16,26 +25,29 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setblocking(False)
 mix = [b"alice@demo.example", b"nobody-here@demo.example", b"alice-nosuch@demo.example\0QV2",
        b"", b"\xff" * 40, b"x" * 1200]
-end = time.monotonic() + seconds
+BURST, RATE = 3000, 40000          # bursts far past what it answers, on average what it reads
+start = time.monotonic()
 sent = 0
 print("flooding", flush=True)
-while time.monotonic() < end:
-    for d in mix:
+while time.monotonic() < start + seconds:
+    for i in range(BURST):
         try:
-            s.sendto(d, ("127.0.0.1", port))
+            s.sendto(mix[i % len(mix)], ("127.0.0.1", port))
             sent += 1
-        except OSError:          # a full send buffer: go on
+        except OSError:            # our own send buffer full: go on
             pass
     try:
-        while s.recv(64):        # replies are not wanted; keep our buffer empty
+        while s.recv(64):          # replies are not wanted; keep our buffer empty
             pass
     except OSError:
         pass
+    time.sleep(max(0.0, start + sent / RATE - time.monotonic()))
 print(sent, flush=True)
 """
 
 
 def test_a_query_sent_during_a_flood_from_another_sender_is_answered(verifyd):
+    need_root()                      # for a receive buffer past net.core.rmem_max
     expected = verifyd.ask(b"kim@demo.example")
     assert expected is not None and expected[0] & 0x0F == 1     # nobody named kim: 550
     flood = subprocess.Popen([sys.executable, "-c", FLOODER, str(verifyd.port), "6"],
