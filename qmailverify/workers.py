@@ -43,8 +43,10 @@ WORD_WAIT = 60.0            # seconds a worker has to say it is ready
 
 
 class Master:
-    def __init__(self, settings, controls, socks, stream, log: Log, title, signals):
+    def __init__(self, settings, controls, socks, stream, log: Log, title, signals,
+                 private: list[int]):
         self.settings, self.controls, self.socks = settings, controls, socks
+        self.private = private              # the master's own descriptors (-d's word)
         self.stream, self.log, self.title, self.signals = stream, log, title, signals.queue
         self.queue = signals
         self.board = StatBoard(settings.workers)
@@ -61,7 +63,8 @@ class Master:
             master = os.getpid()
             pid = os.fork()
             if pid == 0:
-                close = [s for s in self.socks if s is not sock] + [r for r, _ in words] + [rfd]
+                close = [s for s in self.socks if s is not sock] + [r for r, _ in words] + \
+                    [rfd, *self.private]
                 run_worker(slot, self.settings, self.controls, sock, self.stream, self.queue,
                            self.board, wfd, master, close)
             os.close(wfd)
@@ -223,7 +226,8 @@ def run_master(settings, options_, controls, title, signals) -> int:
         trouble = spare_descriptor_trouble()
         if trouble:
             raise Fatal(f"qmail-verify: fatal: {trouble}")
-        master = Master(settings, controls, socks, stream, log, title, signals)
+        master = Master(settings, controls, socks, stream, log, title, signals,
+                        [ready.fd] if ready else [])
         master.start()
     except Fatal as e:
         if ready:
