@@ -22,6 +22,7 @@ and the log:
   ends when the master dies (workerloop.py).
 """
 
+import faulthandler
 import os
 import select
 import signal
@@ -61,7 +62,14 @@ class Master:
             rfd, wfd = os.pipe()
             self.log.flush()
             master = os.getpid()
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError as e:
+                os.close(rfd)
+                os.close(wfd)
+                self.end_workers()
+                raise Fatal(f"qmail-verify: fatal: unable to start a worker: "
+                            f"{errtext(e.errno)}") from None
             if pid == 0:
                 close = [s for s in self.socks if s is not sock] + [r for r, _ in words] + \
                     [rfd, *self.private]
@@ -238,4 +246,5 @@ def run_master(settings, options_, controls, title, signals) -> int:
     log.flush()
     if ready:
         ready.ok()
+    faulthandler.enable()          # a fatal signal leaves its trace in the log
     return master.run()
