@@ -35,7 +35,8 @@ qmail-verify, the daemon:
   daemonpark.py   the loop's side of parking: park, resume, give up
   background.py   -d: detached, for systems without supervise
   title.py        the process title and command name
-  workers.py      VERIFY_WORKERS: the master, its signals, its workers' lives
+  workerstart.py  VERIFY_WORKERS: the master's start, up to "Listening"
+  workers.py      the master: its signals, its workers' lives
   workerloop.py   one worker, from the fork to its exit
   workerstats.py  the workers' counts shared with the master, for one stats line
   steering.py     the SO_REUSEPORT group and its BPF program: one worker per client IP

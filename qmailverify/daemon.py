@@ -6,7 +6,7 @@ Everything is configured from the environment (daemonenv.py: QMAILHOME,
 LISTEN, VERIFY_PASSWD, VERIFY_ALIASUSER, VERIFY_BREAK,
 VERIFY_FASTFORWARDCDB, VERIFY_DEEP, VERIFY_VPOPMAIL, VERIFY_TRACE,
 VERIFY_WORKERS) and qmail's control files (controls.py); deep.make_deep()
-builds deep mode.  With VERIFY_WORKERS=2 or more, workers.py takes over
+builds deep mode.  With VERIFY_WORKERS=2 or more, workerstart.py takes over
 once the settings and controls are read: a master and its workers.
 main() wires the parts together: verifier.get_reply() turns one datagram
 into one reply and its log lines; daemonloop.Daemon is the socket loop
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         except ControlError as e:
             raise Fatal(f"qmail-verify: Unable to read controls: {e}: exiting.") from None
         if settings.workers > 1:
-            from .workers import run_master
+            from .workerstart import run_master
             return run_master(settings, options_, controls, title, signals)
         sock = bind(*settings.listen)
         system = LiveSystem(settings.qmailhome, settings.passwd, settings.fastforward,

@@ -4,11 +4,12 @@ One Python process answers only so many queries a second; N processes on
 one SO_REUSEPORT port answer more, and stay one daemon to supervise, svc
 and the log:
 
-- The master does every start-up check a single daemon does, binds the N
-  sockets of the group in order and attaches the steering program
-  (steering.py: queries carrying a client IP go to one worker per IP, so
-  harvest counts stay exact), forks the workers (workerloop.py) and waits
-  for each one's word before it says "Listening".  A refusal by any of
+- The master (started by workerstart.py) does every start-up check a
+  single daemon does, binds the N sockets of the group in order and
+  attaches the steering program (steering.py: queries carrying a client
+  IP go to one worker per IP, so harvest counts stay exact), forks the
+  workers (workerloop.py) and waits for each one's word before it says
+  "Listening".  A refusal by any of
   them is the daemon's refusal: one line, exit 111.
 - Signals come to the master (supervise and svc know its pid only).
   Handlers only queue; run() dispatches handle_<name>: HUP, TERM and INT
@@ -22,20 +23,14 @@ and the log:
   ends when the master dies (workerloop.py).
 """
 
-import faulthandler
 import os
 import select
 import signal
 import time
 
-from . import __version__
 from .daemonlog import Log
-from .deep import make_deep
-from .errors import Fatal, Trouble, errtext
-from .startup import spare_descriptor_trouble
+from .errors import Fatal, errtext
 from .stats import stats_line
-from .steering import bind_group
-from .system import LiveSystem
 from .workerloop import run_worker
 from .workerstats import COUNTS_WAIT, StatBoard
 
@@ -213,38 +208,3 @@ def _read_word(rfd: int) -> str:
     finally:
         os.close(rfd)
     return data.decode("ascii", "replace").strip()
-
-
-def run_master(settings, options_, controls, title, signals) -> int:
-    """qmail-verify with settings.workers workers: start, then the master's loop."""
-    socks = bind_group(*settings.listen, settings.workers)
-    system = LiveSystem(settings.qmailhome, settings.passwd, settings.fastforward, watch=False)
-    try:
-        make_deep(settings, os.environ, system)          # checked here; each worker makes its own
-    except Trouble as e:
-        raise Fatal(f"qmail-verify: fatal: VERIFY_VPOPMAIL={settings.vpopmail}: {e}") from None
-    stream = open(2, "wb", buffering=1 << 16, closefd=False)
-    ready = None
-    try:
-        if options_.detach:
-            from .background import detach
-            stream, ready = detach(socks, stream, options_.pidfile, options_.logfile)
-        log = Log(stream)
-        title.controls_loaded()
-        trouble = spare_descriptor_trouble()
-        if trouble:
-            raise Fatal(f"qmail-verify: fatal: {trouble}")
-        master = Master(settings, controls, socks, stream, log, title, signals,
-                        [ready.fd] if ready else [])
-        master.start()
-    except Fatal as e:
-        if ready:
-            ready.fail(str(e))
-        raise
-    log.line("Listening on address: {}, port {}.".format(*settings.listen).encode())
-    log.line(f"version {__version__}.".encode())
-    log.flush()
-    if ready:
-        ready.ok()
-    faulthandler.enable()          # a fatal signal leaves its trace in the log
-    return master.run()
