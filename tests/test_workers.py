@@ -176,6 +176,15 @@ def test_alrm_writes_one_line_summing_the_workers(p1_tree, workers):
                      r"controls_age=\d+\n", log), log
 
 
+def test_usr1_is_logged_once_by_the_master(p1_tree, workers):
+    d, pids = workers(env_for(p1_tree))
+    d.signal(signal.SIGUSR1)
+    d.wait_for("qmail-verify: received SIGUSR1: ignored.\n")
+    assert d.ask(b"kim@example.com") == b"\x90kim"
+    time.sleep(0.3)
+    assert d.log().count("SIGUSR1") == 1 and sorted(children(d.proc.pid)) == sorted(pids)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_term_ends_the_master_and_every_worker(p1_tree, workers, signum):
     d, pids = workers(env_for(p1_tree))
