@@ -1,6 +1,6 @@
 """Benchmark: qmail-verify against a bare Python UDP echo server.
 
-    sudo python3 bench/bench.py [--seconds S] [--fixture P1.json]
+    sudo python3 bench/bench.py [--seconds S] [--fixture P1.json] [--workers N]
 
 Builds the reference fixture (P1) in a temporary folder (root is needed:
 its homes belong to other uids), starts the installed qmail-verify on it
@@ -11,6 +11,8 @@ round-robin, in alternating rounds (medians are reported: one run on a
 shared machine swings by 10%).  Prints queries/s and p50/p99 latency, and the daemon's rate
 as a share of the echo server's, which is the figure that travels between
 machines.  Before measuring it checks that every reply is still exact.
+--workers N runs the daemon with VERIFY_WORKERS=N (a master and N workers
+on one port); the echo server stays one process.
 """
 
 import argparse
@@ -70,6 +72,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--fixture", default=str(DEFAULT_FIXTURE))
+    ap.add_argument("--workers", type=int, default=1, help="VERIFY_WORKERS for the daemon")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (the fixture's homes belong to other uids)")
@@ -87,7 +90,8 @@ def run(args, spec, paths, root):
     queryfile.write_text("".join(c["q"] + "\n" for c in spec["cases"]))
     vport, eport = free_port(), free_port()
     env = {"PATH": os.environ["PATH"], "QMAILHOME": str(paths["qmail"]),
-           "VERIFY_PASSWD": str(paths["passwd"]), "LISTEN": f"127.0.0.1:{vport}"}
+           "VERIFY_PASSWD": str(paths["passwd"]), "LISTEN": f"127.0.0.1:{vport}",
+           "VERIFY_WORKERS": str(args.workers)}
     log = open(root / "daemon.log", "wb")
     daemon = subprocess.Popen(["qmail-verify"], env=env, stderr=log)
     echo = subprocess.Popen([sys.executable, str(HERE / "echo.py"), str(eport)],
@@ -109,7 +113,8 @@ def run(args, spec, paths, root):
         echo.terminate()
         daemon.wait()
         echo.wait()
-    print(f"{args.rounds} rounds of {args.seconds:g} s each; medians, and the range of the share")
+    print(f"{args.rounds} rounds of {args.seconds:g} s each, {args.workers} worker(s); "
+          "medians, and the range of the share")
     print(f"{'N':>3} {'server':<13} {'queries/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'lost':>5}")
     for n, runs in rows:
         for name, i in (("echo", 0), ("qmail-verify", 1)):

@@ -30,11 +30,17 @@ What the daemon reads from the running system:
 qmail-verify, the daemon:
   daemon.py       the program: options, start-up, main()
   daemonenv.py    its environment (QMAILHOME, LISTEN, VERIFY_*) into Settings
-  daemonloop.py   the UDP loop, signals queued and dispatched by name, the log
+  daemonloop.py   the UDP loop, signals queued and dispatched by name
+  daemonlog.py    the log: whole lines, written in pieces no bigger than PIPE_BUF
   daemonpark.py   the loop's side of parking: park, resume, give up
   fairqueue.py    datagrams read but not yet answered, taken round-robin by sender
   background.py   -d: detached, for systems without supervise
   title.py        the process title and command name
+  workerstart.py  VERIFY_WORKERS: the master's start, up to "Listening"
+  workers.py      the master: its signals, its workers' lives
+  workerloop.py   one worker, from the fork to its exit
+  workerstats.py  the workers' counts shared with the master, for one stats line
+  steering.py     the SO_REUSEPORT group and its BPF program: one worker per client IP
 
 verify-query:
   client.py       asking the daemon (PendingQuery, ask)

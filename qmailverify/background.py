@@ -129,8 +129,8 @@ def _wait_for_word(rfd: int, child: int) -> None:
     raise SystemExit(0)
 
 
-def detach(sock, stream, pidfile: str | None, logfile: str | None):
-    """Become a background daemon: returns (the stream to log to, Ready)
+def detach(socks, stream, pidfile: str | None, logfile: str | None):
+    """Become a background daemon, keeping the listening sockets socks: returns (the stream to log to, Ready)
     in the daemon; the process that called it exits (0 once the daemon
     listens, 111 with the daemon's fatal line)."""
     if logfile:
@@ -160,7 +160,7 @@ def detach(sock, stream, pidfile: str | None, logfile: str | None):
         working_directory="/",
         umask=0o022,
         pidfile=lock,
-        files_preserve=[sock, wfd] + ([out] if out else []),
+        files_preserve=[*socks, wfd] + ([out] if out else []),
         stdin=None,
         stdout=out,
         stderr=out,

@@ -4,8 +4,10 @@
 
 Everything is configured from the environment (daemonenv.py: QMAILHOME,
 LISTEN, VERIFY_PASSWD, VERIFY_ALIASUSER, VERIFY_BREAK,
-VERIFY_FASTFORWARDCDB, VERIFY_DEEP, VERIFY_VPOPMAIL, VERIFY_TRACE) and
-qmail's control files (controls.py); deep.make_deep() builds deep mode.
+VERIFY_FASTFORWARDCDB, VERIFY_DEEP, VERIFY_VPOPMAIL, VERIFY_TRACE,
+VERIFY_WORKERS) and qmail's control files (controls.py); deep.make_deep()
+builds deep mode.  With VERIFY_WORKERS=2 or more, workerstart.py takes over
+once the settings and controls are read: a master and its workers.
 main() wires the parts together: verifier.get_reply() turns one datagram
 into one reply and its log lines; daemonloop.Daemon is the socket loop
 around it, dispatching queued signals by name; background.py detaches
@@ -109,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             controls = controlfiles.load(settings.qmailhome)
         except ControlError as e:
             raise Fatal(f"qmail-verify: Unable to read controls: {e}: exiting.") from None
+        if settings.workers > 1:
+            from .workerstart import run_master
+            return run_master(settings, options_, controls, title, signals)
         sock = bind(*settings.listen)
         system = LiveSystem(settings.qmailhome, settings.passwd, settings.fastforward,
                             watch=False)           # started once the descriptors are counted
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         stream = open(2, "wb", buffering=1 << 16, closefd=False)
         if options_.detach:
             from .background import detach
-            stream, ready = detach(sock, stream, options_.pidfile, options_.logfile)
+            stream, ready = detach([sock], stream, options_.pidfile, options_.logfile)
         log = Log(stream)
         title.controls_loaded()
         daemon = Daemon(settings, controls, system, log, sock, title, signals, deep)

@@ -17,6 +17,7 @@
   VERIFY_HUB_NEGATIVE_TTL  seconds a far "not deliverable" is kept (5)
   VERIFY_HUB_ENTRIES     far answers kept at most (10000)
   VERIFY_HUB_TIMEOUT     seconds to wait for a far server (2; at most 2.5)
+  VERIFY_WORKERS         processes answering on the one port (1; 2 to 64: workers.py)
 
 Paths are made absolute here, so that -d may change directory.  A value
 that cannot be used is Fatal (exit 111), before anything is opened.
@@ -28,6 +29,8 @@ from typing import NamedTuple
 
 from .addrspec import AddressError, parse_server
 from .errors import Fatal
+
+MAX_WORKERS = 64
 
 
 class Settings(NamedTuple):
@@ -46,6 +49,7 @@ class Settings(NamedTuple):
     hub_negative_ttl: float = 5.0
     hub_entries: int = 10000
     hub_timeout: float = 2.0
+    workers: int = 1
 
 
 def settings_from_env(env) -> Settings:
@@ -85,6 +89,9 @@ def settings_from_env(env) -> Settings:
         raise Fatal("qmail-verify: fatal: VERIFY_HUB_TTL and VERIFY_HUB_NEGATIVE_TTL must be 0 to "
                     "86400 seconds, VERIFY_HUB_ENTRIES 1 to 16777216 and VERIFY_HUB_TIMEOUT "
                     "0.1 to 2.5 seconds")
+    workers = env.get("VERIFY_WORKERS") or "1"
+    if not (workers.isascii() and workers.isdigit() and 1 <= int(workers) <= MAX_WORKERS):
+        raise Fatal(f"qmail-verify: fatal: VERIFY_WORKERS must be 1 to {MAX_WORKERS}")
     return Settings(
         qmailhome=path("QMAILHOME") or "/var/qmail",
         listen=listen,
@@ -101,6 +108,7 @@ def settings_from_env(env) -> Settings:
         hub_negative_ttl=hub[1],
         hub_entries=hub[2],
         hub_timeout=hub[3],
+        workers=int(workers),
     )
 
 

@@ -1,5 +1,5 @@
 """qmail-verify's loop, as gunicorn's arbiter is one: the UDP socket, a
-signal queue, and the log, around verifier.get_reply().
+signal queue, and the log (daemonlog.py), around verifier.get_reply().
 
 Daemon holds what changes while it runs: the controls (re-read on
 SIGHUP, the old ones kept if the new ones cannot be read) and the counts.
@@ -23,6 +23,7 @@ from . import controls as controlfiles
 from .clean import visible
 from .controlfile import ControlError
 from .daemonenv import Settings
+from .daemonlog import Log
 from .errors import Fatal, LostPrivileges, errtext
 from .fairqueue import FairQueue
 from .harvest import HarvestCounter
@@ -35,28 +36,6 @@ from .outcome import NeedLookup
 from .parking import Parking
 from .verifier import get_reply
 from .wire import QUERY_MAX
-
-PROG = b"qmail-verify: "
-
-
-class Log:
-    """One line an event, 'qmail-verify: ...', buffered until the daemon
-    waits for work (so a burst of queries costs one write)."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def line(self, msg: bytes) -> None:
-        try:
-            self.stream.write(PROG + msg + b"\n")
-        except (OSError, ValueError):
-            pass
-
-    def flush(self) -> None:
-        try:
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass
 
 
 class SignalQueue:
@@ -146,14 +125,18 @@ class Daemon:
 
     def handle_alrm(self, name: str) -> None:
         now = time.monotonic()
+        self.gather_counts()
+        self.log.line(stats_line(self.counts, now - self.started, now - self.loaded,
+                                 self.deep is not None, self.controls.hub is not None))
+
+    def gather_counts(self) -> None:
+        """Copy the harvest counter's and the hub cache's figures into self.counts."""
         if self.harvest is not None:
             h, c = self.harvest, self.counts
             c.harvest_refusals, c.harvest_ips, c.harvest_evicted = h.refusals, len(h.ips), h.evicted
         h, c = self.hub, self.counts
         c.hub_hits, c.hub_misses, c.hub_asked, c.hub_silent = h.hits, h.misses, h.asked, h.silent
         c.hub_entries = len(h)
-        self.log.line(stats_line(self.counts, now - self.started, now - self.loaded,
-                                 self.deep is not None, self.controls.hub is not None))
 
     def handle_usr1(self, name: str) -> None:
         self.log.line(f"received {name}: ignored.".encode())

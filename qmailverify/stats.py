@@ -34,6 +34,9 @@ domain answered from the cache at once, hub_misses those that waited for
 the far server, hub_asked the queries sent to far servers, hub_silent
 those of them that got no reply in time, hub_entries the far answers
 held now (answers, and the last failure of a key until it is asked again).
+
+With VERIFY_WORKERS the master writes the line, each field the sum over
+the workers (workerstats.py).
 """
 
 from dataclasses import dataclass, fields

@@ -70,5 +70,12 @@ class Title:
         keep_command_name()
         self.shown, self.when = (answered, self.loaded), now
 
+    def show(self, text: str) -> None:
+        """A title of the caller's own words after where we listen (the
+        workers' master says how many it has)."""
+        if setproctitle:
+            setproctitle.setproctitle(f"qmail-verify {self.where}: {text}")
+            keep_command_name()
+
     def controls_loaded(self) -> None:
         self.loaded = time.strftime("%Y-%m-%d %H:%M:%S")

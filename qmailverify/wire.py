@@ -18,7 +18,10 @@ client's IP, as a second NUL-separated field after the tag:
 
 IP is the text tcpserver puts in TCPREMOTEIP (dotted IPv4, or IPv6 hex and
 colons; at most IP_MAX bytes of those characters; anything else and the
-query counts as one without an IP).  The reply to such a query (and only
+query counts as one without an IP).  The IP field is the datagram's last
+(of the first QUERY_MAX bytes): anything after it, even a NUL, and the
+query counts as one without an IP.  That is what lets the kernel send
+every query for one IP to the same worker (steering.py).  The reply to such a query (and only
 to such a query) is the usual status byte and user, then a NUL and the
 number of recipients the daemon refused for that IP in its window, in
 decimal ASCII, at most COUNT_MAX (a bigger count is sent as COUNT_MAX):
@@ -68,7 +71,7 @@ def parse_query(datagram: bytes) -> ParsedQuery | None:
 
 def query_ip(datagram: bytes) -> bytes | None:
     """The client IP an extended query carries (None: none, or not one)."""
-    fields = datagram[:QUERY_MAX].split(b"\0", 3)
+    fields = datagram[:QUERY_MAX].split(b"\0", 2)        # the IP field is the last
     if len(fields) < 3 or fields[1] != EXTENDED_TAG or not fields[2].startswith(IP_TAG):
         return None
     ip = fields[2][len(IP_TAG):]

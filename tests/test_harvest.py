@@ -70,7 +70,8 @@ def test_the_ip_rides_after_the_tag_and_1_32_ignores_it():
     assert query_ip(q) == IP and query_ip(make_query(b"a@b", ip=OTHER)) == OTHER
     assert make_query(b"a@b", extended=False, ip=IP) == b"a@b\0"
     for bad in (b"a@b\0QV2", b"a@b\0QV3\0ip=1.2.3.4", b"a@b\0QV2\0ip=", b"a@b\0QV2\0ip=1.2.3.4 ",
-                b"a@b\0QV2\0ip=x" * 2, b"a@b\0QV2\0ip=" + b"1" * 46, b"a@b\0QV2\0addr=1.2.3.4"):
+                b"a@b\0QV2\0ip=x" * 2, b"a@b\0QV2\0ip=" + b"1" * 46, b"a@b\0QV2\0addr=1.2.3.4",
+                b"a@b\0QV2\0ip=1.2.3.4\0", b"a@b\0QV2\0ip=1.2.3.4\0ip=5.6.7.8"):
         assert query_ip(bad) is None, bad
 
 
