@@ -41,6 +41,7 @@ qmail-verify, the daemon:
   workerloop.py   one worker, from the fork to its exit
   workerstats.py  the workers' counts shared with the master, for one stats line
   steering.py     the SO_REUSEPORT group and its BPF program: one worker per client IP
+  udpsocket.py    the daemon's UDP socket: bound, with a buffer for a burst
 
 verify-query:
   client.py       asking the daemon (PendingQuery, ask)

@@ -20,7 +20,6 @@ one line and exit 111, detached (-d) or not.
 
 import faulthandler
 import os
-import socket
 import sys
 from typing import NamedTuple
 
@@ -36,6 +35,7 @@ try:            # under a tiny descriptor limit, reading a module can fail
     from .deep import make_deep
     from .startup import spare_descriptor_trouble, start_trouble
     from .system import LiveSystem
+    from .udpsocket import bind
     from .title import Title
 except OSError as e:
     LOAD_ERROR = e          # main() says so in one line
@@ -60,37 +60,6 @@ def parseargs(argv: list[str]) -> DaemonOptions:
     if ("-p" in o or "-o" in o) and "-d" not in o:
         raise Fatal(f"{USAGE} (-p and -o go with -d)", 100)
     return DaemonOptions("-d" in o, o.get("-p"), o.get("-o"))
-
-
-RCVBUF = 4 << 20      # the kernel's receive buffer asked for: some 5,000 queries
-
-
-def bind(ip: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.bind((ip, port))
-    except OSError as e:
-        sock.close()
-        raise Fatal(f"qmail-verify: fatal: unable to bind to {ip} port {port}: "
-                    f"{errtext(e.errno)}") from None
-    grow_receive_buffer(sock)
-    return sock
-
-
-def grow_receive_buffer(sock: socket.socket) -> None:
-    """A bigger buffer rides out a burst, or a moment off the CPU, without
-    the kernel dropping queries (fairqueue.py takes over once they are
-    read).  Root may go past net.core.rmem_max (SO_RCVBUFFORCE); anyone
-    else gets up to it.  Failing costs only the default."""
-    for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
-        if option is None:
-            continue
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, option, RCVBUF)
-            return
-        except OSError:
-            pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ import socket
 import struct
 
 from .errors import Fatal, errtext
+from .udpsocket import grow_receive_buffer
 from .wire import IP_MAX, QUERY_MAX
 
 SO_ATTACH_REUSEPORT_CBPF = 51
@@ -124,6 +125,7 @@ def bind_group(ip: str, port: int, workers: int) -> list[socket.socket]:
             socks.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((ip, port))
+            grow_receive_buffer(sock)
         what = "steer queries on"
         attach(socks[0], steering_program(workers))
     except OSError as e:

@@ -171,7 +171,7 @@ def test_alrm_writes_one_line_summing_the_workers(p1_tree, workers):
     log = d.wait_for("stats: ")
     time.sleep(0.5)
     assert d.log().count("stats: ") == 1
-    assert re.search(r"stats: queries=30 permitted=15 denied=15 temporary=0 unanswered=0 "
+    assert re.search(r"stats: queries=30 permitted=15 denied=15 temporary=0 unanswered=0 shed=0 "
                      r"harvest_refusals=0 harvest_ips=0 harvest_evicted=0 uptime=\d+ "
                      r"controls_age=\d+\n", log), log
 
