@@ -227,6 +227,7 @@ class Daemon:
     def idle(self) -> None:
         """Nothing to answer: write the log, show the title, and wait for a
         datagram, a signal, or a parked query's lookup or deadline."""
+        self.system.settle()
         self.log.flush()
         answered = self.counts.answered
         self.title.update(answered)

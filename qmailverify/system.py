@@ -143,12 +143,18 @@ class Identity:
     effective uid and gid of the user and that empty group list, which the
     kernel treats exactly like the user's gid as the only supplementary
     group (the effective gid is checked first), at two credential changes
-    fewer per query than setting and restoring a group list each time."""
+    fewer per query than setting and restoring a group list each time.
+
+    After each call root's uid comes back at once, root's gid only when the
+    loop is about to wait (settle()): with uid 0 every access is root's
+    whatever the gid (CAP_DAC_OVERRIDE), and a batch of queries is spared a
+    credential change each, two when users share a gid.  An idle daemon
+    always shows root's ids."""
 
     def __init__(self):
         self.switch = os.geteuid() == 0
         if self.switch:
-            self.egid = os.getegid()
+            self.egid = self.gid = os.getegid()      # root's, and the one in force
             os.setgroups([])
 
     def first_stat(self, uid: int, gid: int, paths) -> StatHit:
@@ -164,25 +170,34 @@ class Identity:
 
     def as_user(self, uid: int, gid: int, fn, *args):
         """fn(*args) with the effective uid/gid of the user (and the empty
-        group list), as first_stat() stats; back to root after."""
+        group list), as first_stat() stats; back to root's uid after."""
         if not self.switch:
             return fn(*args)
         try:
             try:
-                os.setegid(gid)
+                if gid != self.gid:
+                    os.setegid(gid)
+                    self.gid = gid
                 os.seteuid(uid)
             except (OSError, OverflowError) as e:
                 raise Trouble(f"unable to switch to uid {uid} gid {gid}: {e}") from None
             return fn(*args)
         finally:
-            self._restore()
+            try:
+                os.seteuid(0)
+            except OSError as e:
+                raise LostPrivileges(f"unable to restore root's ids: {errtext(e.errno)}") \
+                    from None
 
-    def _restore(self) -> None:
-        try:
-            os.seteuid(0)
-            os.setegid(self.egid)
-        except OSError as e:
-            raise LostPrivileges(f"unable to restore root's ids: {errtext(e.errno)}") from None
+    def settle(self) -> None:
+        """Root's gid back (the loop, before it waits for work)."""
+        if self.switch and self.gid != self.egid:
+            try:
+                os.setegid(self.egid)
+            except OSError as e:
+                raise LostPrivileges(f"unable to restore root's ids: {errtext(e.errno)}") \
+                    from None
+            self.gid = self.egid
 
 
 def _first_stat(paths) -> StatHit:
@@ -245,6 +260,10 @@ class LiveSystem:
 
     def end_batch(self) -> None:
         self.batch = False
+
+    def settle(self) -> None:
+        """Before the loop waits for work: root's ids, all of them (Identity)."""
+        self.identity.settle()
 
     def _fresh(self, source):
         if source.checked != self._query:
