@@ -32,25 +32,26 @@ class FairQueue:
         self.turns: deque = deque()      # peers with something waiting, next first
         self.size = 0
         self.shed = 0                    # datagrams dropped at the bound, ever
-        self.bylen: dict = {}            # n -> the peers with n waiting (n >= 1)
-        self.longest = 0                 # the longest queue's length
+        self.bylen: dict = {}            # n -> the peers with n waiting, for n >= 2 only
+        self.longest = 0                 # the longest queue's length, if 2 or more
 
     def __len__(self) -> int:
         return self.size
 
     def put(self, datagram: bytes, peer) -> None:
         waiting = self.waiting.get(peer)
-        if waiting is None:
-            waiting = self.waiting[peer] = deque()
+        if waiting is None:              # the usual case: one query a socket
+            self.waiting[peer] = deque((datagram,))
             self.turns.append(peer)
-        waiting.append(datagram)
+        else:
+            waiting.append(datagram)
+            n = len(waiting)
+            if n > 2:
+                self.bylen[n - 1].discard(peer)
+            self.bylen.setdefault(n, set()).add(peer)
+            if n > self.longest:
+                self.longest = n
         self.size += 1
-        n = len(waiting)
-        if n > 1:
-            self.bylen[n - 1].discard(peer)
-        self.bylen.setdefault(n, set()).add(peer)
-        if n > self.longest:
-            self.longest = n
         if self.size > self.bound:
             self._shed(peer)
 
@@ -58,26 +59,27 @@ class FairQueue:
         """Drop one datagram: the oldest of a sender with the longest
         queue, or, when every sender has one, the one that just came."""
         victim = next(iter(self.bylen[self.longest])) if self.longest > 1 else newest
-        self.waiting[victim].popleft()
-        self._shrunk(victim)
+        queue = self.waiting[victim]
+        queue.popleft()
         self.size -= 1
         self.shed += 1
-        if not self.waiting[victim]:      # only when every sender had one: newest is last
+        if queue:
+            self._shrunk(victim, len(queue))
+        else:                            # every sender had one: newest came last
             del self.waiting[victim]
             if self.turns[-1] == victim:
                 self.turns.pop()
             else:
                 self.turns.remove(victim)
 
-    def _shrunk(self, peer) -> None:
-        """peer's queue is one shorter: keep bylen and longest."""
-        n = len(self.waiting[peer])
+    def _shrunk(self, peer, n: int) -> None:
+        """peer's queue is down to n >= 1 from n + 1 >= 2: keep bylen and longest."""
         bucket = self.bylen[n + 1]
         bucket.discard(peer)
-        if n:
-            self.bylen.setdefault(n, set()).add(peer)
+        if n > 1:
+            self.bylen[n].add(peer)
         if not bucket and self.longest == n + 1:
-            self.longest = n
+            self.longest = n if n > 1 else 0
 
     def take(self, n: int) -> list:
         """Up to n (datagram, peer) pairs, each sender's oldest first, one
@@ -88,9 +90,9 @@ class FairQueue:
             peer = turns.popleft()
             queue = waiting[peer]
             out.append((queue.popleft(), peer))
-            self._shrunk(peer)
             if queue:
                 turns.append(peer)
+                self._shrunk(peer, len(queue))
             else:
                 del waiting[peer]
         self.size -= len(out)
