@@ -234,10 +234,11 @@ class Daemon:
         timeout = 1.0 if self.title.stale(answered) else None
         if self.parking is not None:
             timeout = self.parking.timeout(time.monotonic(), timeout)
-        self.selector.select(timeout)
+        events = self.selector.select(timeout)
         if self.parking is not None:
             self.parking.drain()
-        try:
-            os.read(self.wakeup, 512)
-        except BlockingIOError:
-            pass
+        if any(key.fd == self.wakeup for key, _ in events):
+            try:
+                os.read(self.wakeup, 512)
+            except BlockingIOError:
+                pass

@@ -23,10 +23,10 @@ no answer is older than the files it depends on.  Without inotify, each
 source is stat'ed when a query first uses it, as before.  The getpwnam_r()
 cache's one-second cap is checked by the clock on every lookup.
 
-Dot-qmail files are stat'ed with the effective uid, gid and groups of the
-user whose home is searched (the fix for CVE-2020-3812), so the daemon
-never tells anyone more than that user could see.  Effective ids are
-process-wide: the daemon is single-threaded for that reason.
+Dot-qmail files are stat'ed with the effective uid, gid and groups of
+the user whose home is searched (identity.py, the fix for CVE-2020-3812),
+so the daemon never tells anyone more than that user could see; only the
+loop's thread ever changes its ids.
 """
 
 import errno
@@ -36,11 +36,11 @@ import struct
 import cdblib
 
 from .clean import cleantext
-from .errors import LostPrivileges, Trouble, errtext, is_temporary
+from .errors import Trouble, errtext, is_temporary
 from .inotify import PathWatch
+from .identity import Identity
 from .model import Passwd, StatHit
 from .userdb import PasswdFile, SystemPasswd, signature
-from .userfiles import open_for_read, read_default_file
 
 
 class WatchedCdb:
@@ -133,84 +133,6 @@ def whole_cdb(data: bytes, index) -> bool:
         klen, dlen = _PAIR.unpack_from(data, pos)
         pos += 8 + klen + dlen
     return pos == start
-
-
-class Identity:
-    """Making stats as another user, and always coming back.
-
-    As root, the daemon drops its own supplementary groups once, at start
-    (root needs none), and keeps them empty.  A stat is then made with the
-    effective uid and gid of the user and that empty group list, which the
-    kernel treats exactly like the user's gid as the only supplementary
-    group (the effective gid is checked first), at two credential changes
-    fewer per query than setting and restoring a group list each time.
-
-    After each call root's uid comes back at once, root's gid only when the
-    loop is about to wait (settle()): with uid 0 every access is root's
-    whatever the gid (CAP_DAC_OVERRIDE), and a batch of queries is spared a
-    credential change each, two when users share a gid.  An idle daemon
-    always shows root's ids."""
-
-    def __init__(self):
-        self.switch = os.geteuid() == 0
-        if self.switch:
-            self.egid = self.gid = os.getegid()      # root's, and the one in force
-            os.setgroups([])
-
-    def first_stat(self, uid: int, gid: int, paths) -> StatHit:
-        return self.as_user(uid, gid, _first_stat, paths)
-
-    def deep_facts(self, uid: int, gid: int, home: bytes, path: bytes):
-        """Deep mode: userfiles.read_default_file() as uid/gid."""
-        return self.as_user(uid, gid, read_default_file, home, path)
-
-    def open_as(self, path: bytes, uid: int, gid: int) -> int | None:
-        """vpasswd.FileStore's opener: path opened for reading as uid/gid."""
-        return self.as_user(uid, gid, open_for_read, path)
-
-    def as_user(self, uid: int, gid: int, fn, *args):
-        """fn(*args) with the effective uid/gid of the user (and the empty
-        group list), as first_stat() stats; back to root's uid after."""
-        if not self.switch:
-            return fn(*args)
-        try:
-            try:
-                if gid != self.gid:
-                    os.setegid(gid)
-                    self.gid = gid
-                os.seteuid(uid)
-            except (OSError, OverflowError) as e:
-                raise Trouble(f"unable to switch to uid {uid} gid {gid}: {e}") from None
-            return fn(*args)
-        finally:
-            try:
-                os.seteuid(0)
-            except OSError as e:
-                raise LostPrivileges(f"unable to restore root's ids: {errtext(e.errno)}") \
-                    from None
-
-    def settle(self) -> None:
-        """Root's gid back (the loop, before it waits for work)."""
-        if self.switch and self.gid != self.egid:
-            try:
-                os.setegid(self.egid)
-            except OSError as e:
-                raise LostPrivileges(f"unable to restore root's ids: {errtext(e.errno)}") \
-                    from None
-            self.gid = self.egid
-
-
-def _first_stat(paths) -> StatHit:
-    for i, path in enumerate(paths):
-        try:
-            os.stat(path)
-            return StatHit(i, 0, path)
-        except OSError as e:
-            if e.errno != errno.ENOENT:
-                return StatHit(i, e.errno, path)
-        except ValueError:               # a path os.stat refuses outright
-            return StatHit(i, errno.EINVAL, path)
-    return StatHit(-1)
 
 
 class LiveSystem:

@@ -1,0 +1,142 @@
+"""Stats (and deep mode's reads) made as the user whose home is searched,
+the fix for CVE-2020-3812: the daemon never tells anyone more than that
+user could see.
+
+As root, the daemon drops its own supplementary groups once, at start
+(root needs none), and keeps them empty.  A stat is then made with the
+effective uid and gid of the user and that empty group list, which the
+kernel treats exactly like the user's gid as the only supplementary
+group (the effective gid is checked first), at two credential changes
+fewer per stat than setting and restoring a group list each time.
+
+Root's uid comes back right after each call, root's gid only when the
+loop is about to wait (settle()): with uid 0 every access is root's
+whatever the gid, and a batch of queries is spared a credential change a
+stat, two when users share a gid.  An idle daemon always shows root's
+ids.
+
+Credentials belong to each thread in the kernel; glibc's seteuid() makes
+them the process's by signalling every other thread and waiting for each
+(some 40 microseconds a call here, against 2).  While the daemon has
+another thread (parking.py's, for MariaDB or hub mode), the loop's
+thread changes only its own, with the raw system calls: the other
+thread goes on as root.  Where their numbers are not known (other than
+x86-64 and arm64), os.seteuid() and os.setegid() serve in every case.
+"""
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import platform
+import threading
+
+from .errors import LostPrivileges, Trouble, errtext
+from .model import StatHit
+from .userfiles import open_for_read, read_default_file
+
+# (setresuid, setresgid) system call numbers
+_RAW_CALLS = {"x86_64": (117, 119), "amd64": (117, 119), "aarch64": (147, 149),
+              "arm64": (147, 149)}
+
+
+def _raw_setters():
+    """(seteuid, setegid) for the calling thread alone, or None."""
+    numbers = _RAW_CALLS.get(platform.machine())
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        call = libc.syscall
+    except (OSError, AttributeError):
+        return None
+    if numbers is None:
+        return None
+    call.restype = ctypes.c_long
+    call.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long)
+
+    def setter(number):
+        def set_effective(value: int) -> None:
+            if not 0 <= value < 0xFFFFFFFF:    # the kernel would cut it, or read "unchanged"
+                raise OverflowError(f"id {value} out of range")
+            if call(number, -1, value, -1) != 0:
+                e = ctypes.get_errno()
+                raise OSError(e, os.strerror(e))
+        return set_effective
+    return setter(numbers[0]), setter(numbers[1])
+
+
+_RAW = _raw_setters()
+
+
+class Identity:
+    """Making stats as another user, and always coming back."""
+
+    def __init__(self):
+        self.switch = os.geteuid() == 0
+        if self.switch:
+            self.egid = self.gid = os.getegid()      # root's, and the one in force
+            os.setgroups([])
+
+    def first_stat(self, uid: int, gid: int, paths) -> StatHit:
+        return self.as_user(uid, gid, stat_in_order, paths)
+
+    def deep_facts(self, uid: int, gid: int, home: bytes, path: bytes):
+        """Deep mode: userfiles.read_default_file() as uid/gid."""
+        return self.as_user(uid, gid, read_default_file, home, path)
+
+    def open_as(self, path: bytes, uid: int, gid: int) -> int | None:
+        """vpasswd.FileStore's opener: path opened for reading as uid/gid."""
+        return self.as_user(uid, gid, open_for_read, path)
+
+    def as_user(self, uid: int, gid: int, fn, *args):
+        """fn(*args) with the effective uid/gid of the user (and the empty
+        group list), as first_stat() stats; back to root's uid after."""
+        if not self.switch:
+            return fn(*args)
+        seteuid, setegid = _setters()
+        try:
+            try:
+                if gid != self.gid:
+                    setegid(gid)
+                    self.gid = gid
+                seteuid(uid)
+            except (OSError, OverflowError) as e:
+                raise Trouble(f"unable to switch to uid {uid} gid {gid}: {e}") from None
+            return fn(*args)
+        finally:
+            try:
+                seteuid(0)
+            except OSError as e:
+                raise LostPrivileges(f"unable to restore root's ids: {errtext(e.errno)}") \
+                    from None
+
+    def settle(self) -> None:
+        """Root's gid back (the loop, before it waits for work)."""
+        if self.switch and self.gid != self.egid:
+            try:
+                _setters()[1](self.egid)
+            except OSError as e:
+                raise LostPrivileges(f"unable to restore root's ids: {errtext(e.errno)}") \
+                    from None
+            self.gid = self.egid
+
+
+def _setters():
+    """The process's (one thread) or the calling thread's own (several)."""
+    if _RAW is not None and threading.active_count() > 1:
+        return _RAW
+    return os.seteuid, os.setegid
+
+
+def stat_in_order(paths) -> StatHit:
+    """The first of paths that stat() finds, or that it fails on for
+    another reason than ENOENT; StatHit(-1) for none."""
+    for i, path in enumerate(paths):
+        try:
+            os.stat(path)
+            return StatHit(i, 0, path)
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                return StatHit(i, e.errno, path)
+        except ValueError:               # a path os.stat refuses outright
+            return StatHit(i, errno.EINVAL, path)
+    return StatHit(-1)
