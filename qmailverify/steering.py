@@ -20,12 +20,9 @@ The worker is a hash of two words that lie within "\\0ip=" + IP whatever
 its length: the 4 bytes at n-L-3 ("ip=" and the IP's first byte) and the
 last 4 bytes, XORed, mixed by a multiplication, modulo N.  The same IP
 always gives the same words, so the same worker.  A datagram with no IP
-field goes to a worker picked at random for it (the kernel's random
-word, modulo N), which spreads the load evenly however few the senders
-are; nothing is counted for such a query, and every cache a worker keeps
-is right on its own (README, Workers).  The kernel's own hash of
-addresses and ports would keep each sender on one worker, and with a
-handful of busy senders that can leave one worker with most of them.  Only the bytes before n are ever loaded (a load past
+field gets NOMATCH, an index beyond the group, and the kernel then picks
+by its usual hash of addresses and ports: queries without an IP spread
+over the workers.  Only the bytes before n are ever loaded (a load past
 the end would end the program with 0: worker 0).
 
 route() is the same computation in Python, for tests and to document it.
@@ -40,12 +37,12 @@ from .udpsocket import grow_receive_buffer
 from .wire import IP_MAX, QUERY_MAX
 
 SO_ATTACH_REUSEPORT_CBPF = 51
-SKF_AD_RANDOM = -0x1000 + 56     # SKF_AD_OFF + SKF_AD_RANDOM: a random word
+NOMATCH = 0xFFFFFFFF
 FIELD = 0x0069703D                # b"\0ip=" as a big-endian word (BPF loads are)
 MIX = 0x9E3779B1
 
 # classic BPF opcodes (linux/filter.h)
-LD_LEN, LD_IMM, LD_MEM, LD_IND_W, LD_ABS_W = 0x80, 0x00, 0x60, 0x40, 0x20
+LD_LEN, LD_IMM, LD_MEM, LD_IND_W = 0x80, 0x00, 0x60, 0x40
 LDX_MEM, ST = 0x61, 0x02
 SUB_K, MUL_K, RSH_K, MOD_K, XOR_X = 0x14, 0x24, 0x74, 0x94, 0xAC
 JA, JEQ_K, JGT_K, JGE_K = 0x05, 0x15, 0x25, 0x35
@@ -63,18 +60,17 @@ def steering_program(workers: int) -> bytes:
            _op(LD_IMM, QUERY_MAX),          # cut as the daemon cuts it
            _op(ST, 0)]                      # M[0] = n
     found = len(ops) + 8 * IP_MAX + 1       # where the hash starts
-    spread = found + 12                     # where the random pick starts
     for length in range(1, IP_MAX + 1):
         at = len(ops)
         ops += [_op(LD_MEM, 0),
                 _op(JGE_K, length + 4, 1, 0),
-                _op(JA, spread - (at + 3)), # too short for this IP length, or any longer
+                _op(RET_K, NOMATCH),        # too short for this IP length, or any longer
                 _op(SUB_K, length + 4),
                 _op(TAX),                   # X = n - L - 4
                 _op(LD_IND_W, 0),
                 _op(JEQ_K, FIELD, 0, 1),
                 _op(JA, found - (at + 8))]  # relative to the next instruction
-    ops.append(_op(JA, spread - found))     # no IP field: any worker
+    ops.append(_op(RET_K, NOMATCH))         # no IP field: the kernel's own hash
     assert len(ops) == found
     ops += [_op(LD_IND_W, 1),               # "ip=" and the IP's first byte
             _op(ST, 1),
@@ -88,15 +84,11 @@ def steering_program(workers: int) -> bytes:
             _op(RSH_K, 16),
             _op(MOD_K, workers),
             _op(RET_A)]
-    assert len(ops) == spread
-    ops += [_op(LD_ABS_W, SKF_AD_RANDOM),   # a random worker for each datagram
-            _op(MOD_K, workers),
-            _op(RET_A)]
     return b"".join(ops)
 
 
 def route(datagram: bytes, workers: int) -> int | None:
-    """The worker steering_program() sends datagram to; None: one at random."""
+    """The worker steering_program() sends datagram to; None: the kernel's hash."""
     data = datagram[:QUERY_MAX]
     n = len(data)
     for length in range(1, min(IP_MAX, n - 4) + 1):
