@@ -24,6 +24,18 @@ column of /proc/net/udp) and the host's Udp RcvbufErrors (/proc/net/snmp,
 every socket on the host), the probes answered of those sent with their
 latency, and that every P1 reply is still exact after the flood.  Exit
 code 1 if memory is not flat, a P1 reply is wrong or the daemon died.
+
+Why datagrams are dropped, and where.  The flood is sent far faster than
+any daemon answers.  qmail-verify reads everything waiting before it
+answers (fairqueue.py), so what the flood loses it mostly loses in the
+daemon's queue: read, then dropped at the bound, the longest queue's
+oldest first ("shed" in the stats line), while the probe, a sender of its
+own, waits behind at most one datagram of the flood.  The kernel drops
+a datagram only when the daemon's receive buffer (4 MB asked for:
+udpsocket.py) is full, that is when the sender outruns the daemon's
+reading itself, as a sender on another core can for a while; those
+drops are blind, and a probe caught in them costs its client a timeout
+and a 451, never a 550.
 """
 
 import argparse
@@ -241,6 +253,8 @@ def run(a, spec: dict, paths: dict, root: Path) -> int:
     print(f"  the daemon: {s1['queries'] - s0['queries']} queries taken, {answered} answered "
           f"({answered / elapsed:.0f}/s), {s1['unanswered'] - s0['unanswered']} left unanswered "
           f"(its own trouble), during the {elapsed:.1f} s measured")
+    print(f"  shed by the daemon (read, then dropped at its queue's bound, the flood's "
+          f"oldest first: fairqueue.py): {s1.get('shed', 0) - s0.get('shed', 0)}")
     print(f"  kernel drops on its socket: {d1 - d0} (/proc/net/udp drops); host Udp RcvbufErrors "
           f"+{u1['RcvbufErrors'] - u0['RcvbufErrors']}, InErrors +{u1['InErrors'] - u0['InErrors']}; "
           f"receive queue up to {queue_max} bytes (net.core.rmem_default "
