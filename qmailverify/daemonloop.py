@@ -216,13 +216,15 @@ class Daemon:
         batch = self.queue.take(self.BATCH)
         system = self.system
         system.begin_batch()
+        replies = []
         try:
-            replies = [(self.answer(data, peer), peer) for data, peer in batch]
-        finally:
+            for data, peer in batch:
+                replies.append((self.answer(data, peer), peer))
+        finally:                 # what was answered is sent, whatever stops the batch
             system.end_batch()
-        self.counts.shed = self.queue.shed
-        for reply, peer in replies:
-            self.send(reply, peer)
+            self.counts.shed = self.queue.shed
+            for reply, peer in replies:
+                self.send(reply, peer)
 
     def idle(self) -> None:
         """Nothing to answer: write the log, show the title, and wait for a

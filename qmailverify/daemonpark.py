@@ -28,6 +28,7 @@ from .wire import TEMPORARY, parse_query, query_ip
 def park(daemon, need, datagram: bytes, peer, since: float | None):
     """None if parked, else the temporary Outcome to send now."""
     item = Parked(datagram, peer, time.monotonic() if since is None else since, need.store)
+    daemon.system.settle()     # a thread parking starts is born with root's ids
     if isinstance(need.store, HubCache):
         ensure_parking(daemon)
     if daemon.parking is not None and daemon.parking.park(need, item):

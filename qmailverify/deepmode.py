@@ -45,9 +45,9 @@ uid/gid from users/assign, or vpmysql.store_from_env), and the build from
 vpopmail.build_from_env.  Forward targets are judged by decide() itself
 with deep mode on and the path passed down (follow()).
 
-No stall.  The daemon is single-threaded because effective ids are
-process-wide: no stat, no open-as-user and no users/cdb read may happen
-in another thread.  So the MySQL store runs with blocking=False: a lookup
+No stall.  The deciding stays in the loop's thread, the only one that
+takes a user's ids (identity.py): no stat, no open-as-user and no
+users/cdb read may happen in another thread.  So the MySQL store runs with blocking=False: a lookup
 not in its one-second cache raises outcome.NeedLookup before any answer
 is sent.  The daemon then parks the query (datagram, client address,
 extended flag, arrival time) under NeedLookup.key, hands key to ONE

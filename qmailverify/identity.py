@@ -9,11 +9,15 @@ kernel treats exactly like the user's gid as the only supplementary
 group (the effective gid is checked first), at two credential changes
 fewer per stat than setting and restoring a group list each time.
 
-Root's uid comes back right after each call, root's gid only when the
-loop is about to wait (settle()): with uid 0 every access is root's
-whatever the gid, and a batch of queries is spared a credential change a
-stat, two when users share a gid.  An idle daemon always shows root's
-ids.
+Root's uid comes back right after each call, root's gid (settle()) before
+anything is done as root: step 7's owner stat, reading users/cdb or a
+passwd file, asking the user database, starting a thread, and before the
+loop waits.  Between two users' stats it is not set back, since nothing
+is done in between: a batch of queries is spared a credential change a
+stat, two when users share a gid.  So everything done as root is done
+with all of root's ids (which matters without CAP_DAC_OVERRIDE, or on
+NFS with root_squash, where the gid still counts), and an idle daemon
+shows root's ids.
 
 Credentials belong to each thread in the kernel; glibc's seteuid() makes
 them the process's by signalling every other thread and waiting for each

@@ -1,7 +1,8 @@
 """Queries that wait for a slow store, so that nothing slow stalls the rest.
 
-The daemon is single-threaded because effective ids are process-wide: no
-stat, no open-as-user and no users/cdb read may happen in another thread.
+All the deciding is done in the loop's thread, the only one that ever
+takes a user's ids (identity.py): no stat, no open-as-user and no
+users/cdb read happens in another thread.
 A store that must ask the network (vpmysql in non-blocking use) raises
 outcome.NeedLookup instead of waiting; the loop parks the query here and
 goes on answering others.  ONE worker thread calls store.fill(key)
@@ -17,8 +18,10 @@ is given up: expired() returns it and the loop answers "temporary"
 (nothing to a legacy client, spec 6).  At most MAX_PARKED queries wait;
 park() refuses more (False) and the loop answers those "temporary" at
 once.  The worker only ever touches the store's cache and its
-connection; effective ids may be switched by the loop while it runs,
-which is why the store's settings are read once, as root, at start.
+connection.  It keeps root's ids while the loop's thread stats as a user
+(identity.py), except where the per-thread system calls are not known
+and the ids are the process's: the store's settings are read once, as
+root, at start, for that case.
 """
 
 import collections

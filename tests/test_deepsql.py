@@ -4,6 +4,7 @@ stalls the rest: a server that accepts and never speaks, beside a stream
 of fast queries that keep being answered, and parked queries that are
 given up as temporary within the bound (parking.py)."""
 
+import os
 import signal
 import socket
 import threading
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from helpers import need_root
+from helpers import need_root, wait_until
 from mariadb import ONE, MariaDB, need_mariadb
 
 FAST = b"fwd@mx.example"          # a system user's own mailbox: no store involved
@@ -60,6 +61,25 @@ def test_answers_come_from_the_database(db, vtree, start):
     d.signal(signal.SIGALRM)
     log = d.wait_for("stats:")
     assert " parked=" in log and " parked=0 " not in log
+
+
+def test_the_database_thread_has_root_ids_whatever_the_loop_did(db, vtree, start):
+    # the first lookup of the domain reads its -default file as its owner,
+    # then parks the query, which starts the database thread
+    t, env = vtree
+    d = start(sql_env(env, db.port))
+    assert d.ask(b"bob@example.com") == b"\xf0example.com"
+
+    def tasks():
+        out = {}
+        for tid in os.listdir(f"/proc/{d.proc.pid}/task"):
+            with open(f"/proc/{d.proc.pid}/task/{tid}/status") as f:
+                out[tid] = [line.split()[1:] for line in f
+                            if line.startswith(("Uid:", "Gid:"))]
+        return out
+    root = [["0"] * 4, ["0"] * 4]
+    assert wait_until(lambda: len(tasks()) == 2 and all(v == root for v in tasks().values())), \
+        tasks()
 
 
 def test_a_wrong_password_is_temporary_never_denied(db, vtree, start):
