@@ -18,12 +18,10 @@ checked (startup.py), before the daemon says it listens; a refusal is
 one line and exit 111, detached (-d) or not.
 """
 
-import faulthandler
 import os
 import sys
 from typing import NamedTuple
 
-from . import __version__
 from .errors import Fatal, Trouble, errtext
 
 try:            # under a tiny descriptor limit, reading a module can fail
@@ -33,7 +31,7 @@ try:            # under a tiny descriptor limit, reading a module can fail
     from .daemonenv import settings_from_env
     from .daemonloop import Daemon, Log, SignalQueue
     from .deep import make_deep
-    from .startup import spare_descriptor_trouble, start_trouble
+    from .startup import listening, spare_descriptor_trouble, start_trouble
     from .system import LiveSystem
     from .udpsocket import bind
     from .title import Title
@@ -103,12 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         system.start_watching()
         if spare_descriptor_trouble():
             system.watcher.close()     # inotify saves stats, it is not needed: stat instead
-        log.line("Listening on address: {}, port {}.".format(*settings.listen).encode())
-        log.line(f"version {__version__}.".encode())
-        log.flush()
-        if ready:
-            ready.ok()
-        faulthandler.enable()          # a fatal signal leaves its trace in the log
+        listening(log, settings.listen, ready)
         try:
             return daemon.run()
         except MemoryError:

@@ -9,15 +9,14 @@ kernel treats exactly like the user's gid as the only supplementary
 group (the effective gid is checked first), at two credential changes
 fewer per stat than setting and restoring a group list each time.
 
-Root's uid comes back right after each call, root's gid (settle()) before
-anything is done as root: step 7's owner stat, reading users/cdb or a
-passwd file, asking the user database, starting a thread, and before the
-loop waits.  Between two users' stats it is not set back, since nothing
-is done in between: a batch of queries is spared a credential change a
-stat, two when users share a gid.  So everything done as root is done
-with all of root's ids (which matters without CAP_DAC_OVERRIDE, or on
-NFS with root_squash, where the gid still counts), and an idle daemon
-shows root's ids.
+Root's uid comes back right after each call; root's gid (settle()) before
+a thread starts and before the loop waits, so an idle daemon shows
+root's ids and a new thread is born with them.  In between, with uid 0
+and the capabilities that override permissions, the gid decides nothing
+(step 7's owner stat, reading users/cdb or a passwd file), so a batch of
+queries is spared a credential change a stat, two when users share a
+gid.  A root without those capabilities gets root's gid back before each
+such step as well (for_root()).
 
 Credentials belong to each thread in the kernel; glibc's seteuid() makes
 them the process's by signalling every other thread and waiting for each
@@ -76,9 +75,11 @@ class Identity:
 
     def __init__(self):
         self.switch = os.geteuid() == 0
+        self.gid_counts = False          # may root's own work depend on its gid?
         if self.switch:
             self.egid = self.gid = os.getegid()      # root's, and the one in force
             os.setgroups([])
+            self.gid_counts = not _overrides_permissions()
 
     def first_stat(self, uid: int, gid: int, paths) -> StatHit:
         return self.as_user(uid, gid, stat_in_order, paths)
@@ -113,6 +114,12 @@ class Identity:
                 raise LostPrivileges(f"unable to restore root's ids: {errtext(e.errno)}") \
                     from None
 
+    def for_root(self) -> None:
+        """Before root's own work (a stat or a read as root): root's gid
+        back if it could change the outcome (see _overrides_permissions)."""
+        if self.gid_counts and self.gid != self.egid:
+            self.settle()
+
     def settle(self) -> None:
         """Root's gid back (the loop, before it waits for work)."""
         if self.switch and self.gid != self.egid:
@@ -122,6 +129,24 @@ class Identity:
                 raise LostPrivileges(f"unable to restore root's ids: {errtext(e.errno)}") \
                     from None
             self.gid = self.egid
+
+
+def _overrides_permissions() -> bool:
+    """Does this process pass every permission check whatever its gid?
+    Root with CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH in its effective
+    set does, on local files.  (On NFS with root_squash the server
+    squashes uid 0 and gid 0 but not another gid: a user's gid left in
+    place can then only grant root more than gid 0 would, never less, so
+    no home is wrongly found missing.)  False when it cannot be told."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    caps = int(line.split()[1], 16)
+                    return caps & 0b110 == 0b110        # bits 1 and 2
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def _setters():

@@ -7,15 +7,18 @@ QMAILHOME must be a folder; a passwd file named by VERIFY_PASSWD must be
 readable; users/cdb, if there is one, and a fastforward cdb named by
 VERIFY_FASTFORWARDCDB must be readable cdb files; and a descriptor must
 be left over for the files a query reads.  Trouble that comes later is
-still handled per query (system.py).
+still handled per query (system.py).  listening() then says so, one
+process or a master with its workers alike.
 """
 
 import errno
+import faulthandler
 import os
 import stat
 
 import cdblib
 
+from . import __version__
 from .clean import cleanpath
 from .errors import errtext
 
@@ -74,3 +77,14 @@ def spare_descriptor_trouble() -> str | None:
     except OSError as e:
         return f"no descriptor left for reading files: {errtext(e.errno)} (raise the open files limit)"
     return None
+
+
+def listening(log, listen, ready) -> None:
+    """Everything checked: say so (and tell -d's starting process, ready);
+    from now on a fatal signal leaves its trace in the log."""
+    log.line("Listening on address: {}, port {}.".format(*listen).encode())
+    log.line(f"version {__version__}.".encode())
+    log.flush()
+    if ready:
+        ready.ok()
+    faulthandler.enable()

@@ -189,7 +189,7 @@ class LiveSystem:
 
     def _fresh(self, source):
         if source.checked != self._query:
-            self.identity.settle()            # read as root, with all of root's ids
+            self.identity.for_root()          # read as root
             source.refresh()
             # a source in trouble (unreadable, say) is tried again by every query
             source.checked = -1 if getattr(source, "_trouble", None) else self._query
@@ -205,11 +205,10 @@ class LiveSystem:
         source = self.passwd
         if source.checked != self._query:
             self._fresh(source)
-        self.identity.settle()                # getpwnam_r may read files: as root
         return source.getpw(name)
 
     def owner(self, path: bytes) -> int | None:
-        self.identity.settle()                # step 7's plain stat, with root's ids
+        self.identity.for_root()              # step 7's plain stat, as root
         try:
             return os.stat(path).st_uid
         except OSError as e:

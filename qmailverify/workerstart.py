@@ -9,14 +9,12 @@ then "Listening", and -d's starting process is told; a refusal at any
 step is one line and exit 111, detached or not.
 """
 
-import faulthandler
 import os
 
-from . import __version__
 from .daemonlog import Log
 from .deep import make_deep
 from .errors import Fatal, Trouble
-from .startup import spare_descriptor_trouble
+from .startup import listening, spare_descriptor_trouble
 from .steering import bind_group
 from .system import LiveSystem
 from .workers import Master
@@ -48,10 +46,5 @@ def run_master(settings, options_, controls, title, signals) -> int:
         if ready:
             ready.fail(str(e))
         raise
-    log.line("Listening on address: {}, port {}.".format(*settings.listen).encode())
-    log.line(f"version {__version__}.".encode())
-    log.flush()
-    if ready:
-        ready.ok()
-    faulthandler.enable()          # a fatal signal leaves its trace in the log
+    listening(log, settings.listen, ready)
     return master.run()

@@ -70,6 +70,20 @@ def wait_until(predicate, timeout=10.0):
     raise AssertionError("timed out")
 
 
+def children(pid: int) -> list[int]:
+    """The pids of pid's children, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
 def env_for(paths, **extra):
     """The daemon's environment for a tree built by tree.build()."""
     env = {"QMAILHOME": str(paths["qmail"]), "VERIFY_PASSWD": str(paths["passwd"])}

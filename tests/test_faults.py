@@ -23,7 +23,7 @@ from pathlib import Path
 import cdblib
 import pytest
 
-from helpers import env_for, wait_until
+from helpers import children, env_for, wait_until
 from qmailverify.cdbmake import write_cdb
 
 TEMP = 0x02                 # the status nibble of "temporarily unknown"
@@ -287,15 +287,10 @@ def test_the_daemon_killed_mid_session_is_451_and_the_end(shim, verifyd):
 
 def smtpd_of(shim_pid: str) -> int:
     """The stand-in qmail-smtpd: the child of the qmail-logmsg with this pid."""
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if stat.rpartition(")")[2].split()[1] == shim_pid:
-                return int(entry)
-    raise AssertionError(f"no child of {shim_pid}")
+    found = children(int(shim_pid))
+    if not found:
+        raise AssertionError(f"no child of {shim_pid}")
+    return found[0]
 
 
 def test_qmail_smtpd_dying_mid_data_gets_no_250_and_ends_the_session(shim):

@@ -82,3 +82,15 @@ def test_an_id_out_of_range_is_trouble_and_nothing_runs(who, bad, threads, reque
     assert ids(threading.get_native_id())["Uid"] == ["0"] * 4
     who.settle()
     assert os.getegid() == 0
+
+
+@pytest.mark.parametrize("gid_counts", [False, True])
+def test_root_gid_before_roots_own_work_only_where_it_counts(who, gid_counts):
+    # with the capabilities that override permissions the gid decides nothing
+    # for root's own stats and reads, and is left until the loop waits
+    me = threading.get_native_id()
+    who.gid_counts = gid_counts
+    who.as_user(2010, 2011, lambda: None)
+    who.for_root()
+    assert ids(me)["Gid"][1] == ("0" if gid_counts else "2011")
+    assert ids(me)["Uid"] == ["0"] * 4

@@ -51,6 +51,8 @@ class NoIdentity:
     def settle(self):
         pass
 
+    for_root = settle
+
 
 def live(tmp_path, monkeypatch, watch=True, users_folder=None):
     monkeypatch.setattr(system_module, "Identity", NoIdentity)      # no setgroups here

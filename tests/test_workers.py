@@ -16,22 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import Daemon, env_for, executable, free_port, load_p1, run_once, wait_until
+from helpers import Daemon, children, env_for, executable, free_port, load_p1, run_once, wait_until
 from qmailverify.steering import bind_group, route
 from qmailverify.wire import make_query, parse_reply, query_ip, split_count
 
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def alive(pid: int) -> bool:
