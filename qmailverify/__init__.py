@@ -24,6 +24,7 @@ What the daemon reads from the running system:
   controlfile.py  how qmail reads one control file
   system.py       the System on the machine: users/cdb, stats made as the user
   identity.py     stats as the user (CVE-2020-3812): the ids, per thread when needed
+  libc.py         the C library's functions the standard library lacks, opened once
   inotify.py      knowing that users/cdb or a passwd file changed without a stat
   userdb.py       the user database: a passwd file, or getpwnam_r()
   startup.py      what is checked before the daemon says it listens

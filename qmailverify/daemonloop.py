@@ -54,6 +54,21 @@ class SignalQueue:
     def _queue(self, signum, frame) -> None:
         self.queue.append(signum)
 
+    def handle(self, owner) -> int | None:
+        """Dispatch the queued signals to owner (a Daemon, or the workers'
+        Master), oldest first; the first exit code stops and is returned."""
+        while self.queue:
+            code = dispatch(owner, self.queue.pop(0))
+            if code is not None:
+                return code
+        return None
+
+
+def dispatch(owner, signum: int) -> int | None:
+    """Run owner.handle_<name> for a queued signal; an exit code means stop."""
+    name = signal.Signals(signum).name
+    return getattr(owner, "handle_" + name[3:].lower())(name)
+
 
 class Daemon:
     """The loop.  Everything it needs (the signal wake-up pipe, the
@@ -72,7 +87,7 @@ class Daemon:
         self.sock = sock
         self.queue = FairQueue()         # read, not yet answered (fairqueue.py)
         self.title = title
-        self.signals = signals.queue
+        self.signals = signals
         self.started = self.loaded = time.monotonic()
         self.harvest = HarvestCounter(settings.harvest_window, settings.harvest_ips) \
             if settings.harvest_window else None
@@ -98,10 +113,7 @@ class Daemon:
             self.parking = Parking(max_parked=deep.max_waiting)
             self.selector.register(self.parking.fd, selectors.EVENT_READ)
 
-    def dispatch(self, signum: int) -> int | None:
-        """Run handle_<name> for a queued signal; an exit code means stop."""
-        name = signal.Signals(signum).name
-        return getattr(self, "handle_" + name[3:].lower())(name)
+    dispatch = dispatch
 
     def handle_hup(self, name: str) -> None:
         """Re-read the control files; keep the old ones if that fails."""
@@ -130,7 +142,9 @@ class Daemon:
                                  self.deep is not None, self.controls.hub is not None))
 
     def gather_counts(self) -> None:
-        """Copy the harvest counter's and the hub cache's figures into self.counts."""
+        """Copy the queue's, the harvest counter's and the hub cache's
+        figures into self.counts."""
+        self.counts.shed = self.queue.shed
         if self.harvest is not None:
             h, c = self.harvest, self.counts
             c.harvest_refusals, c.harvest_ips, c.harvest_evicted = h.refusals, len(h.ips), h.evicted
@@ -148,9 +162,7 @@ class Daemon:
         logged and counted.  since: when a parked query first came."""
         s = self.settings
         try:
-            hubmap = self.controls.hub
-            outcome = relay(datagram, hubmap, self.hub, since, s.trace) \
-                if hubmap is not None else None
+            outcome = relay(datagram, self.controls.hub, self.hub, since, s.trace)
             if outcome is None:             # not a hub domain: decided here
                 outcome = get_reply(datagram, self.controls, self.system, s.alias, s.brk,
                                     self.deep, s.trace)
@@ -177,10 +189,9 @@ class Daemon:
 
     def run(self) -> int:
         while True:
-            while self.signals:
-                code = self.dispatch(self.signals.pop(0))
-                if code is not None:
-                    return code
+            code = self.signals.handle(self)
+            if code is not None:
+                return code
             try:
                 if self.parking is not None:
                     daemonpark.resume(self)
@@ -222,7 +233,6 @@ class Daemon:
                 replies.append((self.answer(data, peer), peer))
         finally:                 # what was answered is sent, whatever stops the batch
             system.end_batch()
-            self.counts.shed = self.queue.shed
             for reply, peer in replies:
                 self.send(reply, peer)
 

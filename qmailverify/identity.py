@@ -28,13 +28,13 @@ x86-64 and arm64), os.seteuid() and os.setegid() serve in every case.
 """
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import platform
 import threading
 
 from .errors import LostPrivileges, Trouble, errtext
+from .libc import libc_function
 from .model import StatHit
 from .userfiles import open_for_read, read_default_file
 
@@ -46,15 +46,9 @@ _RAW_CALLS = {"x86_64": (117, 119), "amd64": (117, 119), "aarch64": (147, 149),
 def _raw_setters():
     """(seteuid, setegid) for the calling thread alone, or None."""
     numbers = _RAW_CALLS.get(platform.machine())
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        call = libc.syscall
-    except (OSError, AttributeError):
+    call = libc_function("syscall", [ctypes.c_long] * 4, ctypes.c_long) if numbers else None
+    if call is None:
         return None
-    if numbers is None:
-        return None
-    call.restype = ctypes.c_long
-    call.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long)
 
     def setter(number):
         def set_effective(value: int) -> None:

@@ -21,9 +21,10 @@ query, which is always right.
 """
 
 import ctypes
-import ctypes.util
 import os
 import struct
+
+from .libc import libc_function
 
 IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE = 0x2, 0x4, 0x8
 IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x40, 0x80, 0x100, 0x200
@@ -39,15 +40,11 @@ BUFSIZE = 65536
 
 
 def _load():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        init, add, read = libc.inotify_init1, libc.inotify_add_watch, libc.read
-    except (OSError, AttributeError):
-        return None
-    init.argtypes, init.restype = [ctypes.c_int], ctypes.c_int
-    add.argtypes, add.restype = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32], ctypes.c_int
-    read.argtypes, read.restype = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t], ctypes.c_ssize_t
-    return init, add, read
+    init = libc_function("inotify_init1", [ctypes.c_int])
+    add = libc_function("inotify_add_watch", [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32])
+    read = libc_function("read", [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t],
+                         ctypes.c_ssize_t)
+    return (init, add, read) if init and add and read else None
 
 
 _libc = _load()

@@ -11,7 +11,6 @@ it is.
 """
 
 import ctypes
-import ctypes.util
 import time
 
 try:
@@ -19,23 +18,14 @@ try:
 except ImportError:          # the title is a convenience, never a need
     setproctitle = None
 
+from .libc import libc_function
+
 COMMAND = b"qmail-verify"
 PR_SET_NAME = 15
 
 
-def _load_prctl():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        f = libc.prctl
-    except (OSError, AttributeError):
-        return None
-    f.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_ulong,
-                  ctypes.c_ulong]
-    f.restype = ctypes.c_int
-    return f
-
-
-_prctl = _load_prctl() if setproctitle else None
+_prctl = libc_function("prctl", [ctypes.c_int, ctypes.c_char_p, ctypes.c_ulong,
+                                  ctypes.c_ulong, ctypes.c_ulong]) if setproctitle else None
 
 
 def keep_command_name() -> None:

@@ -11,7 +11,6 @@ apart, so getpwnam_r() is called through ctypes.
 """
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import pwd
@@ -19,6 +18,7 @@ import time
 
 from .clean import cleanpath
 from .errors import Trouble, errtext
+from .libc import libc_function
 from .model import Passwd
 
 
@@ -81,19 +81,9 @@ class _CPasswd(ctypes.Structure):
                 ("pw_shell", ctypes.c_char_p)]
 
 
-def _load_getpwnam_r():
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        f = libc.getpwnam_r
-    except (OSError, AttributeError):
-        return None
-    f.argtypes = [ctypes.c_char_p, ctypes.POINTER(_CPasswd), ctypes.c_char_p, ctypes.c_size_t,
-                  ctypes.POINTER(ctypes.POINTER(_CPasswd))]
-    f.restype = ctypes.c_int
-    return f
-
-
-_getpwnam_r = _load_getpwnam_r()
+_getpwnam_r = libc_function("getpwnam_r", [ctypes.c_char_p, ctypes.POINTER(_CPasswd),
+                                            ctypes.c_char_p, ctypes.c_size_t,
+                                            ctypes.POINTER(ctypes.POINTER(_CPasswd))])
 # getpwnam_r(3): these, with no entry, mean "no such user"; any other error
 # is trouble of ours (an unreadable /etc/passwd, an LDAP server down).
 _NOT_FOUND = {0, errno.ENOENT, errno.ESRCH, errno.EBADF, errno.EPERM}

@@ -21,13 +21,13 @@ os._exit(): never through the master's code, nor its atexit handlers
 """
 
 import ctypes
-import ctypes.util
 import faulthandler
 import os
 import signal
 
 from .daemonloop import Daemon
 from .daemonlog import Log
+from .libc import libc_function
 from .deep import make_deep
 from .errors import Fatal, Trouble
 from .startup import spare_descriptor_trouble
@@ -71,11 +71,10 @@ class Word:
 
 
 def _die_with_master(master: int) -> None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass                        # then only the check below, and the master's TERM
+    prctl = libc_function("prctl", [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong,
+                                    ctypes.c_ulong, ctypes.c_ulong])
+    if prctl is not None:           # else only the check below, and the master's TERM
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != master:      # it died before we asked
         os._exit(111)
 

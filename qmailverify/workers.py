@@ -43,8 +43,7 @@ class Master:
                  private: list[int]):
         self.settings, self.controls, self.socks = settings, controls, socks
         self.private = private              # the master's own descriptors (-d's word)
-        self.stream, self.log, self.title, self.signals = stream, log, title, signals.queue
-        self.queue = signals
+        self.stream, self.log, self.title, self.signals = stream, log, title, signals
         self.board = StatBoard(settings.workers)
         self.pids: list[int] = []           # by slot; 0 once reaped
         self.started = time.monotonic()
@@ -68,7 +67,7 @@ class Master:
             if pid == 0:
                 close = [s for s in self.socks if s is not sock] + [r for r, _ in words] + \
                     [rfd, *self.private]
-                run_worker(slot, self.settings, self.controls, sock, self.stream, self.queue,
+                run_worker(slot, self.settings, self.controls, sock, self.stream, self.signals,
                            self.board, wfd, master, close)
             os.close(wfd)
             self.pids.append(pid)
@@ -97,10 +96,9 @@ class Master:
 
     def run(self) -> int:
         while True:
-            while self.signals:
-                code = self.dispatch(self.signals.pop(0))
-                if code is not None:
-                    return code
+            code = self.signals.handle(self)
+            if code is not None:
+                return code
             code = self.reap()
             if code is not None:
                 return code
@@ -110,10 +108,6 @@ class Master:
                 os.read(self.wakeup, 512)
             except (BlockingIOError, InterruptedError):
                 pass
-
-    def dispatch(self, signum: int) -> int | None:
-        name = signal.Signals(signum).name
-        return getattr(self, "handle_" + name[3:].lower())(name)
 
     def handle_hup(self, name: str) -> None:
         self.forward(signal.SIGHUP)

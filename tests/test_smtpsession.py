@@ -32,16 +32,23 @@ def mail(addr: bytes = b"s@remote.test") -> bytes:
 BODY = b"Subject: t\r\n\r\nhello\r\n.\r\n"
 
 
-def at_once(data: bytes, verify=":", halfclose=True, **kw) -> Harness:
-    """The whole session in one write, then (by default) a half-close."""
+def drive(pieces, verify=":", halfclose=True, **kw) -> Harness:
+    """Each piece in a write of its own, everything settled after each,
+    then (by default) a half-close."""
     h = Harness(verify, verdicts=VERDICTS, **kw)
     h.settle()
-    h.send(data)
-    h.settle()
+    for piece in pieces:
+        h.send(piece)
+        h.settle()
     if halfclose:
         h.end()
         h.settle()
     return h
+
+
+def at_once(data: bytes, verify=":", halfclose=True, **kw) -> Harness:
+    """The whole session in one write, then (by default) a half-close."""
+    return drive([data], verify, halfclose, **kw)
 
 
 def codes(h: Harness) -> list[bytes]:
@@ -225,15 +232,7 @@ def units(session: list[bytes]) -> list[bytes]:
 
 
 def turn_by_turn(session, verify, relay, halfclose, **kw):
-    h = Harness(verify, relayclient=relay, verdicts=VERDICTS, **kw)
-    h.settle()
-    for unit in units(session):
-        h.send(unit)
-        h.settle()
-    if halfclose:
-        h.end()
-        h.settle()
-    return h
+    return drive(units(session), verify, halfclose, relayclient=relay, **kw)
 
 
 def any_order(session, verify, relay, halfclose, cuts, seed, drop_at=None, **kw):
