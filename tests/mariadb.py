@@ -2,7 +2,9 @@
 
 MariaDB(folder).start() runs mariadb-install-db and mariadbd (Debian's
 mariadb-server) as root with --user=root, listening on a free TCP port of
-127.0.0.1 and on a socket in the folder; stop() ends that one process (by
+127.0.0.1 and on a socket in the folder, with a temporary folder of its
+own there too (two runs side by side once broke each other's install
+through /tmp); stop() ends that one process (by
 its pid) and waits for it.  The root account has an empty password
 (--auth-root-authentication-method=normal); tests make their own users.
 
@@ -64,14 +66,16 @@ class MariaDB:
         self.data = os.path.join(self.folder, "data")
         self.socket = os.path.join(self.folder, "mysqld.sock")
         self.log = os.path.join(self.folder, "mariadbd.log")
+        self.tmp = os.path.join(self.folder, "tmp")     # its own: runs side by side collide in /tmp
         self.port = 0
         self.proc = None
 
     def install(self):
+        os.makedirs(self.tmp, exist_ok=True)
         out = subprocess.run(
             [INSTALL_DB, "--no-defaults", f"--datadir={self.data}", "--user=root",
              "--auth-root-authentication-method=normal", "--skip-test-db",
-             "--skip-name-resolve"],
+             "--skip-name-resolve", f"--tmpdir={self.tmp}"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
         if out.returncode:
             raise RuntimeError("mariadb-install-db failed:\n" + out.stdout.decode(errors="replace"))
@@ -84,6 +88,7 @@ class MariaDB:
         self.proc = subprocess.Popen(
             [_server(), "--no-defaults", "--user=root", f"--datadir={self.data}",
              f"--socket={self.socket}", f"--port={self.port}", "--bind-address=127.0.0.1",
+             f"--tmpdir={self.tmp}",
              "--skip-name-resolve", "--skip-log-bin", "--innodb-buffer-pool-size=16M",
              f"--pid-file={os.path.join(self.folder, 'mariadbd.pid')}"],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT)
