@@ -84,6 +84,14 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def has_root_ids(pid: int) -> bool:
+    """Every uid and gid of pid 0 (qmail-verify shows root's ids once it
+    waits for work; while it answers, its gid may be a user's)."""
+    with open(f"/proc/{pid}/status") as f:
+        return all(line.split()[1:] == ["0"] * 4 for line in f
+                   if line.startswith(("Uid:", "Gid:")))
+
+
 def env_for(paths, **extra):
     """The daemon's environment for a tree built by tree.build()."""
     env = {"QMAILHOME": str(paths["qmail"]), "VERIFY_PASSWD": str(paths["passwd"])}

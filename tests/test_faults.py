@@ -23,7 +23,7 @@ from pathlib import Path
 import cdblib
 import pytest
 
-from helpers import children, env_for, wait_until
+from helpers import children, env_for, has_root_ids, wait_until
 from qmailverify.cdbmake import write_cdb
 
 TEMP = 0x02                 # the status nibble of "temporarily unknown"
@@ -180,6 +180,14 @@ def nofile(pid: int) -> tuple[str, str]:
     raise AssertionError("no open files limit")
 
 
+def prlimit(d, limit: str) -> None:
+    """prlimit on the daemon, once it shows root's ids: without
+    CAP_SYS_RESOURCE the kernel lets root change only a process whose
+    ids all match its own."""
+    wait_until(lambda: has_root_ids(d.proc.pid))
+    subprocess.run(["prlimit", f"--pid={d.proc.pid}", limit], check=True)
+
+
 def test_descriptors_exhausted_while_running_is_temporary(p1_tree, start):
     if shutil.which("prlimit") is None:
         pytest.skip("prlimit (util-linux) is not installed")
@@ -188,8 +196,7 @@ def test_descriptors_exhausted_while_running_is_temporary(p1_tree, start):
     assert d.ask(b"kim@example.com") == b"\x90kim"         # the passwd file read
     open_now = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
     soft, hard = nofile(d.proc.pid)                # the soft limit only: raising a hard one
-    subprocess.run(["prlimit", f"--pid={d.proc.pid}", f"--nofile={open_now}:{hard}"],
-                   check=True)                     # back may need CAP_SYS_RESOURCE
+    prlimit(d, f"--nofile={open_now}:{hard}")       # back may need CAP_SYS_RESOURCE
     try:
         # what is already open or cached still answers (stats need no descriptor)
         assert d.ask(b"quinn@example.com") == b"\xa0quinn"
@@ -205,7 +212,7 @@ def test_descriptors_exhausted_while_running_is_temporary(p1_tree, start):
         assert "too many open files: keeping the old ones." in d.log()
         assert d.ask(b"x@example.org") == b"\x10"
     finally:
-        subprocess.run(["prlimit", f"--pid={d.proc.pid}", f"--nofile={soft}:{hard}"], check=True)
+        prlimit(d, f"--nofile={soft}:{hard}")
     assert d.ask(b"quinn@example.com") == b"\xa0quinn"
     assert d.ask(b"pat@example.com") == b"\x90pat"
     d.signal(signal.SIGHUP)
