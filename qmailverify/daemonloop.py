@@ -160,11 +160,12 @@ class Daemon:
     def answer(self, datagram: bytes, peer=None, since: float | None = None) -> bytes | None:
         """The reply to one datagram (None: none, or parked), its lines
         logged and counted.  since: when a parked query first came."""
-        s = self.settings
+        s, controls = self.settings, self.controls
         try:
-            outcome = relay(datagram, self.controls.hub, self.hub, since, s.trace)
+            outcome = None if controls.hub is None else \
+                relay(datagram, controls.hub, self.hub, since, s.trace)
             if outcome is None:             # not a hub domain: decided here
-                outcome = get_reply(datagram, self.controls, self.system, s.alias, s.brk,
+                outcome = get_reply(datagram, controls, self.system, s.alias, s.brk,
                                     self.deep, s.trace)
         except NeedLookup as need:
             outcome = daemonpark.park(self, need, datagram, peer, since)

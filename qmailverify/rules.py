@@ -75,27 +75,22 @@ def users_lookup(cdb, name: bytes) -> bytes | None:
     return None
 
 
-def cut_points(name: bytes, brk: bytes):
-    """Where qmail-getpw cuts name for a user name: its end, then each
-    separator, from the back."""
-    yield len(name)
-    i = name.rfind(brk)
-    while i >= 0:
-        yield i
-        i = name.rfind(brk, 0, i)
-
-
 def passwd_lookup(system: System, name: bytes, brk: bytes):
-    """Step 7, qmail-getpw's userext(): (entry, dash, ext) or None."""
-    for cut in cut_points(name, brk):
-        if cut >= GETPW_USERLEN:
-            continue
-        pw = system.getpw(name[:cut].lower())
-        if pw is None or pw.uid == 0 or system.owner(pw.home) != pw.uid:
-            continue
-        if cut == len(name):
-            return pw, b"", b""
-        return pw, b"-", name[cut + 1:]
+    """Step 7, qmail-getpw's userext(): (entry, dash, ext) or None.
+
+    qmail-getpw cuts name for a user name at its end, then at each
+    separator (brk), from the back; a user name part must be shorter
+    than GETPW_USERLEN."""
+    getpw, owner, low = system.getpw, system.owner, name.lower()
+    cut = len(name)
+    while cut >= 0:
+        if cut < GETPW_USERLEN:
+            pw = getpw(low[:cut])
+            if pw is not None and pw.uid != 0 and owner(pw.home) == pw.uid:
+                if cut == len(name):
+                    return pw, b"", b""
+                return pw, b"-", name[cut + 1:]
+        cut = name.rfind(brk, 0, cut)
     return None
 
 
@@ -103,13 +98,15 @@ def dotqmail_paths(home: bytes, dash: bytes, ext: bytes):
     """Step 8, qmail-local's qmesearch(): the files to look for, in order.
 
     First .qmail<dash><ext>, then each .qmail<dash><prefix>default where
-    prefix is ext cut at its end, after a '-', or at its start."""
+    prefix is ext cut after a '-' (from the back), and at its start."""
     safe = ext.lower().replace(b".", b":")
     base = home + b"/.qmail" + dash
     yield base + safe
-    for cut in range(len(safe), -1, -1):
-        if cut == 0 or safe[cut - 1] == 0x2D:
-            yield base + safe[:cut] + b"default"
+    i = safe.rfind(b"-")
+    while i >= 0:
+        yield base + safe[:i + 1] + b"default"
+        i = safe.rfind(b"-", 0, i)
+    yield base + b"default"
 
 
 def fastforward_keys(addr: bytes) -> list[bytes]:

@@ -50,7 +50,9 @@ def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
         return Outcome(None, [b"warning: internal error answering " + clean(query.address)
                               + b": " + type(e).__name__.encode() + b"; not answered."],
                        "unanswered")
-    return answer_verdict(query, v, trace, query_ip(datagram) if trace else None)
+    if trace:
+        return answer_verdict(query, v, trace, query_ip(datagram))
+    return _answer(query, v)
 
 
 def answer_verdict(query, v, trace: bool = False, ip: bytes | None = None) -> Outcome:
@@ -65,16 +67,15 @@ def answer_verdict(query, v, trace: bool = False, ip: bytes | None = None) -> Ou
 
 def _answer(query, v) -> Outcome:
     addr = clean(query.address)
-    lines = []
-    if v.stat_errno:
-        lines.append(b"Unable to stat " + clean(v.stat_path) + b": "
-                     + errtext(v.stat_errno).encode() + b".")
-    if v.code == DELIVERABLE:
-        lines.append(addr + b" permitted for " + (clean(v.user) if v.user else b"UNKNOWN") + b".")
-        return Outcome(make_reply(v.code, v.position, v.user or b""), lines, "permitted")
-    if v.code == UNDELIVERABLE:
+    lines = [b"Unable to stat " + clean(v.stat_path) + b": "
+             + errtext(v.stat_errno).encode() + b"."] if v.stat_errno else []
+    code, user = v.code, v.user
+    if code == DELIVERABLE:
+        lines.append(addr + b" permitted for " + (clean(user) if user else b"UNKNOWN") + b".")
+        return Outcome(make_reply(code, v.position, user or b""), lines, "permitted")
+    if code == UNDELIVERABLE:
         lines.append(addr + b" denied.")
-        return Outcome(make_reply(v.code, v.position, v.user or b""), lines, "denied")
+        return Outcome(make_reply(code, v.position, user or b""), lines, "denied")
     # our own words, with any path in them already cleaned
     reason = visible(v.reason.encode("utf-8", "replace"))
     if not query.extended:

@@ -96,9 +96,12 @@ def split_count(user: bytes) -> tuple[bytes, int | None]:
     return user, (int(digits) if nul and digits.isdigit() else None)
 
 
+_STATUS = [bytes((b,)) for b in range(256)]      # each status byte, made once
+
+
 def make_reply(code: int, position: int, user: bytes = b"") -> bytes:
     """Status byte (position << 4 | code), then user, cut to REPLY_MAX."""
-    return (bytes(((position & 0x0F) << 4 | (code & 0x0F),)) + user)[:REPLY_MAX]
+    return (_STATUS[(position & 0x0F) << 4 | (code & 0x0F)] + user)[:REPLY_MAX]
 
 
 # code: DELIVERABLE, UNDELIVERABLE or TEMPORARY; position: the rule that

@@ -4,10 +4,11 @@ for the rules the P1 fixture does not reach."""
 import errno
 
 import pytest
+from hypothesis import example, given, strategies as st
 
 from qmailverify.errors import Trouble
 from qmailverify.model import Controls, Passwd
-from qmailverify.rules import decide, rewrite
+from qmailverify.rules import GETPW_USERLEN, decide, dotqmail_paths, passwd_lookup, rewrite
 from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 
 from helpers import FakeSystem
@@ -173,3 +174,56 @@ def test_break_character_is_configurable():
     s = FakeSystem(None, [KIM, ALIAS], files={b"/h/kim/.qmail-box": 0})
     assert verdict(b"kim+box@example.com", s, brk=b"+") == (DELIVERABLE, 10, b"kim+box")
     assert verdict(b"kim+box@example.com", s)[2] == b"alias"
+
+
+# Steps 7 and 8 against models written as qmail's C loops are, byte by
+# byte from the end, so that a faster search cannot drift from them.
+PARTS = st.lists(st.sampled_from([b"-", b"+", b".", b"a", b"B", b"ab"]), max_size=12).map(b"".join)
+
+
+def qmesearch_model(home, dash, ext):
+    """qmail-local: .qmail<dash><ext>, then for i from len(ext) down to 0,
+    where i is 0 or ext[i-1] is '-', .qmail<dash><ext[:i]>default; each
+    with ext lowercased and '.' made ':'."""
+    safe = bytes(b + 32 if 65 <= b <= 90 else 58 if b == 46 else b for b in ext)
+    paths = [home + b"/.qmail" + dash + safe]
+    for i in range(len(safe), -1, -1):
+        if i == 0 or safe[i - 1] == ord("-"):
+            paths.append(home + b"/.qmail" + dash + safe[:i] + b"default")
+    return paths
+
+
+@given(ext=PARTS, dash=st.sampled_from([b"-", b""]))
+def test_dot_qmail_search_order_is_qmesearch(ext, dash):
+    assert list(dotqmail_paths(b"/h/u", dash, ext)) == qmesearch_model(b"/h/u", dash, ext)
+
+
+def userext_model(users, owners, name, brk):
+    """qmail-getpw's userext(): cut name at its end, then at each brk byte
+    from the back; the first cut shorter than GETPW_USERLEN that names a
+    non-root user owning its home wins."""
+    for i in range(len(name), -1, -1):
+        if i < len(name) and name[i:i + 1] != brk:
+            continue
+        if i >= GETPW_USERLEN:
+            continue
+        pw = users.get(name[:i].lower())
+        if pw is not None and pw.uid != 0 and owners[pw.home] == pw.uid:
+            return pw, (b"-" if i < len(name) else b""), name[i + 1:]
+    return None
+
+
+NAMES = st.sampled_from([b"a", b"ab", b"a-b", b"A-b", b"", b"a" * 31, b"a" * 32])
+
+
+@given(name=PARTS, known=st.lists(NAMES, max_size=4), brk=st.sampled_from([b"-", b"+"]))
+@example(name=b"ab-x", known=[b"ab", b"a"], brk=b"-")
+@example(name=b"a-b-c", known=[b"a-b", b"a"], brk=b"-")
+@example(name=b"A-b", known=[b"a"], brk=b"-")
+def test_user_name_cuts_are_qmail_getpws(name, known, brk):
+    # "ab" is root's, and "a-b"'s home belongs to someone else: neither counts
+    users = {n: Passwd(n, 0 if n == b"ab" else 3000 + i, 3000, b"/h/" + n)
+             for i, n in enumerate(known)}
+    owners = {p.home: 1 if p.name == b"a-b" else p.uid for p in users.values()}
+    s = FakeSystem(None, list(users.values()), owners=owners)
+    assert passwd_lookup(s, name, brk) == userext_model(users, owners, name, brk)
