@@ -31,7 +31,7 @@ import ctypes
 import errno
 import os
 import platform
-import threading
+from threading import active_count
 
 from .errors import LostPrivileges, Trouble, errtext
 from .libc import libc_function
@@ -62,6 +62,7 @@ def _raw_setters():
 
 
 _RAW = _raw_setters()
+_PLAIN = (os.seteuid, os.setegid)
 
 
 class Identity:
@@ -76,6 +77,7 @@ class Identity:
             self.gid_counts = not _overrides_permissions()
 
     def first_stat(self, uid: int, gid: int, paths) -> StatHit:
+        """stat_in_order(paths) as uid/gid."""
         return self.as_user(uid, gid, stat_in_order, paths)
 
     def deep_facts(self, uid: int, gid: int, home: bytes, path: bytes):
@@ -145,9 +147,7 @@ def _overrides_permissions() -> bool:
 
 def _setters():
     """The process's (one thread) or the calling thread's own (several)."""
-    if _RAW is not None and threading.active_count() > 1:
-        return _RAW
-    return os.seteuid, os.setegid
+    return _RAW if _RAW is not None and active_count() > 1 else _PLAIN
 
 
 def stat_in_order(paths) -> StatHit:

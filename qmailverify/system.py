@@ -208,7 +208,8 @@ class LiveSystem:
         return source.getpw(name)
 
     def owner(self, path: bytes) -> int | None:
-        self.identity.for_root()              # step 7's plain stat, as root
+        if self.identity.gid_counts:          # step 7's plain stat, as root
+            self.identity.for_root()
         try:
             return os.stat(path).st_uid
         except OSError as e:
