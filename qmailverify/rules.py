@@ -54,7 +54,9 @@ def users_lookup(cdb, name: bytes) -> bytes | None:
     the rest of a wildcard match appended; None if nothing matches.
 
     After the exact key, the prefixes of '!name' are tried from the
-    longest: those that end in a wildcard character, and '!' itself."""
+    longest: those that end in a wildcard character, and '!' itself.
+    qmail-newu's wildcard characters (the value of the empty key) are
+    usually one, '-': then rfind alone finds the prefixes."""
     wild = cdb.get(b"")
     if wild is None:
         raise Trouble("users/cdb has no wildcard entry")
@@ -62,13 +64,22 @@ def users_lookup(cdb, name: bytes) -> bytes | None:
     value = cdb.get(lower + b"\0")
     if value is not None:
         return value
-    cuts = {1}
-    for ch in set(wild):
-        i = lower.rfind(ch, 1)
+    if len(wild) == 1:
+        cuts = []
+        i = lower.rfind(wild, 1)
         while i > 0:
-            cuts.add(i + 1)
-            i = lower.rfind(ch, 1, i)
-    for i in sorted(cuts, reverse=True):
+            cuts.append(i + 1)
+            i = lower.rfind(wild, 1, i)
+        cuts.append(1)
+    else:
+        found = {1}
+        for ch in set(wild):
+            i = lower.rfind(ch, 1)
+            while i > 0:
+                found.add(i + 1)
+                i = lower.rfind(ch, 1, i)
+        cuts = sorted(found, reverse=True)
+    for i in cuts:
         value = cdb.get(lower[:i])
         if value is not None:
             return value + name[i - 1:]

@@ -8,7 +8,8 @@ from hypothesis import example, given, strategies as st
 
 from qmailverify.errors import Trouble
 from qmailverify.model import Controls, Passwd
-from qmailverify.rules import GETPW_USERLEN, decide, dotqmail_paths, passwd_lookup, rewrite
+from qmailverify.rules import (GETPW_USERLEN, decide, dotqmail_paths, passwd_lookup, rewrite,
+                               users_lookup)
 from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 
 from helpers import FakeSystem
@@ -227,3 +228,27 @@ def test_user_name_cuts_are_qmail_getpws(name, known, brk):
     owners = {p.home: 1 if p.name == b"a-b" else p.uid for p in users.values()}
     s = FakeSystem(None, list(users.values()), owners=owners)
     assert passwd_lookup(s, name, brk) == userext_model(users, owners, name, brk)
+
+
+def lspawn_model(cdb, name):
+    """qmail-lspawn: i from the length of '!name' plus its NUL down to 1;
+    the first i takes the whole key, later ones only i == 1 or a prefix
+    ending in a wildcard character; a wildcard match gets name's rest."""
+    lower = b"!" + name.lower() + b"\0"
+    wild = cdb[b""]
+    for i in range(len(lower), 0, -1):
+        if i == len(lower) or i == 1 or lower[i - 1] in wild:
+            value = cdb.get(lower[:i])
+            if value is not None:
+                return value if i == len(lower) else value + name[i - 1:]
+    return None
+
+
+@given(name=PARTS, wild=st.sampled_from([b"", b"-", b"+", b"-+", b"+-a"]),
+       keys=st.lists(st.sampled_from([b"!", b"!-", b"!a-", b"!a", b"!ab+", b"!a-b-", b"!b\0", b"!a-b\0"]),
+                     max_size=4))
+@example(name=b"a-b-c", wild=b"-", keys=[b"!a-", b"!a-b-"])
+@example(name=b"ab+x-y", wild=b"-+", keys=[b"!ab+", b"!"])
+def test_users_cdb_search_is_qmail_lspawns(name, wild, keys):
+    cdb = {b"": wild, **{k: b"<" + k + b">" for k in keys}}
+    assert users_lookup(cdb, name) == lspawn_model(cdb, name)
