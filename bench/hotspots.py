@@ -33,7 +33,8 @@ DEFAULT_FIXTURE = HERE.parent / "tests" / "data" / "P1.json"
 def make_daemon(paths):
     from qmailverify import controls as controlfiles
     from qmailverify.daemonenv import settings_from_env
-    from qmailverify.daemonloop import Daemon, Log, SignalQueue
+    from qmailverify.daemonloop import Daemon, Log
+    from qmailverify.signalqueue import SignalQueue
     from qmailverify.system import LiveSystem
     from qmailverify.title import Title
     qmailhome = str(paths["qmail"])

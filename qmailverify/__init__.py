@@ -32,7 +32,8 @@ What the daemon reads from the running system:
 qmail-verify, the daemon:
   daemon.py       the program: options, start-up, main()
   daemonenv.py    its environment (QMAILHOME, LISTEN, VERIFY_*) into Settings
-  daemonloop.py   the UDP loop, signals queued and dispatched by name
+  daemonloop.py   the UDP loop: read, answer in batches, wait
+  signalqueue.py  signals queued by the handlers, dispatched by name by the loop
   daemonlog.py    the log: whole lines, written in pieces no bigger than PIPE_BUF
   daemonpark.py   the loop's side of parking: park, resume, give up
   fairqueue.py    datagrams read but not yet answered, taken round-robin by sender

@@ -29,7 +29,8 @@ try:            # under a tiny descriptor limit, reading a module can fail
     from .cli import Shown, guarded, options
     from .controlfile import ControlError
     from .daemonenv import settings_from_env
-    from .daemonloop import Daemon, Log, SignalQueue
+    from .daemonloop import Daemon, Log
+    from .signalqueue import SignalQueue
     from .deep import make_deep
     from .startup import listening, spare_descriptor_trouble, start_trouble
     from .system import LiveSystem

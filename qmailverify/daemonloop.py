@@ -1,16 +1,14 @@
 """qmail-verify's loop, as gunicorn's arbiter is one: the UDP socket, a
-signal queue, and the log (daemonlog.py), around verifier.get_reply().
+signal queue (signalqueue.py), and the log (daemonlog.py), around
+verifier.get_reply().
 
 Daemon holds what changes while it runs: the controls (re-read on
 SIGHUP, the old ones kept if the new ones cannot be read) and the counts.
-Signal handlers only queue the signal (SignalQueue, installed first thing
-in main()); the loop dispatches handle_<name>(): hup, term and int
-(exit), alrm (a statistics line, stats.py), usr1 and usr2 (logged,
+The loop dispatches the queued signals to handle_<name>(): hup, term and
+int (exit), alrm (a statistics line, stats.py), usr1 and usr2 (logged,
 otherwise ignored).  A query for a domain control/verifyhub maps is
 relayed to its far server first (hubrelay.relay; self.hub is the far
-answers' cache), parked like a slow store's.  Everything the loop needs (the wake-up pipe, the
-selector) is made in Daemon(), so that a process short of descriptors is
-refused before it says it listens.
+answers' cache), parked like a slow store's.
 """
 
 import os
@@ -34,40 +32,9 @@ from .title import Title
 from . import daemonpark
 from .outcome import NeedLookup
 from .parking import Parking
+from .signalqueue import SignalQueue, dispatch
 from .verifier import get_reply
 from .wire import QUERY_MAX
-
-
-class SignalQueue:
-    """The handlers only queue; Daemon.run() dispatches.  Installed first
-    thing, so that a signal that comes during start-up waits for the loop
-    instead of killing the process half-way."""
-
-    QUEUED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGALRM,
-              signal.SIGUSR1, signal.SIGUSR2)
-
-    def __init__(self):
-        self.queue: list[int] = []
-        for signum in self.QUEUED:
-            signal.signal(signum, self._queue)
-
-    def _queue(self, signum, frame) -> None:
-        self.queue.append(signum)
-
-    def handle(self, owner) -> int | None:
-        """Dispatch the queued signals to owner (a Daemon, or the workers'
-        Master), oldest first; the first exit code stops and is returned."""
-        while self.queue:
-            code = dispatch(owner, self.queue.pop(0))
-            if code is not None:
-                return code
-        return None
-
-
-def dispatch(owner, signum: int) -> int | None:
-    """Run owner.handle_<name> for a queued signal; an exit code means stop."""
-    name = signal.Signals(signum).name
-    return getattr(owner, "handle_" + name[3:].lower())(name)
 
 
 class Daemon:
