@@ -177,9 +177,10 @@ def test_break_character_is_configurable():
     assert verdict(b"kim+box@example.com", s)[2] == b"alias"
 
 
-# Steps 7 and 8 against models written as qmail's C loops are, byte by
-# byte from the end, so that a faster search cannot drift from them.
-PARTS = st.lists(st.sampled_from([b"-", b"+", b".", b"a", b"B", b"ab"]), max_size=12).map(b"".join)
+# Steps 6, 7 and 8 against models written as qmail's C loops are, byte
+# by byte from the end, so that a faster search cannot drift from them.
+PARTS = st.lists(st.sampled_from([b"-", b"+", b".", b"a", b"B", b"ab", b"a" * 15]),
+                 max_size=12).map(b"".join)
 
 
 def qmesearch_model(home, dash, ext):
@@ -221,6 +222,8 @@ NAMES = st.sampled_from([b"a", b"ab", b"a-b", b"A-b", b"", b"a" * 31, b"a" * 32]
 @example(name=b"ab-x", known=[b"ab", b"a"], brk=b"-")
 @example(name=b"a-b-c", known=[b"a-b", b"a"], brk=b"-")
 @example(name=b"A-b", known=[b"a"], brk=b"-")
+@example(name=b"a" * 32 + b"-x", known=[b"a" * 32], brk=b"-")
+@example(name=b"a" * 31 + b"-x", known=[b"a" * 31], brk=b"-")
 def test_user_name_cuts_are_qmail_getpws(name, known, brk):
     # "ab" is root's, and "a-b"'s home belongs to someone else: neither counts
     users = {n: Passwd(n, 0 if n == b"ab" else 3000 + i, 3000, b"/h/" + n)
