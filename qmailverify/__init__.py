@@ -65,7 +65,8 @@ qmail-logmsg, the shim before an unpatched qmail-smtpd:
 
 The other programs:
   conf.py         qmail-verify-conf (and the service files it writes)
-  migrate.py      verify-migrate
+  migrate.py      verify-migrate: the old VERIFY variables rewritten to 1.30's
+  migratecheck.py verify-migrate -c: which verification each client gets
   demo.py         qmail-verify-demo
   installed.py    where this installation's own programs are
   cdbmake.py      writing a cdb atomically, as djb's tools do
