@@ -62,6 +62,7 @@ qmail-logmsg, the shim before an unpatched qmail-smtpd:
   relay.py        the select() loop moving bytes around the session
   logmsg.py       the program: controls, then qmail-smtpd and the relay
   summary.py      qmail-logmsg -s: one line a session from its log
+  loggedsession.py  one session's record for -s, from its log lines
 
 The other programs:
   conf.py         qmail-verify-conf (and the service files it writes)
