@@ -23,6 +23,7 @@ What the daemon reads from the running system:
   controls.py     qmail's control files into a Controls
   controlfile.py  how qmail reads one control file
   system.py       the System on the machine: users/cdb, stats made as the user
+  cdbsource.py    users/cdb or fastforward's cdb, reopened when replaced, read whole
   identity.py     stats as the user (CVE-2020-3812): the ids, per thread when needed
   libc.py         the C library's functions the standard library lacks, opened once
   inotify.py      knowing that users/cdb or a passwd file changed without a stat
