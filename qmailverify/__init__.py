@@ -23,6 +23,7 @@ What the daemon reads from the running system:
   controls.py     qmail's control files into a Controls
   controlfile.py  how qmail reads one control file
   system.py       the System on the machine: users/cdb, stats made as the user
+  cdbsource.py    users/cdb or fastforward's cdb, reopened when replaced, read whole
   identity.py     stats as the user (CVE-2020-3812): the ids, per thread when needed
   libc.py         the C library's functions the standard library lacks, opened once
   inotify.py      knowing that users/cdb or a passwd file changed without a stat
@@ -62,10 +63,12 @@ qmail-logmsg, the shim before an unpatched qmail-smtpd:
   relay.py        the select() loop moving bytes around the session
   logmsg.py       the program: controls, then qmail-smtpd and the relay
   summary.py      qmail-logmsg -s: one line a session from its log
+  loggedsession.py  one session's record for -s, from its log lines
 
 The other programs:
   conf.py         qmail-verify-conf (and the service files it writes)
-  migrate.py      verify-migrate
+  migrate.py      verify-migrate: the old VERIFY variables rewritten to 1.30's
+  migratecheck.py verify-migrate -c: which verification each client gets
   demo.py         qmail-verify-demo
   installed.py    where this installation's own programs are
   cdbmake.py      writing a cdb atomically, as djb's tools do

@@ -9,7 +9,8 @@ import pytest
 from qmailverify import inotify, system as system_module
 from qmailverify.errors import Trouble
 from qmailverify.cdbmake import write_cdb
-from qmailverify.system import LiveSystem, WatchedCdb
+from qmailverify.cdbsource import WatchedCdb
+from qmailverify.system import LiveSystem
 
 
 @pytest.mark.parametrize("in_memory", [True, False])

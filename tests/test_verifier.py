@@ -109,5 +109,6 @@ def test_the_decision_core_imports_nothing_that_reads_files():
                                 check=True).stdout.split())
     assert {"qmailverify.verifier", "qmailverify.rules", "qmailverify.model"} <= loaded
     readers = {"qmailverify.controls", "qmailverify.controlfile", "qmailverify.system",
-               "qmailverify.rcpthosts", "qmailverify.startup", "qmailverify.daemon"}
+               "qmailverify.cdbsource", "qmailverify.rcpthosts", "qmailverify.startup",
+               "qmailverify.daemon"}
     assert not loaded & readers, loaded & readers
