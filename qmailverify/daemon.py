@@ -22,7 +22,7 @@ import os
 import sys
 from typing import NamedTuple
 
-from .errors import Fatal, Trouble, errtext
+from .errors import Fatal, errtext
 
 try:            # under a tiny descriptor limit, reading a module can fail
     from . import controls as controlfiles
@@ -31,8 +31,7 @@ try:            # under a tiny descriptor limit, reading a module can fail
     from .daemonenv import settings_from_env
     from .daemonloop import Daemon, Log
     from .signalqueue import SignalQueue
-    from .deep import make_deep
-    from .startup import listening, spare_descriptor_trouble, start_trouble
+    from .startup import checked_deep, listening, start_trouble, watch_sources
     from .system import LiveSystem
     from .udpsocket import bind
     from .title import Title
@@ -85,10 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         sock = bind(*settings.listen)
         system = LiveSystem(settings.qmailhome, settings.passwd, settings.fastforward,
                             watch=False)           # started once the descriptors are counted
-        try:
-            deep = make_deep(settings, os.environ, system)
-        except Trouble as e:
-            raise Fatal(f"qmail-verify: fatal: VERIFY_VPOPMAIL={settings.vpopmail}: {e}") from None
+        deep = checked_deep(settings, system)
         stream = open(2, "wb", buffering=1 << 16, closefd=False)
         if options_.detach:
             from .background import detach
@@ -96,21 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         log = Log(stream)
         title.controls_loaded()
         daemon = Daemon(settings, controls, system, log, sock, title, signals, deep)
-        trouble = spare_descriptor_trouble()
-        if trouble:
-            raise Fatal(f"qmail-verify: fatal: {trouble}")
-        system.start_watching()
-        if spare_descriptor_trouble():
-            system.watcher.close()     # inotify saves stats, it is not needed: stat instead
+        watch_sources(system)
         listening(log, settings.listen, ready)
-        try:
-            return daemon.run()
-        except MemoryError:
-            log.line(b"fatal: out of memory (is softlimit too small?)")
-        except Exception as e:         # a bug of ours: one line, and supervise restarts us
-            log.line(f"fatal: internal error: {type(e).__name__}: {e}".encode())
-        log.flush()
-        return 111
+        return daemon.serve()
     except Shown as e:
         return guarded("qmail-verify", lambda: print(e) or 0)
     except Fatal as e:

@@ -127,12 +127,11 @@ class Daemon:
     def answer(self, datagram: bytes, peer=None, since: float | None = None) -> bytes | None:
         """The reply to one datagram (None: none, or parked), its lines
         logged and counted.  since: when a parked query first came."""
-        s, controls = self.settings, self.controls
+        s = self.settings
         try:
-            outcome = None if controls.hub is None else \
-                relay(datagram, controls.hub, self.hub, since, s.trace)
+            outcome = relay(datagram, self.controls.hub, self.hub, since, s.trace)
             if outcome is None:             # not a hub domain: decided here
-                outcome = get_reply(datagram, controls, self.system, s.alias, s.brk,
+                outcome = get_reply(datagram, self.controls, self.system, s.alias, s.brk,
                                     self.deep, s.trace)
         except NeedLookup as need:
             outcome = daemonpark.park(self, need, datagram, peer, since)
@@ -154,6 +153,17 @@ class Daemon:
 
     DRAIN_MAX = 1024     # datagrams read from the socket before the next answers
     BATCH = 16           # datagrams answered between two reads
+
+    def serve(self) -> int:
+        """run(); a crash of ours is one line and 111 (supervise starts us again)."""
+        try:
+            return self.run()
+        except MemoryError:
+            self.log.line(b"fatal: out of memory (is softlimit too small?)")
+        except Exception as e:
+            self.log.line(f"fatal: internal error: {type(e).__name__}: {e}".encode())
+        self.log.flush()
+        return 111
 
     def run(self) -> int:
         while True:

@@ -54,9 +54,8 @@ def users_lookup(cdb, name: bytes) -> bytes | None:
     the rest of a wildcard match appended; None if nothing matches.
 
     After the exact key, the prefixes of '!name' are tried from the
-    longest: those that end in a wildcard character, and '!' itself.
-    qmail-newu's wildcard characters (the value of the empty key) are
-    usually one, '-': then rfind alone finds the prefixes."""
+    longest: those that end in a wildcard character (qmail-newu's, the
+    value of the empty key: usually one, '-'), and '!' itself."""
     wild = cdb.get(b"")
     if wild is None:
         raise Trouble("users/cdb has no wildcard entry")
@@ -64,21 +63,15 @@ def users_lookup(cdb, name: bytes) -> bytes | None:
     value = cdb.get(lower + b"\0")
     if value is not None:
         return value
-    if len(wild) == 1:
-        cuts = []
-        i = lower.rfind(wild, 1)
+    cuts = []
+    for ch in set(wild):
+        i = lower.rfind(ch, 1)
         while i > 0:
             cuts.append(i + 1)
-            i = lower.rfind(wild, 1, i)
-        cuts.append(1)
-    else:
-        found = {1}
-        for ch in set(wild):
-            i = lower.rfind(ch, 1)
-            while i > 0:
-                found.add(i + 1)
-                i = lower.rfind(ch, 1, i)
-        cuts = sorted(found, reverse=True)
+            i = lower.rfind(ch, 1, i)
+    if len(wild) > 1:                # each character's cuts came longest first
+        cuts.sort(reverse=True)
+    cuts.append(1)
     for i in cuts:
         value = cdb.get(lower[:i])
         if value is not None:

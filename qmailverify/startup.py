@@ -8,7 +8,9 @@ readable; users/cdb, if there is one, and a fastforward cdb named by
 VERIFY_FASTFORWARDCDB must be readable cdb files; and a descriptor must
 be left over for the files a query reads.  Trouble that comes later is
 still handled per query (system.py).  listening() then says so, one
-process or a master with its workers alike.
+process or a master with its workers alike; the steps a single daemon,
+the master and each worker share (checked_deep(), check_descriptors(),
+watch_sources()) are here once.
 """
 
 import errno
@@ -20,7 +22,8 @@ import cdblib
 
 from . import __version__
 from .clean import cleanpath
-from .errors import errtext
+from .deep import make_deep
+from .errors import Fatal, Trouble, errtext
 
 
 def _read(path: str) -> bytes:
@@ -77,6 +80,31 @@ def spare_descriptor_trouble() -> str | None:
     except OSError as e:
         return f"no descriptor left for reading files: {errtext(e.errno)} (raise the open files limit)"
     return None
+
+
+def check_descriptors() -> None:
+    """Fatal unless a descriptor is left for the files a query reads."""
+    trouble = spare_descriptor_trouble()
+    if trouble:
+        raise Fatal(f"qmail-verify: fatal: {trouble}")
+
+
+def watch_sources(system) -> None:
+    """check_descriptors(), then the sources watched with inotify; given up
+    if the watch took the last descriptor (inotify saves stats, it is not
+    needed: the sources are stat'ed instead)."""
+    check_descriptors()
+    system.start_watching()
+    if spare_descriptor_trouble():
+        system.watcher.close()
+
+
+def checked_deep(settings, system):
+    """deep.make_deep() for settings (None: deep mode off), or the refusal."""
+    try:
+        return make_deep(settings, os.environ, system)
+    except Trouble as e:
+        raise Fatal(f"qmail-verify: fatal: VERIFY_VPOPMAIL={settings.vpopmail}: {e}") from None
 
 
 def listening(log, listen, ready) -> None:

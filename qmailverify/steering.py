@@ -33,7 +33,7 @@ import socket
 import struct
 
 from .errors import Fatal, errtext
-from .udpsocket import grow_receive_buffer
+from .udpsocket import family, grow_receive_buffer
 from .wire import IP_MAX, QUERY_MAX
 
 SO_ATTACH_REUSEPORT_CBPF = 51
@@ -113,15 +113,14 @@ def bind_group(ip: str, port: int, workers: int) -> list[socket.socket]:
     steered by steering_program().  The address is first bound once without
     SO_REUSEPORT, so that a group someone else already has (an old
     daemon's workers) is a refusal, never a port shared with it."""
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     socks: list[socket.socket] = []
     what = "bind to"
     try:
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        with socket.socket(family(ip), socket.SOCK_DGRAM) as probe:
             probe.bind((ip, port))
             port = probe.getsockname()[1]
         for _ in range(workers):
-            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock = socket.socket(family(ip), socket.SOCK_DGRAM)
             socks.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((ip, port))

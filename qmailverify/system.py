@@ -112,8 +112,7 @@ class LiveSystem:
         return source.getpw(name)
 
     def owner(self, path: bytes) -> int | None:
-        if self.identity.gid_counts:          # step 7's plain stat, as root
-            self.identity.for_root()
+        self.identity.for_root()              # step 7's plain stat, as root
         try:
             return os.stat(path).st_uid
         except OSError as e:

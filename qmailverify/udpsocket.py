@@ -10,9 +10,12 @@ from .errors import Fatal, errtext
 RCVBUF = 4 << 20      # the kernel's receive buffer asked for: some 5,000 queries
 
 
+def family(ip: str) -> int:
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
+
+
 def bind(ip: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock = socket.socket(family(ip), socket.SOCK_DGRAM)
     try:
         sock.bind((ip, port))
     except OSError as e:

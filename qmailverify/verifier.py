@@ -50,9 +50,7 @@ def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
         return Outcome(None, [b"warning: internal error answering " + clean(query.address)
                               + b": " + type(e).__name__.encode() + b"; not answered."],
                        "unanswered")
-    if trace:
-        return answer_verdict(query, v, trace, query_ip(datagram))
-    return _answer(query, v)
+    return answer_verdict(query, v, trace, query_ip(datagram) if trace else None)
 
 
 def answer_verdict(query, v, trace: bool = False, ip: bytes | None = None) -> Outcome:

@@ -28,9 +28,8 @@ import signal
 from .daemonloop import Daemon
 from .daemonlog import Log
 from .libc import libc_function
-from .deep import make_deep
-from .errors import Fatal, Trouble
-from .startup import spare_descriptor_trouble
+from .errors import Fatal
+from .startup import checked_deep, watch_sources
 from .system import LiveSystem
 from .title import Title
 
@@ -95,29 +94,15 @@ def run_worker(slot: int, settings, controls, sock, stream, signals, board, word
         title = Title(f"{where} worker {slot + 1}/{settings.workers}")
         system = LiveSystem(settings.qmailhome, settings.passwd, settings.fastforward,
                             watch=False)
-        try:
-            deep = make_deep(settings, os.environ, system)
-        except Trouble as e:
-            raise Fatal(f"qmail-verify: fatal: VERIFY_VPOPMAIL={settings.vpopmail}: {e}") \
-                from None
+        deep = checked_deep(settings, system)
         log = Log(stream)
         title.controls_loaded()
         daemon = Worker(settings, controls, system, log, sock, title, signals, deep,
                         board=board, slot=slot)
-        trouble = spare_descriptor_trouble()
-        if trouble:
-            raise Fatal(f"qmail-verify: fatal: {trouble}")
-        system.start_watching()
-        if spare_descriptor_trouble():
-            system.watcher.close()
+        watch_sources(system)
         word.say("ok")
         faulthandler.enable()
-        try:
-            code = daemon.run()
-        except MemoryError:
-            log.line(b"fatal: out of memory (is softlimit too small?)")
-        except Exception as e:      # a bug of ours: one line; the master restarts all
-            log.line(f"fatal: internal error: {type(e).__name__}: {e}".encode())
+        code = daemon.serve()
     except Fatal as e:
         word.say(str(e))
         code = e.code

@@ -9,12 +9,9 @@ then "Listening", and -d's starting process is told; a refusal at any
 step is one line and exit 111, detached or not.
 """
 
-import os
-
 from .daemonlog import Log
-from .deep import make_deep
-from .errors import Fatal, Trouble
-from .startup import listening, spare_descriptor_trouble
+from .errors import Fatal
+from .startup import check_descriptors, checked_deep, listening
 from .steering import bind_group
 from .system import LiveSystem
 from .workers import Master
@@ -24,10 +21,7 @@ def run_master(settings, options_, controls, title, signals) -> int:
     """qmail-verify with settings.workers workers: start, then the master's loop."""
     socks = bind_group(*settings.listen, settings.workers)
     system = LiveSystem(settings.qmailhome, settings.passwd, settings.fastforward, watch=False)
-    try:
-        make_deep(settings, os.environ, system)          # checked here; each worker makes its own
-    except Trouble as e:
-        raise Fatal(f"qmail-verify: fatal: VERIFY_VPOPMAIL={settings.vpopmail}: {e}") from None
+    checked_deep(settings, system)          # checked here; each worker makes its own
     stream = open(2, "wb", buffering=1 << 16, closefd=False)
     ready = None
     try:
@@ -36,9 +30,7 @@ def run_master(settings, options_, controls, title, signals) -> int:
             stream, ready = detach(socks, stream, options_.pidfile, options_.logfile)
         log = Log(stream)
         title.controls_loaded()
-        trouble = spare_descriptor_trouble()
-        if trouble:
-            raise Fatal(f"qmail-verify: fatal: {trouble}")
+        check_descriptors()
         master = Master(settings, controls, socks, stream, log, title, signals,
                         [ready.fd] if ready else [])
         master.start()

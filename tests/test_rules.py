@@ -252,6 +252,8 @@ def lspawn_model(cdb, name):
                      max_size=4))
 @example(name=b"a-b-c", wild=b"-", keys=[b"!a-", b"!a-b-"])
 @example(name=b"ab+x-y", wild=b"-+", keys=[b"!ab+", b"!"])
+@example(name=b"a+b-c", wild=b"-+", keys=[b"!a+", b"!a+b-"])
+@example(name=b"a-b+c", wild=b"-+", keys=[b"!a-", b"!a-b+"])
 def test_users_cdb_search_is_qmail_lspawns(name, wild, keys):
     cdb = {b"": wild, **{k: b"<" + k + b">" for k in keys}}
     assert users_lookup(cdb, name) == lspawn_model(cdb, name)

@@ -53,7 +53,6 @@ class NoIdentity:
         pass
 
     for_root = settle
-    gid_counts = False
 
 
 def live(tmp_path, monkeypatch, watch=True, users_folder=None):
