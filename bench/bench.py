@@ -18,8 +18,8 @@ on one port); the echo server stays one process.
 import argparse
 import json
 import os
-import socket
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile

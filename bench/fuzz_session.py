@@ -49,13 +49,14 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests"))
 
-from qmailverify.client import Answer, timeout_answer  # noqa: E402
-from qmailverify.controlfile import ControlError  # noqa: E402
-from qmailverify.smtp import IpmeError  # noqa: E402
-from qmailverify.smtpsession import CHECK, DONE, HIGH_WATER, Policy, Session  # noqa: E402
-from qmailverify.verifyenv import parse_verify  # noqa: E402
-from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE  # noqa: E402
 from smtpd_model import ME, OWN_IPS, Exit, QmailSmtpd, Rcpthosts  # noqa: E402
+
+from qmailverify.protocol.client import Answer, timeout_answer  # noqa: E402
+from qmailverify.protocol.verifyenv import parse_verify  # noqa: E402
+from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE  # noqa: E402
+from qmailverify.qmail.controlfile import ControlError  # noqa: E402
+from qmailverify.shim.session import CHECK, DONE, HIGH_WATER, Policy, Session  # noqa: E402
+from qmailverify.shim.smtp import IpmeError  # noqa: E402
 
 PREFIX = b"qmail-smtpd: pid 1 from 10.0.0.1: "
 BIG = b"\xfe\xfeBIG"

@@ -15,16 +15,23 @@ when a property breaks (any other exception escaping is a failure too):
 
 import io
 
-from qmailverify import tcprules
-from qmailverify.daemonloop import Log
-from qmailverify.rules import decide
-from qmailverify.verifier import get_reply
-from qmailverify.wire import (DELIVERABLE, REPLY_MAX, TEMPORARY, UNDELIVERABLE,
-                              make_reply, parse_query, parse_reply)
-
+from fuzz_session import check_session, session_seeds
 from fuzz_world import FAULTS, FakeSystem, World, load_world, system_for  # noqa: F401
 from fuzz_world import seeds as world_seeds
-from fuzz_session import check_session, session_seeds
+
+from qmailverify.daemon.answer import get_reply
+from qmailverify.daemon.loop import Log
+from qmailverify.protocol.wire import (
+    DELIVERABLE,
+    REPLY_MAX,
+    TEMPORARY,
+    UNDELIVERABLE,
+    make_reply,
+    parse_query,
+    parse_reply,
+)
+from qmailverify.qmail import tcprules
+from qmailverify.qmail.rules import decide
 
 
 def check_stats(system: FakeSystem, nul: bool = False) -> None:

@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 
 from qmailverify.errors import Trouble
-from qmailverify.model import Controls, StatHit
+from qmailverify.qmail.model import Controls, StatHit
+from qmailverify.system.userdb import parse_passwd
 from qmailverify.testing.newu import compile_assign
-from qmailverify.userdb import parse_passwd
 
 P1_PATH = Path(__file__).resolve().parent.parent / "tests" / "data" / "P1.json"
 ROOT = "/fz"

@@ -37,12 +37,12 @@ DEFAULT_FIXTURE = HERE.parent / "tests" / "data" / "P1.json"
 
 
 def make_daemon(paths):
-    from qmailverify import controls as controlfiles
-    from qmailverify.daemonenv import settings_from_env
-    from qmailverify.daemonloop import Daemon, Log
-    from qmailverify.signalqueue import SignalQueue
-    from qmailverify.system import LiveSystem
-    from qmailverify.title import Title
+    from qmailverify.daemon.loop import Daemon, Log
+    from qmailverify.daemon.settings import settings_from_env
+    from qmailverify.daemon.signals import SignalQueue
+    from qmailverify.daemon.title import Title
+    from qmailverify.system import controls as controlfiles
+    from qmailverify.system.live import LiveSystem
     qmailhome = str(paths["qmail"])
     env = {"QMAILHOME": qmailhome, "VERIFY_PASSWD": str(paths["passwd"]),
            "LISTEN": "127.0.0.1:11113"}

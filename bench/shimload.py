@@ -47,10 +47,10 @@ STEP_TIMEOUT = 120.0
 
 def build_tree(root: Path) -> dict:
     try:
-        from qmailverify import tree
+        from qmailverify.testing import tree
     except ImportError:                          # issue 9 moves it
         from qmailverify.testing import tree
-    from qmailverify import demo
+    from qmailverify.tools import demo
     uid, gid = (os.getuid(), os.getgid()) if os.geteuid() else (7001, 7001)
     paths = tree.build(demo.demo_spec(uid, gid), root)
     (paths["qmail"] / "control" / "rcpthosts").write_text("demo.example\n")

@@ -33,8 +33,9 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "tests"), str(HERE.parent)]
 
 from mariadb import MariaDB, available  # noqa: E402
-from qmailverify.vpmysql import MysqlStore  # noqa: E402
-from qmailverify.vpmysqlconf import MysqlSettings  # noqa: E402
+
+from qmailverify.deep.vpopmail.mysql import MysqlStore  # noqa: E402
+from qmailverify.deep.vpopmail.mysqlconf import MysqlSettings  # noqa: E402
 
 ONE = ("pw_name VARCHAR(64) not null, pw_domain VARCHAR(96) not null, pw_passwd VARCHAR(128), "
        "pw_uid int, pw_gid int, pw_gecos VARCHAR(64), pw_dir VARCHAR(160), pw_shell VARCHAR(20), "

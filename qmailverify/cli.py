@@ -12,8 +12,8 @@ import getopt
 import os
 import sys
 
-from . import __version__
-from .errors import Fatal, errtext
+from qmailverify import __version__
+from qmailverify.errors import Fatal, errtext
 
 
 class Shown(Exception):

@@ -61,3 +61,13 @@ class Fatal(Exception):
     def __init__(self, message: str, code: int = 111):
         super().__init__(message)
         self.code = code
+
+
+class NeedLookup(Exception):
+    """The answer needs store.fill(key) first (a slow store in non-blocking
+    use); .store and .key say what to fetch."""
+
+    def __init__(self, store, key):
+        super().__init__(key)
+        self.store = store
+        self.key = key

@@ -3,8 +3,7 @@ import shutil
 import tempfile
 
 import pytest
-
-from helpers import Daemon, build_fixture, load_p1, world_tempdir, need_root
+from helpers import Daemon, build_fixture, load_p1, need_root, world_tempdir
 from vpoptree import deep_tree
 
 
@@ -59,8 +58,8 @@ def start():
 @pytest.fixture
 def demo_tree():
     """The demo qmail tree (no root needed), with control/rcpthosts."""
-    from qmailverify import demo
     from qmailverify.testing import tree
+    from qmailverify.tools import demo
     uid, gid = (os.getuid(), os.getgid()) if os.geteuid() else (7001, 7001)
     root = world_tempdir()
     paths = tree.build(demo.demo_spec(uid, gid), root)

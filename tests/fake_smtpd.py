@@ -21,7 +21,7 @@ import os
 import select
 import sys
 
-from qmail_addr import fits, parse_path   # beside this script
+from qmail_addr import fits, parse_path  # beside this script
 
 ME = b"fake.example"
 record = open(os.environ["FAKE_SMTPD_RECORD"], "ab", buffering=0)

@@ -2,8 +2,8 @@
 installed qmail-verify started as a real process on a real UDP socket."""
 
 import json
-import re
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from qmailverify.model import StatHit
+from qmailverify.protocol.wire import make_query
+from qmailverify.qmail.model import StatHit
 from qmailverify.testing import tree
-from qmailverify.wire import make_query
 
 DATA = Path(__file__).resolve().parent / "data"
 P1 = DATA / "P1.json"

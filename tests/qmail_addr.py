@@ -1,7 +1,7 @@
 """qmail-smtpd's addrparse() up to its localiphost rewrite, written out
 from qmail-smtpd.c for the test stand-ins (fake_smtpd.py, the process;
 smtpd_model.py, the in-process model) and independently of
-qmailverify.smtp, which they check: '<' or else ':' and spaces, a
+qmailverify.shim.smtp, which they check: '<' or else ':' and spaces, a
 source route dropped, backslashes and quotes taken out, up to the
 terminator.  Each stand-in then rewrites [IP] literals its own way."""
 

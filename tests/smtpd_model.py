@@ -6,13 +6,13 @@ events in any order a real relay could."""
 
 import random
 
-from qmailverify.client import Answer
-from qmailverify.shimenv import ENFORCE
-from qmailverify.smtpcommands import DONE, Policy
-from qmailverify.smtpsession import Session
-from qmailverify.verifyenv import parse_verify
-from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 from qmail_addr import fits, parse_path
+
+from qmailverify.protocol.client import Answer
+from qmailverify.protocol.verifyenv import ENFORCE, parse_verify
+from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from qmailverify.shim.commands import DONE, Policy
+from qmailverify.shim.session import Session
 
 ME = b"local.test"
 OWN_IPS = {bytes([127, 0, 0, 1]), bytes(4)}

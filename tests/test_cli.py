@@ -6,8 +6,8 @@ import os
 import subprocess
 
 import pytest
-
 from helpers import executable
+
 from qmailverify import __version__
 
 PROGRAMS = ["qmail-verify", "verify-query", "verify-migrate", "qmail-verify-conf",

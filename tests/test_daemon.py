@@ -8,9 +8,9 @@ import socket
 import subprocess
 
 import pytest
-
 from helpers import env_for, executable, free_port, private_passwd, run_once, wait_until
-from qmailverify.cdbmake import write_cdb
+
+from qmailverify.qmail.cdbmake import write_cdb
 from qmailverify.testing.newu import compile_assign
 
 
@@ -266,7 +266,9 @@ def test_group_permissions_count_and_root_ids_come_back(p1_tree, start):
 def test_runs_as_a_single_uid_without_root(start, request):
     """The single-uid virtual-domain setup: not root, stats made as itself."""
     import sysconfig
+
     from helpers import world_tempdir
+
     from qmailverify.testing import tree
     if os.geteuid() != 0:
         pytest.skip("needs root to start the daemon as another uid")
@@ -332,7 +334,7 @@ def test_background_mode_with_pidfile_and_logfile(p1_tree, tmp_path):
     r = subprocess.run([executable("qmail-verify"), "-d", "-p", str(pidfile), "-o", str(logfile)],
                        env=env, capture_output=True, timeout=20)
     assert r.returncode == 0 and r.stderr == b""          # the parent returns at once
-    from qmailverify.client import ask
+    from qmailverify.protocol.client import ask
     pid = None
     try:
         pid = wait_until(lambda: read_pid(pidfile))

@@ -4,12 +4,12 @@ forwards are decided as queries of their own, loops are temporary, the
 fastforward check keeps its answer, and with deep=None nothing changes."""
 
 from helpers import FakeSystem
-from qmailverify.deep import DEEP, Deep
-from qmailverify.deepmode import DeepFacts
+
+from qmailverify.deep.hook import DEEP, Deep
 from qmailverify.errors import Trouble
-from qmailverify.model import Controls, Passwd
-from qmailverify.rules import decide
-from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from qmailverify.qmail.model import Controls, DeepFacts, Passwd
+from qmailverify.qmail.rules import decide
 
 C = Controls.build(b"mx.example", locals=[b"mx.example"])
 JOE = Passwd(b"joe", 1001, 1001, b"/home/joe")

@@ -11,8 +11,6 @@ import signal
 import pytest
 
 
-
-
 def test_default_configuration_keeps_the_1_32_answer(vtree, start):
     t, env = vtree
     d = start(env)

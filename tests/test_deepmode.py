@@ -5,14 +5,14 @@ mailname folder) and on forwards with loops."""
 import os
 
 import pytest
-
-from qmailverify import deepmode
-from qmailverify.deepmode import DeepFacts, follow, judge
-from qmailverify.outcome import Judgement
-from qmailverify.vpasswd import FileStore
-from qmailverify.vpopmail import Build, vdeliver
-from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 from vpoptree import Tree
+
+from qmailverify.deep import judge as deepmode
+from qmailverify.deep.judge import Judgement, follow, judge
+from qmailverify.deep.vpopmail.cdbstore import FileStore
+from qmailverify.deep.vpopmail.delivery import Build, vdeliver
+from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from qmailverify.qmail.model import MAX_READ, DeepFacts
 
 OK = Judgement(DELIVERABLE, "t")
 NO = Judgement(UNDELIVERABLE, "t")
@@ -23,7 +23,7 @@ def facts_of(home: bytes, name: bytes) -> DeepFacts:
     """What the daemon gathers (as the user): modes and content."""
     path = home + b"/" + name
     with open(path, "rb") as f:
-        content = f.read(deepmode.MAX_READ + 1)
+        content = f.read(MAX_READ + 1)
     return DeepFacts(os.stat(home).st_mode, os.stat(path).st_mode, content)
 
 
@@ -105,7 +105,7 @@ def test_qmail_local_deferrals_in_its_order():
     assert plain(b"./Maildir/\n", mode=0o100700).code == TEMPORARY
     assert plain(b"&a@b\n+list\n|prog\n").code == TEMPORARY
     assert plain(b"|bouncesaying gone\n+list\n|prog\n").code == UNDELIVERABLE   # it bounced first
-    assert plain(b"x" * (deepmode.MAX_READ + 1)).code == TEMPORARY
+    assert plain(b"x" * (MAX_READ + 1)).code == TEMPORARY
 
 
 def test_forwards_valid_if_any_target_is_or_anything_delivers():

@@ -11,7 +11,6 @@ import threading
 import time
 
 import pytest
-
 from helpers import need_root, wait_until
 from mariadb import ONE, MariaDB, need_mariadb
 

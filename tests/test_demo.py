@@ -7,7 +7,6 @@ import signal
 import subprocess
 
 import pytest
-
 from helpers import executable, wait_until, world_tempdir
 
 

@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helpers import world_tempdir
 
 REPO = Path(__file__).resolve().parent.parent

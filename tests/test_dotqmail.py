@@ -1,9 +1,10 @@
 """dotqmail.parse_dotqmail/words/program_kind: dot-qmail lines as qmail-local reads them."""
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from qmailverify import dotqmail as dq
-from qmailverify.dotqmail import Line, parse_dotqmail
+from qmailverify.qmail import dotqmail as dq
+from qmailverify.qmail.dotqmail import Line, parse_dotqmail
 
 
 def kinds(content, executable=False):

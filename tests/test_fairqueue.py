@@ -4,9 +4,10 @@ below the bound."""
 
 from collections import Counter, deque
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from qmailverify.fairqueue import FairQueue
+from qmailverify.daemon.fairqueue import FairQueue
 
 FLOOD, PROBE = ("192.0.2.9", 4000), ("127.0.0.1", 5000)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import cdblib
 import pytest
-
 from helpers import children, env_for, has_root_ids, wait_until
-from qmailverify.cdbmake import write_cdb
+
+from qmailverify.qmail.cdbmake import write_cdb
 
 TEMP = 0x02                 # the status nibble of "temporarily unknown"
 

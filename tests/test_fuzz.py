@@ -48,20 +48,20 @@ def test_the_mutator_makes_the_hostile_shapes():
 def test_a_stat_climbing_out_of_the_home_is_caught(world, monkeypatch):
     def unsafe(home, dash, ext):            # forgets qmail-local's '.' to ':'
         yield home + b"/.qmail" + dash + ext
-    monkeypatch.setattr("qmailverify.rules.dotqmail_paths", unsafe)
+    monkeypatch.setattr("qmailverify.qmail.rules.dotqmail_paths", unsafe)
     with pytest.raises(AssertionError, match="not made safe"):
         ft.check_decide(b"\0kim-../../etc/passwd@example.com", world)
 
 
 def test_a_raw_control_byte_in_the_log_is_caught(world, monkeypatch):
-    monkeypatch.setattr("qmailverify.verifier.clean", lambda data: data)
+    monkeypatch.setattr("qmailverify.protocol.reply.clean", lambda data: data)
     ft.check_datagram(b"\0kim@example.com", world)
     with pytest.raises(AssertionError, match="raw control byte"):
         ft.check_datagram(b"\0kim\x1b[2J@example.com", world)
 
 
 def test_trouble_reported_as_not_deliverable_is_caught(world, monkeypatch):
-    from qmailverify import rules
+    from qmailverify.qmail import rules
     real = rules.passwd_lookup
 
     def swallowing(system, name, brk):      # our trouble taken for "no such user"

@@ -13,7 +13,9 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 
 import fuzz_session as fs  # noqa: E402
-from qmailverify import smtpcommands, smtpsession  # noqa: E402
+
+from qmailverify.shim import commands as smtpcommands
+from qmailverify.shim import session as smtpsession  # noqa: E402
 
 IMMEDIATE, DEFERRED = b"\0\0", b"\1\0"
 BAD_THEN_DATA = fs.HELO_MAIL + fs.rcpt(fs.BAD) + fs.rcpt(fs.GOOD) + fs.BODY + b"QUIT\r\n"

@@ -2,11 +2,22 @@
 process: counts per client IP in a sliding window, bounded memory, and
 the count in replies only for queries that carried an IP."""
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from qmailverify.harvest import BUCKETS, HarvestCounter
-from qmailverify.wire import (COUNT_MAX, REPLY_MAX, TEMPORARY, UNDELIVERABLE, make_query,
-                              make_reply, parse_query, query_ip, split_count, with_count)
+from qmailverify.daemon.harvest import BUCKETS, HarvestCounter
+from qmailverify.protocol.wire import (
+    COUNT_MAX,
+    REPLY_MAX,
+    TEMPORARY,
+    UNDELIVERABLE,
+    make_query,
+    make_reply,
+    parse_query,
+    query_ip,
+    split_count,
+    with_count,
+)
 
 IP, OTHER = b"192.0.2.7", b"2001:db8::1"
 
@@ -100,7 +111,8 @@ def test_annotate_counts_refusals_only_and_only_for_queries_with_an_ip():
 
 def test_the_daemons_harvest_settings():
     import pytest
-    from qmailverify.daemonenv import settings_from_env
+
+    from qmailverify.daemon.settings import settings_from_env
     from qmailverify.errors import Fatal
     s = settings_from_env({})
     assert (s.harvest_window, s.harvest_ips) == (600.0, 65536)

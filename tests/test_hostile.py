@@ -4,7 +4,8 @@ control character into the log."""
 
 import socket
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 SPECIAL = st.sampled_from([b"%", b"@", b"-", b".", b"/", b"\0", b"\n", b":", b"..",
                            b"example.com", b"example.net", b"kim", b"alias", b"default",

@@ -4,12 +4,12 @@ order (hubmap), the far answers' cache and its lifetimes and bound
 
 import pytest
 
-from qmailverify.hubcache import HubCache
-from qmailverify.hubmap import HubError, parse_hub_lines
-from qmailverify.hubrelay import far_outcome, relay
-from qmailverify.outcome import NeedLookup
-from qmailverify.stats import Counts, stats_line
-from qmailverify.wire import make_query, parse_query
+from qmailverify.daemon.stats import Counts, stats_line
+from qmailverify.errors import NeedLookup
+from qmailverify.hub.answer import far_outcome, relay
+from qmailverify.hub.cache import HubCache
+from qmailverify.hub.map import HubError, parse_hub_lines
+from qmailverify.protocol.wire import make_query, parse_query
 
 FAR = ("192.0.2.9", 11113)
 

@@ -11,10 +11,10 @@ import threading
 import time
 
 import pytest
-
 from helpers import env_for, run_once, wait_until, world_tempdir
-from qmailverify import demo
+
 from qmailverify.testing import tree
+from qmailverify.tools import demo
 
 LOCAL = b"sales@shop.example"           # the hub's own virtual domain
 FARONLY = b"alice-faronly@demo.example"  # a mailbox only the far tree has

@@ -7,11 +7,11 @@ import os
 import threading
 
 import pytest
-
 from helpers import need_root
-from qmailverify import identity
+
 from qmailverify.errors import Trouble
-from qmailverify.identity import Identity
+from qmailverify.system import identity
+from qmailverify.system.identity import Identity
 
 
 def ids(tid: int) -> dict:

@@ -6,7 +6,6 @@ import smtplib
 import socket
 import time
 
-
 from helpers import BAD, GOOD, last_session_pid, lines_of, raw_session
 
 
@@ -208,6 +207,7 @@ def test_a_big_body_streams_through_unchanged(shim):
 
 def test_shim_usage_and_missing_program():
     import subprocess
+
     from helpers import executable
     r = subprocess.run([executable("qmail-logmsg")], capture_output=True, text=True)
     assert r.returncode == 100 and r.stderr.startswith("qmail-logmsg: usage:")
@@ -387,7 +387,9 @@ def test_morercpthosts_cdb_open_and_read_errors_are_421(shim, demo_tree):
 
 def test_help_and_version():
     import subprocess
+
     from helpers import executable
+
     from qmailverify import __version__
     r = subprocess.run([executable("qmail-logmsg"), "-h"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("usage: qmail-logmsg program")
@@ -396,8 +398,9 @@ def test_help_and_version():
 
 
 def test_a_session_works_under_the_documented_memory_limit(shim, demo_tree):
-    from helpers import executable
     from pathlib import Path
+
+    from helpers import executable
     run = (Path(__file__).resolve().parent.parent / "service/qmail-smtpd/run").read_text()
     limit = re.search(r"exec envdir ./env softlimit -m (\d+)", run).group(1)
     assert int(limit) >= 20000000
@@ -411,6 +414,7 @@ def test_a_session_works_under_the_documented_memory_limit(shim, demo_tree):
 
 def test_djbs_usual_memory_limit_is_too_small_for_the_shim(tmp_path):
     import subprocess
+
     from helpers import executable
     r = subprocess.run([executable("softlimit"), "-m", "12000000", executable("qmail-logmsg"),
                         "/bin/cat"], input=b"QUIT\r\n", capture_output=True)

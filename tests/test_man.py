@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from qmailverify.stats import Counts
+from qmailverify.daemon.stats import Counts
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,11 +7,12 @@ import subprocess
 
 import cdblib
 import pytest
-from hypothesis import given, settings, strategies as st
-
 from helpers import vm
-from qmailverify.cdbmake import write_cdb
-from qmailverify.tcprules import RulesError, lookup, parse, records
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qmailverify.qmail.cdbmake import write_cdb
+from qmailverify.qmail.tcprules import RulesError, lookup, parse, records
 
 OLD = (b"# tcp.smtp, before 1.30\n"
        b"127.0.0.1:allow\n"
@@ -54,7 +55,7 @@ def test_the_spec_example(tmp_path):
 
 
 def test_everything_else_stays_byte_for_byte():
-    from qmailverify.migrate import migrate
+    from qmailverify.tools.migrate import migrate
     text = (b"#VERIFY=\"\" in a comment stays\n\n"
             b"1.2.3.:allow,X='a,b',VERIFYDEFER='',Y=/c/,VERIFYSVR='10.0.0.1:99'  \t\n"
             b"=mail.example.com:deny\n"
@@ -72,7 +73,7 @@ def test_everything_else_stays_byte_for_byte():
 
 
 def test_realrcptto(tmp_path):
-    from qmailverify.migrate import migrate
+    from qmailverify.tools.migrate import migrate
     text = (b"127.0.0.1:allow,RELAYCLIENT=\"\"\n1.2.3.4:deny\n"
             b"10.:allow,QMAILRRTDENYALL=\"1\"\n20.:allow,QMAILRRTDENYALL=\"0\"\n:allow\n")
     new, _ = migrate(text, True)

@@ -5,8 +5,8 @@ import select
 import threading
 import time
 
-from qmailverify.outcome import NeedLookup
-from qmailverify.parking import Parked, Parking
+from qmailverify.daemon.parking import Parked, Parking
+from qmailverify.errors import NeedLookup
 
 
 class SlowStore:

@@ -6,8 +6,9 @@ import socket
 import subprocess
 
 from helpers import executable, vq
-from qmailverify.client import PendingQuery, ask
-from qmailverify.wire import DELIVERABLE, EXTENDED_TAG, TEMPORARY
+
+from qmailverify.protocol.client import PendingQuery, ask
+from qmailverify.protocol.wire import DELIVERABLE, EXTENDED_TAG, TEMPORARY
 
 
 def test_answers_and_exit_codes(verifyd):
@@ -133,7 +134,7 @@ def test_untidy_addresses_are_tidied(verifyd):
 
 
 def test_an_address_longer_than_the_daemon_reads_is_not_answered(verifyd):
-    from qmailverify.wire import ADDRESS_MAX, QUERY_MAX
+    from qmailverify.protocol.wire import ADDRESS_MAX, QUERY_MAX
     assert ADDRESS_MAX == QUERY_MAX - 1 - len(EXTENDED_TAG) == 896
     fits = b"x" * (ADDRESS_MAX - 18) + b"@elsewhere.example"         # 896 bytes
     long = b"alice@demo.example" + b"x" * (ADDRESS_MAX - 17)           # 897 bytes

@@ -1,8 +1,8 @@
 """qmail-smtpd's control/rcpthosts and morercpthosts.cdb, as the shim
 reads them (rcpthosts.py), with real files."""
 
-from qmailverify.cdbmake import write_cdb
-from qmailverify.rcpthosts import Rcpthosts
+from qmailverify.qmail.cdbmake import write_cdb
+from qmailverify.shim.rcpthosts import Rcpthosts
 
 
 def test_rcpthosts_as_qmail_smtpd_reads_it(tmp_path):

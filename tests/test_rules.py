@@ -4,16 +4,21 @@ for the rules the P1 fixture does not reach."""
 import errno
 
 import pytest
-from hypothesis import example, given, strategies as st
+from helpers import FakeSystem
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from qmailverify.errors import Trouble
-from qmailverify.model import Controls, Passwd
-from qmailverify.rules import (GETPW_USERLEN, decide, dotqmail_paths, passwd_lookup, rewrite,
-                               users_lookup)
-from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
-
-from helpers import FakeSystem
-
+from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from qmailverify.qmail.model import Controls, Passwd
+from qmailverify.qmail.rules import (
+    GETPW_USERLEN,
+    decide,
+    dotqmail_paths,
+    passwd_lookup,
+    rewrite,
+    users_lookup,
+)
 
 C = Controls.build(b"example.com", [b"example.com"], [b"example.net"],
                    [b"virt.example.org:vo"])

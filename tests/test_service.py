@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import executable, free_port, world_tempdir
-from qmailverify.client import ask
-from qmailverify.conf import render, service_folder
+
+from qmailverify.protocol.client import ask
+from qmailverify.tools.conf import render, service_folder
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -136,7 +136,7 @@ def test_conf_names_the_qmail_verify_of_its_own_installation(tmp_path):
 
 def test_conf_hint_names_the_folder_svscan_watches(tmp_path, monkeypatch, capsys):
     need()
-    from qmailverify import conf as conf_module
+    from qmailverify.tools import conf as conf_module
     real_isdir = os.path.isdir
     for exists, folder in ((True, "/etc/service"), (False, "/service")):
         monkeypatch.setattr(conf_module.os.path, "isdir",

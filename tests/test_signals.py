@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helpers import env_for, wait_until
 
 
@@ -70,8 +69,9 @@ def test_usr1_and_usr2_are_logged_and_ignored(p1_tree, start, signum):
 
 def test_each_queued_signal_is_dispatched_to_the_handler_of_its_name():
     import io
-    from qmailverify.daemonloop import Daemon, Log
-    from qmailverify.signalqueue import SignalQueue
+
+    from qmailverify.daemon.loop import Daemon, Log
+    from qmailverify.daemon.signals import SignalQueue
     for signum in SignalQueue.QUEUED:
         name = signal.Signals(signum).name
         assert callable(getattr(Daemon, "handle_" + name[3:].lower(), None)), name

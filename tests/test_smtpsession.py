@@ -4,14 +4,15 @@ hypothesis properties, against a model of qmail-smtpd (smtpd_model.py)."""
 
 import random
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from smtpd_model import ME, TEMPORARY, UNDELIVERABLE, Harness, Rcpthosts
 
-from qmailverify.controlfile import ControlError
-from qmailverify.smtp import IpmeError
-from qmailverify.smtpcommands import CLOSING, DONE, Policy
-from qmailverify.smtpsession import Session
-from qmailverify.verifyenv import parse_verify
-from smtpd_model import ME, Harness, Rcpthosts, TEMPORARY, UNDELIVERABLE
+from qmailverify.protocol.verifyenv import parse_verify
+from qmailverify.qmail.controlfile import ControlError
+from qmailverify.shim.commands import CLOSING, DONE, Policy
+from qmailverify.shim.session import Session
+from qmailverify.shim.smtp import IpmeError
 
 GOOD, BAD, TEMP = b"good@local.test", b"bad@local.test", b"temp@local.test"
 VERDICTS = {BAD: UNDELIVERABLE, TEMP: TEMPORARY, b"bad@" + ME: UNDELIVERABLE,
@@ -297,7 +298,7 @@ def test_input_held_back_while_a_reply_is_owed_never_merges_later_lines(monkeypa
     scanned; the body then left the buffer, and the stale offset merged the
     next commands into one line forwarded unchecked.  Every command after
     the body must still be decided on its own."""
-    import qmailverify.smtpsession as core
+    import qmailverify.shim.session as core
     monkeypatch.setattr(core, "HIGH_WATER", 64)
     big = b"X" * 300 + b"\r\n.\r\n"
     for verify, refusal in ((":", b"550"), ("DEFER", b"554")):
@@ -319,8 +320,8 @@ def test_input_held_back_while_a_reply_is_owed_never_merges_later_lines(monkeypa
 
 # -- issue 11: temporary answers, soft rollout, harvest limits ---------------------
 
-from qmailverify.client import Answer                                   # noqa: E402
-from qmailverify.shimenv import ENFORCE, LOG, SOFT, Harvest, rollout_of  # noqa: E402
+from qmailverify.protocol.client import Answer  # noqa: E402
+from qmailverify.protocol.verifyenv import ENFORCE, LOG, SOFT, Harvest, rollout_of  # noqa: E402
 
 R451RCPT = b"451 qv temporary failure, try again later (#4.3.0)\r\n"
 SESSION = b"HELO x\r\n" + mail() + rcpt(BAD) + rcpt(TEMP) + rcpt(GOOD) + b"DATA\r\n" + BODY \

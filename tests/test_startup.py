@@ -8,9 +8,9 @@ import signal
 import subprocess
 
 import pytest
-
 from helpers import env_for, executable, free_port, run_once
-from qmailverify.client import ask
+
+from qmailverify.protocol.client import ask
 
 
 def one_line(r, text=None):

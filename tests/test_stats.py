@@ -1,6 +1,6 @@
 """The daemon's counters and the statistics line SIGALRM writes (stats.py)."""
 
-from qmailverify.stats import Counts, stats_line
+from qmailverify.daemon.stats import Counts, stats_line
 
 
 def test_the_stats_line_is_key_value_in_field_order():

@@ -13,9 +13,9 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import executable
-from qmailverify.summary import summarise, tai64n
+
+from qmailverify.shim.summary import summarise, tai64n
 
 P = b"qmail-smtpd: pid %d from %s: "
 NOTE = b"Note recipient verification explicitly disabled.\n"
@@ -297,8 +297,8 @@ def test_a_reader_gone_ends_it_quietly_by_sigpipe(tmp_path):
 
 
 def test_the_shim_does_not_import_the_summariser():
-    code = ("import sys, qmailverify.logmsg; "
-            "print({'qmailverify.summary', 'qmailverify.loggedsession'} & set(sys.modules))")
+    code = ("import sys, qmailverify.shim.main; "
+            "print({'qmailverify.shim.summary', 'qmailverify.shim.sessionrecord'} & set(sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout == "set()\n"
 

@@ -6,11 +6,12 @@ import os
 
 import pytest
 
-from qmailverify import inotify, system as system_module
 from qmailverify.errors import Trouble
-from qmailverify.cdbmake import write_cdb
-from qmailverify.cdbsource import WatchedCdb
-from qmailverify.system import LiveSystem
+from qmailverify.qmail.cdbmake import write_cdb
+from qmailverify.system import inotify
+from qmailverify.system import live as system_module
+from qmailverify.system.cdbsource import WatchedCdb
+from qmailverify.system.live import LiveSystem
 
 
 @pytest.mark.parametrize("in_memory", [True, False])

@@ -10,7 +10,7 @@ import subprocess
 import cdblib
 import pytest
 
-from qmailverify.tcprules import RulesError, parse, records
+from qmailverify.qmail.tcprules import RulesError, parse, records
 
 
 def real_records(tmp_path, text: bytes):

@@ -6,7 +6,7 @@ the file could not be read, instead of answering "temporary"."""
 
 import os
 
-from qmailverify.wire import TEMPORARY
+from qmailverify.protocol.wire import TEMPORARY
 
 
 def test_unreadable_passwd_with_a_non_utf8_name_is_temporary(p1_tree, start):

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from qmailverify.errors import Trouble
-from qmailverify.userdb import PasswdFile
+from qmailverify.system.userdb import PasswdFile
 
 
 def test_passwd_file_first_entry_wins_and_bad_lines_are_skipped(tmp_path):

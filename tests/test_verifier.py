@@ -5,14 +5,13 @@ of answer, its log lines and the count it adds to."""
 import errno
 
 import pytest
-
-from qmailverify.errors import LostPrivileges, Trouble
-from qmailverify.model import Controls, Passwd
-from qmailverify.stats import Counts
-from qmailverify.verifier import get_reply
-from qmailverify.wire import TEMPORARY, make_query, make_reply
-
 from helpers import FakeSystem
+
+from qmailverify.daemon.answer import get_reply
+from qmailverify.daemon.stats import Counts
+from qmailverify.errors import LostPrivileges, Trouble
+from qmailverify.protocol.wire import TEMPORARY, make_query, make_reply
+from qmailverify.qmail.model import Controls, Passwd
 
 C = Controls.build(b"example.com", [b"example.com"])
 KIM = Passwd(b"kim", 2010, 2010, b"/h/kim")
@@ -103,12 +102,12 @@ def test_each_outcome_adds_to_its_count_and_to_the_queries():
 def test_the_decision_core_imports_nothing_that_reads_files():
     import subprocess
     import sys
-    code = ("import sys, qmailverify.verifier; "
+    code = ("import sys, qmailverify.daemon.answer; "
             "print(' '.join(sorted(m for m in sys.modules if m.startswith('qmailverify'))))")
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 check=True).stdout.split())
-    assert {"qmailverify.verifier", "qmailverify.rules", "qmailverify.model"} <= loaded
-    readers = {"qmailverify.controls", "qmailverify.controlfile", "qmailverify.system",
-               "qmailverify.cdbsource", "qmailverify.rcpthosts", "qmailverify.startup",
-               "qmailverify.daemon"}
+    assert {"qmailverify.daemon.answer", "qmailverify.qmail.rules", "qmailverify.qmail.model"} <= loaded
+    readers = {"qmailverify.system.controls", "qmailverify.qmail.controlfile", "qmailverify.system.live",
+               "qmailverify.system.cdbsource", "qmailverify.shim.rcpthosts", "qmailverify.daemon.startup",
+               "qmailverify.daemon.main"}
     assert not loaded & readers, loaded & readers

@@ -2,9 +2,14 @@
 verify-migrate (verifyenv.py), and the warning about ignored host names."""
 
 import pytest
-
 from helpers import vm, vq
-from qmailverify.verifyenv import SetupError, ignored, parse_server_part, parse_verify
+
+from qmailverify.protocol.verifyenv import (
+    SetupError,
+    ignored,
+    parse_server_part,
+    parse_verify,
+)
 
 
 @pytest.mark.parametrize("value,server", [
@@ -68,6 +73,6 @@ def test_verify_migrate_check_warns_about_ignored_host_names(tmp_path):
 def test_verify_migrate_reads_verify_without_the_udp_client():
     import subprocess
     import sys
-    code = "import sys, qmailverify.migrate; print('qmailverify.client' in sys.modules)"
+    code = "import sys, qmailverify.tools.migrate; print('qmailverify.protocol.client' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout == "False\n"

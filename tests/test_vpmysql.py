@@ -7,15 +7,18 @@ import socket
 import time
 
 import pytest
-
 from mariadb import ONE, PER_DOMAIN, VALIAS, MariaDB, need_mariadb
-from qmailverify.errors import Trouble
-from qmailverify.outcome import NeedLookup
-from qmailverify.vpmysql import MysqlStore, store_from_env
-from qmailverify.vpmysqlconf import MysqlSettings, parse_settings, settings_loader
-from qmailverify.vpopmail import Build, vdeliver
-from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 from vpoptree import Tree
+
+from qmailverify.deep.vpopmail.delivery import Build, vdeliver
+from qmailverify.deep.vpopmail.mysql import MysqlStore, store_from_env
+from qmailverify.deep.vpopmail.mysqlconf import (
+    MysqlSettings,
+    parse_settings,
+    settings_loader,
+)
+from qmailverify.errors import NeedLookup, Trouble
+from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 
 PASSWORD = b"s3cret"
 BOUNCE = (b"", b"bounce-no-mailbox")

@@ -4,12 +4,19 @@ real domain folders with vpasswd and vpasswd.cdb as vpopmail writes them."""
 import os
 
 import pytest
-
-from qmailverify.errors import Trouble
-from qmailverify.vpasswd import FileStore, default_opener
-from qmailverify.vpopmail import Assign, Build, VUser, assign_of, atoi, vdeliver
-from qmailverify.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 from vpoptree import Tree
+
+from qmailverify.deep.vpopmail.cdbstore import FileStore, default_opener
+from qmailverify.deep.vpopmail.delivery import (
+    Assign,
+    Build,
+    VUser,
+    assign_of,
+    atoi,
+    vdeliver,
+)
+from qmailverify.errors import Trouble
+from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 
 BOUNCE = (b"", b"bounce-no-mailbox")
 DELETE = (b"", b"delete")

@@ -1,8 +1,17 @@
 """The datagram formats (wire.py), in process: where a query's address
 ends, which queries ask for the extended reply, and how replies read."""
 
-from qmailverify.wire import (DELIVERABLE, EXTENDED_TAG, QUERY_MAX, TEMPORARY, UNDELIVERABLE,
-                              make_query, make_reply, parse_query, parse_reply)
+from qmailverify.protocol.wire import (
+    DELIVERABLE,
+    EXTENDED_TAG,
+    QUERY_MAX,
+    TEMPORARY,
+    UNDELIVERABLE,
+    make_query,
+    make_reply,
+    parse_query,
+    parse_reply,
+)
 
 
 def test_the_tag_for_extended_replies_follows_the_nul():

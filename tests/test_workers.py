@@ -15,11 +15,19 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import (
+    Daemon,
+    children,
+    env_for,
+    executable,
+    free_port,
+    load_p1,
+    run_once,
+    wait_until,
+)
 
-from helpers import Daemon, children, env_for, executable, free_port, load_p1, run_once, wait_until
-from qmailverify.steering import bind_group, route
-from qmailverify.wire import make_query, parse_reply, query_ip, split_count
-
+from qmailverify.daemon.workers.steering import bind_group, route
+from qmailverify.protocol.wire import make_query, parse_reply, query_ip, split_count
 
 
 def alive(pid: int) -> bool:
@@ -290,7 +298,7 @@ def test_detached_the_pid_file_names_the_master(p1_tree, tmp_path):
     pid = int(pidfile.read_text())
     pids = wait_until(lambda: len(children(pid)) == 2 and children(pid))
     try:
-        from qmailverify.client import ask
+        from qmailverify.protocol.client import ask
         assert all(ask(b"kim@example.com", ("127.0.0.1", port)).user == b"kim" for _ in range(10))
     finally:
         os.kill(pid, signal.SIGTERM)
@@ -324,7 +332,7 @@ def test_under_supervise(demo_tree, tmp_path):
         m = re.search(r": up \(pid (\d+)\)", out)
         return int(m.group(1)) if m and log().count("Listening") == starts else None
 
-    from qmailverify.client import ask
+    from qmailverify.protocol.client import ask
     server = ("127.0.0.1", port)
     pid = pids = None
     try:

@@ -13,7 +13,7 @@ tools write them (vadddomain, vadduser, vmoduser -b, vaddaliasdomain):
 
 import os
 
-from qmailverify.cdbmake import write_cdb
+from qmailverify.qmail.cdbmake import write_cdb
 
 CRYPTED = b"$1$Xk3jP0aQ$e5mgxN8yWq7x0wJtV6P9q/"
 

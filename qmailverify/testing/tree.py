@@ -8,8 +8,8 @@ tree; '{root}' in any text stands for the folder built in.
 import os
 from pathlib import Path
 
-from ..cdbmake import write_cdb
-from .newu import compile_assign
+from qmailverify.qmail.cdbmake import write_cdb
+from qmailverify.testing.newu import compile_assign
 
 
 def build(spec: dict, root: Path) -> dict:

@@ -1,0 +1,44 @@
+"""One datagram in, one reply and its log lines out: the daemon's
+get_reply(), as dnslib's server has one.
+
+get_reply() is a pure function of the datagram, the controls and the
+System (rules.py) it asks; it opens no socket and reads no file itself,
+so a test drives it in process with a stand-in System.  The loop around
+it (daemon.py) sends the reply, writes the lines and counts the outcome.
+
+Fail closed: our own trouble (a Trouble from the System, or a bug of ours)
+is never "not deliverable".  A client that asked for the extended reply
+gets "temporary" with the reason; a legacy one gets no reply at all (it
+then says 451).  LostPrivileges is the one exception that escapes: the
+daemon must stop rather than answer with the wrong ids.
+"""
+
+
+from qmailverify.clean import clean
+from qmailverify.errors import LostPrivileges, NeedLookup
+from qmailverify.protocol.reply import Outcome, answer_verdict
+from qmailverify.protocol.wire import parse_query, query_ip
+from qmailverify.qmail.rules import decide
+
+NOT_A_QUERY = Outcome(None, [], None)       # an empty datagram
+
+
+def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
+              brk: bytes = b"-", deep=None, trace: bool = False) -> Outcome:
+    """The reply to datagram and what to log; system.begin_query() is
+    called once, before the decision asks it anything.  deep: deep.Deep
+    (VERIFY_DEEP=1) or None; trace: add the decision trace line (trace.py).
+    outcome.NeedLookup escapes: the loop parks the query (parking.py)."""
+    query = parse_query(datagram)
+    if query is None:
+        return NOT_A_QUERY
+    try:
+        system.begin_query()
+        v = decide(query.address, controls, system, alias, brk, deep)
+    except (LostPrivileges, NeedLookup):
+        raise
+    except Exception as e:    # a bug of ours must not stop the daemon
+        return Outcome(None, [b"warning: internal error answering " + clean(query.address)
+                              + b": " + type(e).__name__.encode() + b"; not answered."],
+                       "unanswered")
+    return answer_verdict(query, v, trace, query_ip(datagram) if trace else None)

@@ -1,0 +1,94 @@
+"""Deep mode in the daemon (VERIFY_DEEP=1): the hook rules.decide() calls
+when the dot-qmail search ends at a -default file.
+
+Deep.verdict() asks the System for the file as its owner would read it
+(System.deep_facts: home and file modes, the first few KB; never run)
+and lets judge() decide; the answer carries position 15 (DEEP)
+and judge()'s reason.  Forwards are followed through decide() itself
+with a child Deep that knows the path so far (deepmode.follow: loops and
+depth beyond MAX_DEPTH are temporary), so a target is judged exactly as
+a query for it would be.  vdelivermail lines are judged by
+vpopmail.vdeliver() over the store VERIFY_VPOPMAIL names (files:
+vpasswd.FileStore opening as the domain's uid/gid; mysql: vpmysql in
+non-blocking use, whose NeedLookup goes up to the daemon's loop, see
+parking.py).  With no store, a vdelivermail line is a program: valid.
+
+make_deep() builds the Deep from the daemon's Settings; None when deep
+mode is off, so every answer stays the 1.32 one.
+"""
+
+from qmailverify.deep.judge import Judgement, follow, judge
+from qmailverify.deep.vpopmail.delivery import Build, build_from_env, vdeliver
+from qmailverify.errors import Trouble
+from qmailverify.protocol.wire import TEMPORARY
+from qmailverify.qmail.model import Found, Verdict
+
+DEEP = 15                       # the position of every deep-mode answer
+
+
+class Deep:
+    def __init__(self, store=None, build: Build = Build(), alias: bytes = b"alias",
+                 brk: bytes = b"-", chain: tuple = ()):
+        self.store = store
+        self.build = build
+        self.alias = alias
+        self.brk = brk
+        self.chain = chain      # the addresses forwarded through so far, lowercased
+        self.max_waiting = 1000  # queries that may wait for a slow store (parking.py)
+
+    def verdict(self, system, controls, found: Found) -> Verdict:
+        """rules.decide()'s answer for a search that ended at found.path."""
+        try:
+            facts = system.deep_facts(found.uid, found.gid, found.home, found.path)
+        except Trouble as t:
+            return Verdict(TEMPORARY, DEEP, found.user, reason=str(t))
+        chain = self.chain or (found.addr.lower(),)
+
+        def lookup(target: bytes, path: tuple) -> Judgement:
+            from qmailverify.qmail.rules import decide  # rules imports model, not us
+            child = Deep(self.store, self.build, self.alias, self.brk, path)
+            v = decide(target, controls, system, self.alias, self.brk, child)
+            return Judgement(v.code, v.reason or f"position {v.position}")
+
+        def forward(target: bytes) -> Judgement:
+            return follow(target, chain, lookup)
+
+        vdelivermail = None
+        if self.store is not None:
+            def vdelivermail(args: tuple) -> Judgement:
+                try:
+                    users = system.users()
+                except Trouble as t:
+                    return Judgement(TEMPORARY, f"vdelivermail: {t}")
+                return vdeliver(args, found.ext, found.host, self.store, users, self.build)
+
+        out = judge(facts, forward, vdelivermail)
+        return Verdict(out.code, DEEP, found.user, reason=out.reason)
+
+
+def make_deep(settings, env, system):
+    """The Deep for the daemon's settings (None: deep mode off).  Raises
+    Trouble for a vpopmail setting that cannot be used."""
+    if not settings.deep:
+        return None
+    store = None
+    if settings.vpopmail == "files":
+        from qmailverify.deep.vpopmail.cdbstore import FileStore
+        store = FileStore(system.open_as)
+    elif settings.vpopmail == "mysql":
+        try:
+            import pymysql  # noqa: F401
+        except ImportError:
+            raise Trouble("PyMySQL is not installed (the extra 'mysql')") from None
+        from qmailverify.deep.vpopmail.mysql import store_from_env
+        store = store_from_env(env, blocking=False)
+        # read once, here, as root: the worker thread that connects runs
+        # with whatever effective ids the loop has at that moment
+        fixed = store._settings()
+        store._settings = lambda: fixed
+    deep = Deep(store, build_from_env(env), settings.alias, settings.brk)
+    waiting = env.get("VERIFY_VPOPMAIL_WAITING", "1000")
+    if not waiting.isdigit() or int(waiting) < 1:
+        raise Trouble("VERIFY_VPOPMAIL_WAITING must be a number of queries")
+    deep.max_waiting = int(waiting)
+    return deep

@@ -1,0 +1,126 @@
+"""The client side of qmail-verify: what qmail-smtpd's VERIFY logic and
+verify-query are built on.  VERIFY values are read by verifyenv.py.
+
+A query goes over a connected UDP socket, so only the server's own
+address and port can answer it; it asks for the extended reply, so the
+daemon's own trouble comes back as TEMPORARY at once instead of after the
+timeout.
+"""
+
+import _socket as socket  # the C module: importing socket costs qmail-logmsg ~5 ms a connection
+import errno
+import time
+from collections import namedtuple  # not typing: qmail-logmsg starts per connection
+
+from qmailverify.errors import errtext
+from qmailverify.protocol.wire import TEMPORARY, make_query, parse_reply, split_count
+
+TIMEOUT = 5.0
+
+
+# code: DELIVERABLE, UNDELIVERABLE or TEMPORARY; user: controlling user, when
+# deliverable or not; reason: why, when TEMPORARY; position: the daemon's rule
+# (never to act on); timeout: TEMPORARY because no answer came in time;
+# remote: the daemon itself answered (a TEMPORARY from it concerns this
+# address only; one made here, a socket error or a timeout, ends the
+# session); refusals: the daemon's count of refused recipients for the
+# client IP the query carried (wire.py), None when it gave none
+class Answer(namedtuple("Answer", "code user reason position timeout remote refusals",
+                        defaults=(b"", "", 0, False, False, None))):
+    __slots__ = ()
+
+    def log_message(self) -> str:
+        """The qmail-smtpd log message for a TEMPORARY answer (spec 7)."""
+        if self.timeout:
+            return "Timeout (no response from verification server)"
+        return f"temporary failure ({self.reason})"
+
+
+def timeout_answer() -> Answer:
+    return Answer(TEMPORARY, reason="no response from verification server", timeout=True)
+
+
+class PendingQuery:
+    """One address asked over its own connected UDP socket; for select loops.
+
+    send() once; when the socket is readable, receive() gives the Answer,
+    or None if nothing usable came (keep waiting until the deadline)."""
+
+    def __init__(self, address: bytes, server: tuple[str, int], extended: bool = True,
+                 timeout: float = TIMEOUT, ip: bytes | None = None):
+        self.address = address
+        self.ip = ip
+        self.server = server
+        self.extended = extended
+        self.deadline = None
+        self.timeout = timeout
+        family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self) -> Answer | None:
+        """Send the query; an Answer only if that already failed."""
+        self.deadline = time.monotonic() + self.timeout
+        try:
+            self.sock.connect(self.server)
+            self.sock.send(make_query(self.address, self.extended, self.ip))
+        except OSError as e:
+            return _socket_failure(e)
+        return None
+
+    def receive(self) -> Answer | None:
+        try:
+            data = self.sock.recv(2048)
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            return _socket_failure(e)
+        reply = parse_reply(data)
+        if reply is None:
+            return None
+        user, refusals = split_count(reply.user) if self.ip else (reply.user, None)
+        if reply.code == TEMPORARY:
+            reason = user.decode("ascii", "replace")
+            return Answer(TEMPORARY, reason=reason, position=reply.position, remote=True,
+                          refusals=refusals)
+        return Answer(reply.code, user, position=reply.position, remote=True, refusals=refusals)
+
+    def expired(self, now: float | None = None) -> bool:
+        return (now or time.monotonic()) >= self.deadline
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _socket_failure(e: OSError) -> Answer:
+    text = errtext(e.errno) if e.errno else str(e)
+    if e.errno == errno.ECONNREFUSED:
+        text = "connection refused"
+    return Answer(TEMPORARY, reason=text)
+
+
+def ask(address: bytes, server: tuple[str, int], timeout: float = TIMEOUT,
+        extended: bool = True) -> Answer:
+    """Ask the daemon about one address and wait for the answer."""
+    q = PendingQuery(address, server, extended, timeout)
+    try:
+        failed = q.send()
+        if failed:
+            return failed
+        import selectors
+        with selectors.DefaultSelector() as sel:
+            sel.register(q, selectors.EVENT_READ)
+            while True:
+                left = q.deadline - time.monotonic()
+                if left <= 0:
+                    return timeout_answer()
+                if sel.select(left):
+                    answer = q.receive()
+                    if answer is not None:
+                        return answer
+    finally:
+        q.close()
+

@@ -1,0 +1,123 @@
+"""The qmail-verify datagram formats, byte-compatible with qmail-verify 1.32.
+
+A query is the address, optionally ended by a NUL; only the first
+QUERY_MAX bytes of a datagram count.  A reply is one status byte (low
+nibble: 0 deliverable, 1 not deliverable, 2 temporarily unknown; high
+nibble: the rule that decided) followed by the controlling user, the whole
+reply cut to REPLY_MAX bytes.
+
+Extension (ours): a client that can handle status 2 says so by putting
+EXTENDED_TAG right after the NUL that ends the address.  Daemons that do
+not know the tag (1.32) ignore everything after the NUL, so the request is
+safe to send anywhere; a query without the tag never gets status 2.
+
+Harvest counts (ours, issue 11): an extended query may also carry the SMTP
+client's IP, as a second NUL-separated field after the tag:
+
+    address NUL "QV2" NUL "ip=" IP          e.g. b"kim@x.example\0QV2\0ip=192.0.2.7"
+
+IP is the text tcpserver puts in TCPREMOTEIP (dotted IPv4, or IPv6 hex and
+colons; at most IP_MAX bytes of those characters; anything else and the
+query counts as one without an IP).  The IP field is the datagram's last
+(of the first QUERY_MAX bytes): anything after it, even a NUL, and the
+query counts as one without an IP.  That is what lets the kernel send
+every query for one IP to the same worker (steering.py).  The reply to such a query (and only
+to such a query) is the usual status byte and user, then a NUL and the
+number of recipients the daemon refused for that IP in its window, in
+decimal ASCII, at most COUNT_MAX (a bigger count is sent as COUNT_MAX):
+
+    status user[:n] NUL digits              still at most REPLY_MAX bytes
+
+the user (or, for status 2, the reason) cut to what leaves room for the
+count.  A user never holds a NUL (users/cdb ends it with one), so the
+reply's first NUL starts the count.  A 1.32 daemon ignores the IP with
+everything else after the first NUL and replies without a count; a legacy
+client never sends an IP, so never sees a count.
+"""
+
+from collections import namedtuple  # not typing: qmail-logmsg starts per connection
+
+QUERY_MAX = 900
+REPLY_MAX = 33
+EXTENDED_TAG = b"QV2"
+
+# The longest address a query can carry whole with the extended-reply tag
+# (address, NUL, tag); anything longer would be cut by the daemon.
+ADDRESS_MAX = QUERY_MAX - 1 - len(EXTENDED_TAG)
+
+IP_TAG = b"ip="
+IP_MAX = 45
+IP_CHARS = frozenset(b"0123456789abcdefABCDEF.:")
+COUNT_MAX = 9999
+
+DELIVERABLE = 0
+UNDELIVERABLE = 1
+TEMPORARY = 2
+
+
+ParsedQuery = namedtuple("ParsedQuery", "address extended")        # bytes, bool
+
+
+def parse_query(datagram: bytes) -> ParsedQuery | None:
+    """Split a datagram into the address and the extended-reply request.
+
+    None for an empty datagram, which gets no reply."""
+    if not datagram:
+        return None
+    data = datagram[:QUERY_MAX]
+    address, nul, rest = data.partition(b"\0")
+    return ParsedQuery(address, bool(nul) and rest.startswith(EXTENDED_TAG))
+
+
+def query_ip(datagram: bytes) -> bytes | None:
+    """The client IP an extended query carries (None: none, or not one)."""
+    fields = datagram[:QUERY_MAX].split(b"\0", 2)        # the IP field is the last
+    if len(fields) < 3 or fields[1] != EXTENDED_TAG or not fields[2].startswith(IP_TAG):
+        return None
+    ip = fields[2][len(IP_TAG):]
+    return ip if 0 < len(ip) <= IP_MAX and IP_CHARS.issuperset(ip) else None
+
+
+def make_query(address: bytes, extended: bool = True, ip: bytes | None = None) -> bytes:
+    """The datagram a client sends for address (an ip only with extended)."""
+    tail = (EXTENDED_TAG + (b"\0" + IP_TAG + ip if ip else b"")) if extended else b""
+    return address + b"\0" + tail
+
+
+def with_count(reply: bytes, count: int) -> bytes:
+    """A reply to a query that carried an IP: the count after a NUL."""
+    digits = b"%d" % min(max(count, 0), COUNT_MAX)
+    return reply[:REPLY_MAX - 1 - len(digits)] + b"\0" + digits
+
+
+def split_count(user: bytes) -> tuple[bytes, int | None]:
+    """A counted reply's user (or reason) and count; None if it has none."""
+    user, nul, digits = user.partition(b"\0")
+    return user, (int(digits) if nul and digits.isdigit() else None)
+
+
+_STATUS = [bytes((b,)) for b in range(256)]      # each status byte, made once
+
+
+def make_reply(code: int, position: int, user: bytes = b"") -> bytes:
+    """Status byte (position << 4 | code), then user, cut to REPLY_MAX."""
+    return (_STATUS[(position & 0x0F) << 4 | (code & 0x0F)] + user)[:REPLY_MAX]
+
+
+# code: DELIVERABLE, UNDELIVERABLE or TEMPORARY; position: the rule that
+# decided, 1 to 14 (0 if unknown); user: controlling user, for TEMPORARY the reason
+Reply = namedtuple("Reply", "code position user")
+
+
+def parse_reply(datagram: bytes) -> Reply | None:
+    """Read a reply datagram; None if it is empty.
+
+    Any low nibble other than 0 or 2 counts as not deliverable, as legacy
+    clients treat it."""
+    if not datagram:
+        return None
+    status = datagram[0]
+    code = status & 0x0F
+    if code not in (DELIVERABLE, TEMPORARY):
+        code = UNDELIVERABLE
+    return Reply(code, status >> 4, datagram[1:])

@@ -1,0 +1,204 @@
+"""qmail's delivery rules: would qmail deliver this address locally?
+
+decide() is the whole decision and does no I/O of its own: it asks a
+System (users/cdb, the passwd source, stats made as the user) for facts
+and returns a Verdict (both in model.py, with the Controls it reads).
+The steps follow qmail-send's rewrite(), qmail-lspawn's users/cdb
+lookup, qmail-getpw and qmail-local's dot-qmail search; the step numbers in comments are those of the spec, and each
+verdict carries the position (1 to 14; 15 for deep mode, deep.py) of
+the rule that made it.
+"""
+
+from qmailverify.errors import Trouble
+from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from qmailverify.qmail.model import Controls, Found, System, Verdict
+
+GETPW_USERLEN = 32   # qmail-getpw: a user name part must be shorter
+
+
+def rewrite(addr: bytes, c: Controls) -> tuple[bytes, int]:
+    """qmail-send's rewrite(): steps 1 to 3.  (address, index of its last @)."""
+    i = addr.rfind(b"@")
+    if i < 0:                                       # 1: no @
+        i = len(addr)
+        addr = addr + b"@" + c.envnoathost
+    while addr[i + 1:].lower() in c.percenthack:    # 2: percent hack
+        j = addr.rfind(b"%", 0, i)
+        if j < 0:
+            break
+        addr = addr[:j] + b"@" + addr[j + 1:i]
+        i = j
+    return addr, addr.rfind(b"@")                   # 3
+
+
+def virtual_prefix(addr: bytes, at: int, vdoms: dict) -> bytes | None:
+    """Step 5: the virtualdomains prefix for addr, None if no key matches.
+
+    Keys tried: the whole address, the domain, each dot-suffix of the
+    domain (longest first), then the empty key."""
+    low = addr.lower()
+    prefix = vdoms.get(low)
+    if prefix is None:
+        prefix = vdoms.get(low[at + 1:])
+    dot = low.find(b".", at + 1)
+    while prefix is None and dot >= 0:
+        prefix = vdoms.get(low[dot:])
+        dot = low.find(b".", dot + 1)
+    if prefix is None:
+        prefix = vdoms.get(b"")
+    return prefix
+
+
+def users_lookup(cdb, name: bytes) -> bytes | None:
+    """Step 6, qmail-lspawn's lookup: the users/cdb value for name, with
+    the rest of a wildcard match appended; None if nothing matches.
+
+    After the exact key, the prefixes of '!name' are tried from the
+    longest: those that end in a wildcard character (qmail-newu's, the
+    value of the empty key: usually one, '-'), and '!' itself."""
+    wild = cdb.get(b"")
+    if wild is None:
+        raise Trouble("users/cdb has no wildcard entry")
+    lower = b"!" + name.lower()
+    value = cdb.get(lower + b"\0")
+    if value is not None:
+        return value
+    cuts = []
+    for ch in set(wild):
+        i = lower.rfind(ch, 1)
+        while i > 0:
+            cuts.append(i + 1)
+            i = lower.rfind(ch, 1, i)
+    if len(wild) > 1:                # each character's cuts came longest first
+        cuts.sort(reverse=True)
+    cuts.append(1)
+    for i in cuts:
+        value = cdb.get(lower[:i])
+        if value is not None:
+            return value + name[i - 1:]
+    return None
+
+
+def passwd_lookup(system: System, name: bytes, brk: bytes):
+    """Step 7, qmail-getpw's userext(): (entry, dash, ext) or None.
+
+    qmail-getpw cuts name for a user name at its end, then at each
+    separator (brk), from the back; a user name part must be shorter
+    than GETPW_USERLEN."""
+    getpw, owner, low = system.getpw, system.owner, name.lower()
+    cut = len(name)
+    while cut >= 0:
+        if cut < GETPW_USERLEN:
+            pw = getpw(low[:cut])
+            if pw is not None and pw.uid != 0 and owner(pw.home) == pw.uid:
+                if cut == len(name):
+                    return pw, b"", b""
+                return pw, b"-", name[cut + 1:]
+        cut = name.rfind(brk, 0, cut)
+    return None
+
+
+def dotqmail_paths(home: bytes, dash: bytes, ext: bytes):
+    """Step 8, qmail-local's qmesearch(): the files to look for, in order.
+
+    First .qmail<dash><ext>, then each .qmail<dash><prefix>default where
+    prefix is ext cut after a '-' (from the back), and at its start."""
+    safe = ext.lower().replace(b".", b":")
+    base = home + b"/.qmail" + dash
+    yield base + safe
+    i = safe.rfind(b"-")
+    while i >= 0:
+        yield base + safe[:i + 1] + b"default"
+        i = safe.rfind(b"-", 0, i)
+    yield base + b"default"
+
+
+def fastforward_keys(addr: bytes) -> list[bytes]:
+    """The keys fastforward's cdb may hold for addr, most specific first."""
+    low = addr.lower()
+    at = low.rfind(b"@")
+    if at < 0:
+        return [b":" + low]
+    return [b":" + low, b":" + low[at:], b":" + low[:at + 1]]
+
+
+def decide(addr: bytes, c: Controls, system: System,
+           alias: bytes = b"alias", brk: bytes = b"-", deep=None) -> Verdict:
+    """Would qmail deliver addr locally?  addr is the query, as bytes.
+
+    deep (deep.Deep, VERIFY_DEEP=1) judges a -default file that ends the
+    search (position 15) instead of answering deliverable [12]; it may
+    raise outcome.NeedLookup.  None: the 1.32 answers."""
+    a, at = rewrite(addr, c)
+    local, domain = a[:at], a[at + 1:]
+    if domain.lower() in c.locals:                  # 4
+        name = local
+    else:                                           # 5
+        prefix = virtual_prefix(a, at, c.virtualdomains)
+        if prefix is None:
+            return Verdict(DELIVERABLE, 1)
+        if not prefix:
+            return Verdict(DELIVERABLE, 2)
+        name = prefix + b"-" + local
+
+    try:                                            # 6
+        cdb = system.users()
+        value = users_lookup(cdb, name) if cdb is not None else None
+    except Trouble as t:
+        return Verdict(TEMPORARY, 6, reason=str(t))
+    via_alias = False
+    if value is not None:
+        fields = value.split(b"\0")
+        user = fields[0]
+        if len(fields) < 5:
+            return Verdict(DELIVERABLE, 3 + len(fields), user)
+        uid, gid = _scan_ulong(fields[1]), _scan_ulong(fields[2])
+        home, dash = fields[3], fields[4]
+        ext = fields[5] if len(fields) > 5 else b""
+    else:                                           # 7
+        try:
+            found = passwd_lookup(system, name, brk)
+            if found is None:
+                pw = system.getpw(alias)
+                if pw is None:
+                    return Verdict(UNDELIVERABLE, 8, alias)
+                user, dash, ext, via_alias = alias, b"-", name, True
+            else:
+                pw, dash, ext = found
+                user = name
+        except Trouble as t:
+            return Verdict(TEMPORARY, 7, reason=str(t))
+        uid, gid, home = pw.uid, pw.gid, pw.home
+
+    if not dash:                                    # 8
+        return Verdict(DELIVERABLE, 9, user)
+    try:
+        index, err, path = system.first_stat(uid, gid, dotqmail_paths(home, dash, ext))
+    except Trouble as t:
+        return Verdict(TEMPORARY, 11, reason=str(t))
+    if index < 0:
+        return Verdict(UNDELIVERABLE, 14, user)
+    if index == 0:
+        position = 10 if not err else 11
+    else:
+        position = 12 if not err else 13
+    if err:
+        return Verdict(DELIVERABLE, position, user, path, err)
+    ff = None
+    if via_alias and index > 0 and path == home + b"/.qmail-default":
+        try:
+            ff = system.fastforward()
+            if ff is not None and not any(
+                    ff.get(k) is not None for k in fastforward_keys(addr)):
+                return Verdict(UNDELIVERABLE, 12, user)
+        except Trouble as t:
+            return Verdict(TEMPORARY, 12, reason=str(t))
+    if deep is not None and index > 0 and ff is None:   # fastforward's answer stands
+        return deep.verdict(system, c, Found(a, domain, user, uid, gid, home, path, ext))
+    return Verdict(DELIVERABLE, position, user)
+
+
+def _scan_ulong(field: bytes) -> int:
+    """scan_ulong(): the leading decimal digits of field, 0 if none."""
+    digits = len(field) - len(field.lstrip(b"0123456789"))
+    return int(field[:digits]) if digits else 0
