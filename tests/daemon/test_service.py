@@ -16,7 +16,7 @@ from helpers import executable, free_port, world_tempdir
 from qmailverify.protocol.client import ask
 from qmailverify.tools.conf import render, service_folder
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def need(*programs):

@@ -401,7 +401,7 @@ def test_a_session_works_under_the_documented_memory_limit(shim, demo_tree):
     from pathlib import Path
 
     from helpers import executable
-    run = (Path(__file__).resolve().parent.parent / "service/qmail-smtpd/run").read_text()
+    run = (Path(__file__).resolve().parents[2] / "service/qmail-smtpd/run").read_text()
     limit = re.search(r"exec envdir ./env softlimit -m (\d+)", run).group(1)
     assert int(limit) >= 20000000
     (demo_tree["qmail"] / "control" / "localiphost").write_text("demo.example\n")
