@@ -1,6 +1,6 @@
 """Flood: the installed qmail-verify under a 60-second flood of mixed
 valid, invalid and garbage datagrams sent at full speed from other
-processes (issue 12, item 2).
+processes.
 
     sudo python3 bench/flood.py [--seconds 60] [--senders 1] [--warmup 5]
 
@@ -27,15 +27,15 @@ code 1 if memory is not flat, a P1 reply is wrong or the daemon died.
 
 Why datagrams are dropped, and where.  The flood is sent far faster than
 any daemon answers.  qmail-verify reads everything waiting before it
-answers (fairqueue.py), so what the flood loses it mostly loses in the
-daemon's queue: read, then dropped at the bound, the longest queue's
+answers (daemon/fairqueue.py), so what the flood loses it mostly loses in
+the daemon's queue: read, then dropped at the bound, the longest queue's
 oldest first ("shed" in the stats line), while the probe, a sender of its
-own, waits behind at most one datagram of the flood.  The kernel drops
-a datagram only when the daemon's receive buffer (4 MB asked for:
-udpsocket.py) is full, that is when the sender outruns the daemon's
-reading itself, as a sender on another core can for a while; those
-drops are blind, and a probe caught in them costs its client a timeout
-and a 451, never a 550.
+own, waits behind at most one datagram of the flood.  The kernel drops a
+datagram only when the daemon's receive buffer (4 MB asked for:
+daemon/udpsocket.py) is full, that is when the sender outruns the
+daemon's reading itself, as a sender on another core can for a while;
+those drops are blind, and a probe caught in them costs its client a
+timeout and a 451, never a 550.
 """
 
 import argparse
@@ -58,10 +58,7 @@ PROBE, PROBE_REPLY = b"kim@example.com", b"\x90kim"
 
 
 def build_tree(spec: dict, root: Path) -> dict:
-    try:
-        from qmailverify.testing import tree
-    except ImportError:                          # issue 9 moves it
-        from qmailverify.testing import tree
+    from qmailverify.testing import tree
     return tree.build(spec, root)
 
 
@@ -254,7 +251,7 @@ def run(a, spec: dict, paths: dict, root: Path) -> int:
           f"({answered / elapsed:.0f}/s), {s1['unanswered'] - s0['unanswered']} left unanswered "
           f"(its own trouble), during the {elapsed:.1f} s measured")
     print(f"  shed by the daemon (read, then dropped at its queue's bound, the flood's "
-          f"oldest first: fairqueue.py): {s1.get('shed', 0) - s0.get('shed', 0)}")
+          f"oldest first: daemon/fairqueue.py): {s1.get('shed', 0) - s0.get('shed', 0)}")
     print(f"  kernel drops on its socket: {d1 - d0} (/proc/net/udp drops); host Udp RcvbufErrors "
           f"+{u1['RcvbufErrors'] - u0['RcvbufErrors']}, InErrors +{u1['InErrors'] - u0['InErrors']}; "
           f"receive queue up to {queue_max} bytes (net.core.rmem_default "

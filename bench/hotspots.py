@@ -27,7 +27,6 @@ import os
 import pstats
 import shutil
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path

@@ -1,5 +1,5 @@
 """Shim load: 200 concurrent SMTP sessions through the installed
-qmail-logmsg under Debian's tcpserver for 60 s (issue 12, item 2).
+qmail-logmsg under Debian's tcpserver for 60 s.
 
     python3 bench/shimload.py [--seconds 60] [--concurrency 200]
 
@@ -46,10 +46,7 @@ STEP_TIMEOUT = 120.0
 
 
 def build_tree(root: Path) -> dict:
-    try:
-        from qmailverify.testing import tree
-    except ImportError:                          # issue 9 moves it
-        from qmailverify.testing import tree
+    from qmailverify.testing import tree
     from qmailverify.tools import demo
     uid, gid = (os.getuid(), os.getgid()) if os.geteuid() else (7001, 7001)
     paths = tree.build(demo.demo_spec(uid, gid), root)

@@ -1,4 +1,4 @@
-"""Benchmark: vpopmail lookups against a real MariaDB (issue 11, item 2).
+"""Benchmark: vpopmail lookups against a real MariaDB.
 
     sudo /path/to/venv/bin/python bench/vpopmail_sql.py [--seconds S] [--users N]
 
@@ -6,14 +6,15 @@ Starts a MariaDB of its own in a temporary folder (tests/mariadb.py; root
 and mariadb-server needed), fills vpopmail's one-table layout with N
 users, and measures:
 
-- store, cache miss: vpmysql.MysqlStore.user() with the cache off (every
-  lookup one SELECT over the kept TCP connection), distinct users;
+- store, cache miss: deep.vpopmail.mysql.MysqlStore.user() with the
+  cache off (every lookup one SELECT over the kept TCP connection),
+  distinct users;
 - store, cache hit: the same lookup again within its one-second life;
 - daemon: the installed qmail-verify with VERIFY_DEEP=1
   VERIFY_VPOPMAIL=mysql answering UDP queries one at a time, for the
   same address over and over (cache hits after the first, refilled by
-  the worker once a second) and for a different user each time (every
-  query parked, fetched by the worker, decided again).
+  the parking thread once a second) and for a different user each time
+  (every query parked, fetched by the parking thread, decided again).
 
 Prints lookups (or queries) per second for each.  Figures from a shared
 machine swing; compare runs on one machine only.
@@ -30,12 +31,11 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent / "tests"), str(HERE.parent)]
 
-from mariadb import MariaDB, available  # noqa: E402
 
-from qmailverify.deep.vpopmail.mysql import MysqlStore  # noqa: E402
-from qmailverify.deep.vpopmail.mysqlconf import MysqlSettings  # noqa: E402
+from qmailverify.deep.vpopmail.mysql import MysqlStore
+from qmailverify.deep.vpopmail.mysqlconf import MysqlSettings
+from qmailverify.testing.mariadb import MariaDB, available
 
 ONE = ("pw_name VARCHAR(64) not null, pw_domain VARCHAR(96) not null, pw_passwd VARCHAR(128), "
        "pw_uid int, pw_gid int, pw_gecos VARCHAR(64), pw_dir VARCHAR(160), pw_shell VARCHAR(20), "

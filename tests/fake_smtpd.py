@@ -15,13 +15,18 @@ LF in a body: 451 and exit; input ending anywhere: exit, nothing queued.
 
 FAKE_TLS=1 offers STARTTLS (after "220 ready for tls" it echoes raw
 bytes back, as if encrypted); FAKE_AUTH=1 offers AUTH PLAIN;
-FAKE_TIMEOUT=N gives up after N idle seconds with qmail's 451 timeout."""
+FAKE_TIMEOUT=N gives up after N idle seconds with qmail's 451 timeout.
+
+Its address parsing and rcpthosts are the qmail-smtpd model's
+(qmailverify.testing.smtpd, from the installed package that the python
+running this script has), so that the tests hold the shim to one reading
+of qmail-smtpd."""
 
 import os
 import select
 import sys
 
-from qmail_addr import fits, parse_path  # beside this script
+from qmailverify.testing.smtpd import OWN_IPS, Rcpthosts, addrparse
 
 ME = b"fake.example"
 record = open(os.environ["FAKE_SMTPD_RECORD"], "ab", buffering=0)
@@ -38,24 +43,8 @@ def control_lines(name: str) -> list[bytes] | None:
     return [line for line in lines if line and not line.startswith(b"#")]
 
 
-RCPTHOSTS = control_lines("rcpthosts")
+RCPTHOSTS = Rcpthosts(control_lines("rcpthosts"))
 LOCALIPHOST = (control_lines("localiphost") or control_lines("me") or [None])[0]
-
-
-def addrparse(arg: bytes) -> bytes | None:
-    out = parse_path(arg)
-    at = out.rfind(b"@")
-    if LOCALIPHOST and at >= 0 and out[at + 1:] in (b"[127.0.0.1]", b"[0.0.0.0]"):
-        out = out[:at + 1] + LOCALIPHOST
-    return fits(out)
-
-
-def rcpthosts(addr: bytes) -> bool:
-    if RCPTHOSTS is None or b"@" not in addr:
-        return True
-    host = addr.rsplit(b"@", 1)[1].lower()
-    listed = {h.lower() for h in RCPTHOSTS}
-    return any(host[i:] in listed for i in range(len(host)) if i == 0 or host[i] == ord("."))
 timeout = float(os.environ.get("FAKE_TIMEOUT", "1200"))
 buf = b""
 
@@ -123,18 +112,18 @@ def main() -> None:
                     (b"250-AUTH PLAIN\r\n" if os.environ.get("FAKE_AUTH") else b"")
             out(b"250-" + ME + b"\r\n250-PIPELINING\r\n" + extra + b"250 8BITMIME\r\n")
         elif verb == b"MAIL":
-            if addrparse(arg) is None:
+            if addrparse(arg, LOCALIPHOST, OWN_IPS) is None:
                 out(b"555 syntax error (#5.5.4)\r\n")
             else:
                 seenmail, rcpts = True, []
                 out(b"250 ok\r\n")
         elif verb == b"RCPT":
-            addr = addrparse(arg)
+            addr = addrparse(arg, LOCALIPHOST, OWN_IPS)
             if not seenmail:
                 out(b"503 MAIL first (#5.5.1)\r\n")
             elif addr is None:
                 out(b"555 syntax error (#5.5.4)\r\n")
-            elif "RELAYCLIENT" not in os.environ and not rcpthosts(addr):
+            elif "RELAYCLIENT" not in os.environ and not RCPTHOSTS.allowed(addr):
                 out(b"553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)\r\n")
             else:
                 rcpts.append(addr)

@@ -10,6 +10,8 @@ from helpers import executable
 
 from qmailverify import __version__
 
+pytestmark = pytest.mark.system   # runs the installed programs, as root
+
 PROGRAMS = ["qmail-verify", "verify-query", "verify-migrate", "qmail-verify-conf",
             "qmail-verify-demo", "qmail-verify-status"]
 

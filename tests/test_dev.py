@@ -87,6 +87,7 @@ def record(clone) -> list[str]:
     return clone["record"].read_text().splitlines()
 
 
+@pytest.mark.system
 def test_demo_as_root_installs_python3_venv_and_runs_the_demo(clone):
     r = dev(clone, "demo")
     assert r.returncode == 7, r.stderr                   # the demo's own exit code
@@ -106,6 +107,7 @@ def test_demo_as_root_installs_python3_venv_and_runs_the_demo(clone):
         "venv/bin/python -c ", "venv/bin/python -m pip install -q .", "venv/bin/qmail-verify-demo "]
 
 
+@pytest.mark.system
 def test_without_root_it_says_in_one_line_what_to_install(clone):
     r = dev(clone, "demo", uid=NOBODY)
     assert r.returncode == 111
@@ -115,6 +117,7 @@ def test_without_root_it_says_in_one_line_what_to_install(clone):
     assert not (clone["work"] / "venv").exists()       # no half-made venv left
 
 
+@pytest.mark.system
 def test_test_as_root_installs_what_the_tests_drive_and_passes_arguments(clone):
     r = dev(clone, "test", "-k", "some thing")
     assert r.returncode == 7                              # pytest's exit code
@@ -127,6 +130,7 @@ def test_test_as_root_installs_what_the_tests_drive_and_passes_arguments(clone):
     assert pytest_run.split("PATH=")[1].startswith(f"{clone['work']}/venv/bin:")
 
 
+@pytest.mark.system
 def test_test_without_root_names_what_is_missing(clone):
     (clone["root"] / "python3-venv").touch()             # python3-venv is there
     r = dev(clone, "test", uid=NOBODY)
@@ -138,6 +142,7 @@ def test_test_without_root_names_what_is_missing(clone):
         "bin/dev: warning: not root: the tests that need root (most) will skip"]
 
 
+@pytest.mark.system
 def test_usage(clone):
     for args in ((), ("build",), ("demo", "extra")):
         r = dev(clone, *args)

@@ -2,10 +2,13 @@
 in LAYERS, so that the tree shows the architecture and no change slips a
 cycle in (the shim importing the daemon, hub code importing the loop).
 
-Top-level modules (errors, clean, cli) are the shared base.  A package's
-docstring says what it holds and what it may import; every __init__.py
-imports nothing, so that importing one module of a package costs only
-that module (each shim session is a new process)."""
+Top-level modules (errors, clean, cli) are the shared base.  The fuzz
+harness, testing/fuzz/, is a layer of its own above everything but
+tools: it drives the daemon's and the shim's cores, and tools (the demo
+builds its tree with testing) must not reach them through testing.  A
+package's docstring says what it holds and what it may import; every
+__init__.py imports nothing, so that importing one module of a package
+costs only that module (each shim session is a new process)."""
 
 import ast
 from pathlib import Path
@@ -26,6 +29,7 @@ MAY_IMPORT = {
     "shim": {"base", "protocol", "qmail"},
     "testing": {"base", "protocol", "qmail"},
     "tools": {"base", "protocol", "qmail", "testing"},
+    "fuzz": {"base", "protocol", "qmail", "hub", "system", "deep", "daemon", "shim", "testing"},
 }
 
 
@@ -34,10 +38,13 @@ def modules() -> list[Path]:
 
 
 def package_of(dotted: str) -> str:
-    """'qmailverify.daemon.workers.master' -> 'daemon'; a top-level module -> 'base'."""
+    """'qmailverify.daemon.workers.master' -> 'daemon'; a top-level module -> 'base';
+    'qmailverify.testing.fuzz.targets' -> 'fuzz'."""
     parts = dotted.split(".")
     if len(parts) == 1 or not (PACKAGE / parts[1]).is_dir():
         return "base"
+    if parts[1:3] == ["testing", "fuzz"]:
+        return "fuzz"
     return parts[1]
 
 
@@ -98,3 +105,16 @@ def test_a_broken_rule_is_found(tmp_path):
     bad.write_text("from qmailverify.daemon.loop import Daemon\n")
     assert "daemon" not in MAY_IMPORT["shim"]
     assert package_of(next(iter(imported(bad)))) == "daemon"
+
+
+def test_tools_cannot_reach_the_daemon_through_the_fuzz_harness(tmp_path):
+    """testing's fixture builders are tools' to import; the fuzz harness
+    beside them, which imports the daemon and the shim, is not."""
+    builders = tmp_path / "builders.py"
+    builders.write_text("from qmailverify.testing.tree import build\n")
+    harness = tmp_path / "harness.py"
+    harness.write_text("from qmailverify.testing.fuzz import targets\n")
+    assert package_of(next(iter(imported(builders)))) in MAY_IMPORT["tools"]
+    assert package_of(next(iter(imported(harness)))) not in MAY_IMPORT["tools"]
+    assert {"daemon", "shim"} <= MAY_IMPORT["fuzz"]
+    assert not {"daemon", "shim"} & MAY_IMPORT["testing"]

@@ -57,6 +57,7 @@ def text(page: str) -> str:
     return " ".join(plain.split())
 
 
+@pytest.mark.system
 def test_qmail_verify_8_lists_signals_log_lines_controls_and_refusals():
     page = text("qmail-verify.8")
     for word in ("SIGHUP", "SIGTERM", "SIGINT", "SIGALRM", "SIGUSR1", "SIGUSR2", "svc -a",
@@ -80,6 +81,7 @@ def test_qmail_verify_8_lists_signals_log_lines_controls_and_refusals():
         assert line in page, line
 
 
+@pytest.mark.system
 def test_the_other_pages_say_what_their_tests_show():
     vq = text("verify-query.1")
     assert "controlling user" in vq and "not necessarily an account" in vq

@@ -2,9 +2,10 @@
 get_reply(), as dnslib's server has one.
 
 get_reply() is a pure function of the datagram, the controls and the
-System (rules.py) it asks; it opens no socket and reads no file itself,
-so a test drives it in process with a stand-in System.  The loop around
-it (daemon.py) sends the reply, writes the lines and counts the outcome.
+System (qmail/model.py) it asks; it opens no socket and reads no file
+itself, so a test drives it in process with a stand-in System.  The loop
+around it (daemon/loop.py) sends the reply, writes the lines and counts
+the outcome.
 
 Fail closed: our own trouble (a Trouble from the System, or a bug of ours)
 is never "not deliverable".  A client that asked for the extended reply
@@ -26,9 +27,10 @@ NOT_A_QUERY = Outcome(None, [], None)       # an empty datagram
 def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
               brk: bytes = b"-", deep=None, trace: bool = False) -> Outcome:
     """The reply to datagram and what to log; system.begin_query() is
-    called once, before the decision asks it anything.  deep: deep.Deep
-    (VERIFY_DEEP=1) or None; trace: add the decision trace line (trace.py).
-    outcome.NeedLookup escapes: the loop parks the query (parking.py)."""
+    called once, before the decision asks it anything.  deep: deep.hook.Deep
+    (VERIFY_DEEP=1) or None; trace: add the decision trace line
+    (protocol/trace.py).  errors.NeedLookup escapes: the loop parks the
+    query (daemon/parking.py)."""
     query = parse_query(datagram)
     if query is None:
         return NOT_A_QUERY

@@ -1,11 +1,11 @@
-"""Harvest counts (issue 11): how many recipients qmail-verify refused for
+"""Harvest counts: how many recipients qmail-verify refused for
 each SMTP client IP, across sessions, in a sliding window; pure (the
 clock is a parameter), so that tests drive it without waiting.
 
-Only extended queries that carry the client's IP (wire.py) are counted,
-and only their "not deliverable" answers; every answer to such a query
-carries the IP's count, so qmail-logmsg can slow down or drop a client
-that collects refusals (its VERIFY_HARVEST_* settings).
+Only extended queries that carry the client's IP (protocol/wire.py) are
+counted, and only their "not deliverable" answers; every answer to such a
+query carries the IP's count, so qmail-logmsg can slow down or drop a
+client that collects refusals (its VERIFY_HARVEST_* settings).
 
 The window (VERIFY_HARVEST_WINDOW seconds, 600 by default) is kept as
 BUCKETS slots of window/BUCKETS seconds each: a refusal counts for at

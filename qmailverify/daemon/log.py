@@ -7,7 +7,7 @@ PIPE_BUF (4096) bytes: the kernel never mixes two such writes to a pipe,
 and appends each to a file in one piece, so lines of different workers
 never interleave inside a line.  A line longer than that (none of ours
 comes near) is cut to fit and ends with '...'.  A stream without a
-descriptor (syslog's, or one a test hands in) is written as before.
+descriptor (syslog's, or one a test hands in) is written as it is.
 """
 
 import io

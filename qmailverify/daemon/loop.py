@@ -1,14 +1,14 @@
 """qmail-verify's loop, as gunicorn's arbiter is one: the UDP socket, a
-signal queue (signalqueue.py), and the log (daemonlog.py), around
-verifier.get_reply().
+signal queue (signals.py), and the log (log.py), around
+answer.get_reply().
 
 Daemon holds what changes while it runs: the controls (re-read on
 SIGHUP, the old ones kept if the new ones cannot be read) and the counts.
 The loop dispatches the queued signals to handle_<name>(): hup, term and
 int (exit), alrm (a statistics line, stats.py), usr1 and usr2 (logged,
 otherwise ignored).  A query for a domain control/verifyhub maps is
-relayed to its far server first (hubrelay.relay; self.hub is the far
-answers' cache), parked like a slow store's.
+asked of its far server first (hub.answer.hub_answer; self.hub is the
+far answers' cache), parked like a slow store's.
 """
 
 import os
@@ -28,7 +28,7 @@ from qmailverify.daemon.signals import SignalQueue, dispatch
 from qmailverify.daemon.stats import Counts, stats_line
 from qmailverify.daemon.title import Title
 from qmailverify.errors import Fatal, LostPrivileges, NeedLookup, errtext
-from qmailverify.hub.answer import relay
+from qmailverify.hub.answer import hub_answer
 from qmailverify.hub.cache import HubCache
 from qmailverify.protocol.wire import QUERY_MAX
 from qmailverify.qmail.controlfile import ControlError
@@ -43,7 +43,7 @@ class Daemon:
     def __init__(self, settings: Settings, controls, system, log: Log,
                  sock: socket.socket, title: Title, signals: "SignalQueue", deep=None):
         self.settings = settings
-        self.deep = deep                 # deep.Deep with VERIFY_DEEP=1
+        self.deep = deep                 # deep.hook.Deep with VERIFY_DEEP=1
         self.parking = None              # parking.Parking for a slow store
         self.controls = controls
         self.system = system
@@ -127,7 +127,7 @@ class Daemon:
         logged and counted.  since: when a parked query first came."""
         s = self.settings
         try:
-            outcome = relay(datagram, self.controls.hub, self.hub, since, s.trace)
+            outcome = hub_answer(datagram, self.controls.hub, self.hub, since, s.trace)
             if outcome is None:             # not a hub domain: decided here
                 outcome = get_reply(datagram, self.controls, self.system, s.alias, s.brk,
                                     self.deep, s.trace)

@@ -2,19 +2,19 @@
 
     qmail-verify [-d] [-p pidfile] [-o logfile]
 
-Everything is configured from the environment (daemonenv.py: QMAILHOME,
-LISTEN, VERIFY_PASSWD, VERIFY_ALIASUSER, VERIFY_BREAK,
+Everything is configured from the environment (daemon/settings.py:
+QMAILHOME, LISTEN, VERIFY_PASSWD, VERIFY_ALIASUSER, VERIFY_BREAK,
 VERIFY_FASTFORWARDCDB, VERIFY_DEEP, VERIFY_VPOPMAIL, VERIFY_TRACE,
-VERIFY_WORKERS) and qmail's control files (controls.py); deep.make_deep()
-builds deep mode.  With VERIFY_WORKERS=2 or more, workerstart.py takes over
-once the settings and controls are read: a master and its workers.
-main() wires the parts together: verifier.get_reply() turns one datagram
-into one reply and its log lines; daemonloop.Daemon is the socket loop
-around it, dispatching queued signals by name; background.py detaches
-for -d.
+VERIFY_WORKERS) and qmail's control files (system/controls.py);
+deep.hook.make_deep() builds deep mode.  With VERIFY_WORKERS=2 or more,
+daemon/workers/master.py takes over once the settings and controls are
+read: a master and its workers.  main() wires the parts together:
+daemon.answer.get_reply() turns one datagram into one reply and its log
+lines; daemon.loop.Daemon is the socket loop around it, dispatching
+queued signals by name; daemon/background.py detaches for -d.
 
 Everything the loop needs is made, and everything that can be checked is
-checked (startup.py), before the daemon says it listens; a refusal is
+checked (daemon/startup.py), before the daemon says it listens; a refusal is
 one line and exit 111, detached (-d) or not.
 """
 
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         listening(log, settings.listen, ready)
         return daemon.serve()
     except Shown as e:
-        return guarded("qmail-verify", lambda: print(e) or 0)
+        text = str(e)
+        return guarded("qmail-verify", lambda: print(text) or 0)
     except Fatal as e:
         if ready:
             ready.fail(str(e))

@@ -1,30 +1,30 @@
 """Queries that wait for a slow store, so that nothing slow stalls the rest.
 
 All the deciding is done in the loop's thread, the only one that ever
-takes a user's ids (identity.py): no stat, no open-as-user and no
-users/cdb read happens in another thread.
-A store that must ask the network (vpmysql in non-blocking use) raises
-outcome.NeedLookup instead of waiting; the loop parks the query here and
+takes a user's ids (system/identity.py): no stat, no open-as-user and no
+users/cdb read happens in another thread.  A store that must ask the
+network (deep/vpopmail/mysql.py in non-blocking use) raises
+errors.NeedLookup instead of waiting; the loop parks the query here and
 goes on answering others.  ONE worker thread calls store.fill(key)
-(network only, bounded by the store's own timeouts), the same key once
-for every query parked on it, and wakes the loop through a pipe of our
-own (fd, which the loop watches).  The loop then takes ready() and
-decides those queries again from the start (the files may have changed;
-the cache now answers; a second key parks again, keeping the first
-arrival time).
+(network only, bounded by the store's own timeouts), the same key once for
+every query parked on it, and wakes the loop through a pipe of our own
+(fd, which the loop watches).  The loop then takes ready() and decides
+those queries again from the start (the files may have changed; the cache
+now answers; a second key parks again, keeping the first arrival time).
 
-Bounds: a query parked PARK_MAX seconds (3, well under the client's 5)
-is given up: expired() returns it and the loop answers "temporary"
-(nothing to a legacy client, spec 6).  At most MAX_PARKED queries wait;
-park() refuses more (False) and the loop answers those "temporary" at
-once.  The worker only ever touches the store's cache and its
-connection.  It keeps root's ids while the loop's thread stats as a user
-(identity.py), except where the per-thread system calls are not known
-and the ids are the process's: the store's settings are read once, as
-root, at start, for that case.
+Bounds: a query parked PARK_MAX seconds (3, well under the client's 5) is
+given up: expired() returns it and the loop answers "temporary" (nothing
+to a legacy client, spec 6).  At most MAX_PARKED queries wait; park()
+refuses more (False) and the loop answers those "temporary" at once.  The
+worker only ever touches the store's cache and its connection.  It keeps
+root's ids while the loop's thread stats as a user (system/identity.py),
+except where the per-thread system calls are not known and the ids are the
+process's: the store's settings are read once, as root, at start, for that
+case.
 
-The loop's side: what the Daemon (loop.py) does with a query that raised outcome.NeedLookup,
-and with parked queries when their lookup is done or their time is up.
+The loop's side: what the Daemon (loop.py) does with a query that raised
+errors.NeedLookup, and with parked queries when their lookup is done or
+their time is up.
 
 park_query() parks the query, or answers it "temporary" at once when it cannot
 wait (no parking, or too many waiting); resume_parked() decides again the
@@ -32,7 +32,7 @@ queries whose lookup is done and gives up, as "temporary" (nothing to a
 legacy client, spec 6), those parked PARK_MAX seconds.  Both count into
 the statistics line's parked and late.
 
-Hub mode (hubrelay.py) parks its queries here too: ensure_parking()
+Hub mode (hub/answer.py) parks its queries here too: ensure_parking()
 makes the Parking the first time a query needs it (hub mode may be
 switched on by SIGHUP), and a hub query given up says so, at position 0.
 """

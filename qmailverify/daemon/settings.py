@@ -8,20 +8,22 @@
   VERIFY_FASTFORWARDCDB  fastforward's cdb, to check what ~alias/.qmail-default takes
   VERIFY_HARVEST_WINDOW  seconds refusals count against a client IP (600; 0: off)
   VERIFY_HARVEST_IPS     client IPs counted at most (65536; harvest.py)
-  VERIFY_DEEP            1: judge a -default file by what it does (deep.py)
+  VERIFY_DEEP            1: judge a -default file by what it does (deep/judge.py)
   VERIFY_VPOPMAIL        files or mysql: the store vdelivermail lines are judged by
                          (needs VERIFY_DEEP=1; the VERIFY_VPOPMAIL_* details are
-                         read by vpopmail.py, vpmysql.py and vpmysqlconf.py)
-  VERIFY_TRACE           1: one trace line per decision (trace.py)
-  VERIFY_HUB_TTL         seconds a far "deliverable" is kept (300; hubcache.py)
+                         read in deep/vpopmail/: delivery.py, mysql.py and
+                         mysqlconf.py)
+  VERIFY_TRACE           1: one trace line per decision (protocol/trace.py)
+  VERIFY_HUB_TTL         seconds a far "deliverable" is kept (300; hub/cache.py)
   VERIFY_HUB_NEGATIVE_TTL  seconds a far "not deliverable" is kept (5)
   VERIFY_HUB_ENTRIES     far answers kept at most (10000)
   VERIFY_HUB_TIMEOUT     seconds to wait for a far server (2; at most 2.5)
-  VERIFY_WORKERS         processes answering on the one port (1; 2 to 64: workers.py)
+  VERIFY_WORKERS         processes answering on the one port (1; 2 to 64:
+                         workers/master.py)
 
 Paths are made absolute here, so that -d may change directory.  A value
 that cannot be used is Fatal (exit 111), before anything is opened.
-(The shim's VERIFY is read by verifyenv.py.)
+(The shim's VERIFY is read by protocol/verifyenv.py.)
 """
 
 import os

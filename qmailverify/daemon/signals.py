@@ -1,5 +1,5 @@
 """Signals for qmail-verify's loops, as gunicorn's arbiter takes them:
-the handlers only queue the signal, and the loop (daemonloop.Daemon, or
+the handlers only queue the signal, and the loop (daemon.loop.Daemon, or
 the workers' Master) dispatches each to its handle_<name>() when it is
 ready for it, so a signal never cuts into a half-answered query.
 

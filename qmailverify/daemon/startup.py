@@ -7,7 +7,7 @@ QMAILHOME must be a folder; a passwd file named by VERIFY_PASSWD must be
 readable; users/cdb, if there is one, and a fastforward cdb named by
 VERIFY_FASTFORWARDCDB must be readable cdb files; and a descriptor must
 be left over for the files a query reads.  Trouble that comes later is
-still handled per query (system.py).  listening() then says so, one
+still handled per query (system/live.py).  listening() then says so, one
 process or a master with its workers alike; the steps a single daemon,
 the master and each worker share (checked_deep(), check_descriptors(),
 watch_sources()) are here once.
@@ -100,7 +100,7 @@ def watch_sources(system) -> None:
 
 
 def checked_deep(settings, system):
-    """deep.make_deep() for settings (None: deep mode off), or the refusal."""
+    """deep.hook.make_deep() for settings (None: deep mode off), or the refusal."""
     try:
         return make_deep(settings, os.environ, system)
     except Trouble as e:

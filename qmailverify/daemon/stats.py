@@ -29,14 +29,14 @@ up as temporary (waited too long, or too many waiting).
 Hub mode's fields (HUB_FIELDS) are written only when control/verifyhub
 maps a domain; parked and late are written then too (a query waiting for
 a far server is parked).  They are copied in from the hub cache
-(hubcache.py) when the line is written: hub_hits the queries for a hub
+(hub/cache.py) when the line is written: hub_hits the queries for a hub
 domain answered from the cache at once, hub_misses those that waited for
 the far server, hub_asked the queries sent to far servers, hub_silent
 those of them that got no reply in time, hub_entries the far answers
 held now (answers, and the last failure of a key until it is asked again).
 
 With VERIFY_WORKERS the master writes the line, each field the sum over
-the workers (workerstats.py).
+the workers (workers/counts.py).
 """
 
 from dataclasses import dataclass, fields

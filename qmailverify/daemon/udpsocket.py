@@ -1,6 +1,6 @@
 """The daemon's UDP socket: bound, with a receive buffer big enough for a
-burst.  daemon.py binds one; steering.py's bind_group() binds one a
-worker (VERIFY_WORKERS) and gives each the same buffer.
+burst.  daemon/main.py binds one; workers/steering.py's bind_group()
+binds one a worker (VERIFY_WORKERS) and gives each the same buffer.
 """
 
 import socket

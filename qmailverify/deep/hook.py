@@ -2,16 +2,17 @@
 when the dot-qmail search ends at a -default file.
 
 Deep.verdict() asks the System for the file as its owner would read it
-(System.deep_facts: home and file modes, the first few KB; never run)
-and lets judge() decide; the answer carries position 15 (DEEP)
-and judge()'s reason.  Forwards are followed through decide() itself
-with a child Deep that knows the path so far (deepmode.follow: loops and
-depth beyond MAX_DEPTH are temporary), so a target is judged exactly as
-a query for it would be.  vdelivermail lines are judged by
-vpopmail.vdeliver() over the store VERIFY_VPOPMAIL names (files:
-vpasswd.FileStore opening as the domain's uid/gid; mysql: vpmysql in
-non-blocking use, whose NeedLookup goes up to the daemon's loop, see
-parking.py).  With no store, a vdelivermail line is a program: valid.
+(System.deep_facts: home and file modes, the first few KB; never run) and
+lets judge() decide; the answer carries position 15 (DEEP) and judge()'s
+reason.  Forwards are followed through decide() itself with a child Deep
+that knows the path so far (judge.follow: loops and depth beyond MAX_DEPTH
+are temporary), so a target is judged exactly as a query for it would be.
+vdelivermail lines are judged by vpopmail.delivery.vdeliver() over the
+store VERIFY_VPOPMAIL names (files: vpopmail.cdbstore.FileStore opening as
+the domain's uid/gid; mysql: vpopmail.mysql.MysqlStore in non-blocking
+use, whose NeedLookup goes up to the daemon's loop, see
+daemon/parking.py).  With no store, a vdelivermail line is a program:
+valid.
 
 make_deep() builds the Deep from the daemon's Settings; None when deep
 mode is off, so every answer stays the 1.32 one.
@@ -34,7 +35,7 @@ class Deep:
         self.alias = alias
         self.brk = brk
         self.chain = chain      # the addresses forwarded through so far, lowercased
-        self.max_waiting = 1000  # queries that may wait for a slow store (parking.py)
+        self.max_waiting = 1000  # queries that may wait for a slow store (daemon.parking)
 
     def verdict(self, system, controls, found: Found) -> Verdict:
         """rules.decide()'s answer for a search that ended at found.path."""

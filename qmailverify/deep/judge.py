@@ -1,4 +1,4 @@
-"""Deep mode (issue 11, item 1): answer by what a -default file does.
+"""Deep mode: answer by what a -default file does.
 
 qmail-verify 1.32 calls a domain valid as soon as its dot-qmail search
 ends at a .qmail-default, whatever that file does.  judge() reads it
@@ -15,8 +15,8 @@ would run decide:
   delivers; `|bouncesaying MESSAGE` alone bounces (not valid), with a
   program after it the outcome is the program's (valid: it cannot be
   known without running it); vpopmail's vdelivermail line gives
-  vdelivermail's answer (vpopmail.vdeliver), a refusal or deferral of it
-  ends the file; any other program: valid, unknowable;
+  vdelivermail's answer (deep.vpopmail.delivery.vdeliver), a refusal or
+  deferral of it ends the file; any other program: valid, unknowable;
 - forwards ('&address' or a bare address) are sent at the end, if nothing
   bounced or deferred: valid if any line delivered or any target is valid
   (a remote target is: the forward leaves this host), temporary if none
@@ -25,49 +25,25 @@ would run decide:
 - a file with nothing but comments and '+' lines: qmail-local accepts the
   mail and drops it; valid ("anything else: valid").
 
-Design note for the integration (after issue 9's restructure)
---------------------------------------------------------------
-Hook.  rules.decide() step 8 ends with first_stat() finding a dot-qmail
-file.  When deep mode is on (VERIFY_DEEP=1) and the file found is a
--default one (index > 0), the System is asked for DeepFacts: the home
-directory's mode and the file's mode and first MAX_READ bytes, opened as
-the user (Identity: the same effective uid/gid/empty groups as the stat,
-O_NOFOLLOW not used since qmail-local follows links; a read error is
-"temporary", errno logged like a stat error).  System grows
-deep_facts(uid, gid, home, path) -> DeepFacts, made in system.Identity
-next to first_stat().  decide() then returns judge()'s code with a new
-position (15 is free in the nibble: "deep mode"), the controlling user,
-and the reason for the trace.  EXT is the ext decide() already has; HOST
-the query's domain after rewrite(); vdelivermail's lookups need users/cdb
-(system.users()) and the vpopmail store named by VERIFY_VPOPMAIL=files or
-mysql (vpasswd.FileStore with an opener that opens as the domain's
-uid/gid from users/assign, or vpmysql.store_from_env), and the build from
-vpopmail.build_from_env.  Forward targets are judged by decide() itself
-with deep mode on and the path passed down (follow()).
+How the daemon uses it: rules.decide() calls the hook (deep/hook.py)
+when VERIFY_DEEP=1 and the dot-qmail search ends at a -default file.
+The System reads that file as its owner would (System.deep_facts, in
+system/userfiles.py: the home's and the file's modes and the first
+MAX_READ + 1 bytes, opened as the user, links followed as qmail-local
+follows them; a read error is "temporary").  The answer carries position
+15, the controlling user and judge()'s reason for the trace.  Forward
+targets are judged by decide() itself, deep mode on and the path passed
+down (follow()).  vdelivermail lines are judged over users/cdb and the
+store VERIFY_VPOPMAIL names (deep/vpopmail/).
 
-No stall.  The deciding stays in the loop's thread, the only one that
-takes a user's ids (identity.py): no stat, no open-as-user and no
-users/cdb read may happen in another thread.  So the MySQL store runs with blocking=False: a lookup
-not in its one-second cache raises outcome.NeedLookup before any answer
-is sent.  The daemon then parks the query (datagram, client address,
-extended flag, arrival time) under NeedLookup.key, hands key to ONE
-worker thread (a queue; the same key is fetched once for all parked
-queries) that calls store.fill(key) (network only, bounded by
-VERIFY_VPOPMAIL_TIMEOUT, at most ~2 s even with its one reconnect), and
-goes on answering other queries.  The worker wakes the loop through a
-self-pipe registered in the selector; the loop re-runs decide() for each
-query parked on that key from the start (stats included: the file system
-may have changed, and the cache now answers).  A query parked longer
-than PARK_MAX (3 s) is answered "temporary" (or nothing to a legacy
-client).  Parked queries are bounded (e.g. 1000; beyond it a new query
-needing a fetch is answered temporary at once); a re-run that raises
-NeedLookup again (a second key, e.g. valias then user) parks again.
+A store that must ask the network never stalls the loop: the MySQL store
+runs non-blocking, a lookup not in its cache raises errors.NeedLookup,
+and the daemon parks the query until the lookup is done or its time is
+up (daemon/parking.py).
 
-Temporary answers.  judge()'s TEMPORARY travels as rules' Verdict(
-TEMPORARY, position, reason=...): spec 6, so nothing at all to a legacy
-client (which then says 451 for its own reasons) and status 2 with the
-reason to a client that asked for extended replies; never "not
-deliverable" for our trouble.
+judge()'s TEMPORARY is status 2 (spec 6): nothing to a legacy client,
+which then says 451, and status 2 with the reason to a client that asked
+for the extended reply; never "not deliverable" for our own trouble.
 """
 
 from typing import Callable, NamedTuple
@@ -81,7 +57,7 @@ PATRN = 0o002          # notqmail conf-patrn: mode bits not allowed in ~ and ~/.
 
 
 class Judgement(NamedTuple):
-    code: int            # wire.DELIVERABLE, UNDELIVERABLE or TEMPORARY
+    code: int            # protocol.wire.DELIVERABLE, UNDELIVERABLE or TEMPORARY
     reason: str
 
 
@@ -111,8 +87,8 @@ def judge(facts: DeepFacts, forward: Callable[[bytes], Judgement],
           vdelivermail: Callable[[tuple], Judgement] | None = None) -> Judgement:
     """What the -default file makes of the mail.  forward(address) judges
     a forward target (see follow()); vdelivermail(args), if vpopmail is
-    configured, is vpopmail.vdeliver with the query's EXT and HOST bound.
-    May raise outcome.NeedLookup (from either)."""
+    configured, is deep.vpopmail.delivery.vdeliver with the query's EXT
+    and HOST bound.  May raise errors.NeedLookup (from either)."""
     why = qmail_local_defer(facts.home_mode, facts.file_mode)
     if why:
         return Judgement(TEMPORARY, "qmail-local: " + why)

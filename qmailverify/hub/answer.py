@@ -1,11 +1,11 @@
 """Hub mode in the daemon: a query whose domain control/verifyhub maps
-(hubmap.py) is not decided here but relayed to the far server, through
-the cache and the parking of slow lookups (hubcache.py, parking.py).
+(map.py) is not decided here but asked of the far server, through the
+cache and the parking of slow lookups (cache.py, daemon/parking.py).
 
-relay() is what daemonloop.Daemon.answer() asks first: None when hub
-mode is off or the domain is not a hub domain (then the local rules
-decide, as always); otherwise the Outcome, or outcome.NeedLookup when
-the far answer must be fetched.  The domain is the one of the address as
+hub_answer() is what daemon.loop.Daemon.answer() asks first: None when
+hub mode is off or the domain is not a hub domain (then the local rules
+decide, as always); otherwise the Outcome, or errors.NeedLookup when the
+far answer must be fetched.  The domain is the one of the address as
 queried, before any local rule (percenthack, locals, virtualdomains):
 the far server owns that domain and applies its own rules.
 
@@ -46,8 +46,8 @@ SILENT = "hub server did not answer"
 LATE = "hub server too slow"
 
 
-def relay(datagram: bytes, hubmap, cache, since: float | None = None,
-          trace: bool = False) -> Outcome | None:
+def hub_answer(datagram: bytes, hubmap, cache, since: float | None = None,
+               trace: bool = False) -> Outcome | None:
     """The Outcome for a hub domain's query, None for any other query."""
     if hubmap is None:
         return None

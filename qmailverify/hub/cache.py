@@ -1,7 +1,7 @@
 """Hub mode's cache of far answers, and the one blocking ask that fills it.
 
-HubCache.get() is asked by the loop; a miss raises outcome.NeedLookup,
-the loop parks the query (parking.py) and its ONE worker thread calls
+HubCache.get() is asked by the loop; a miss raises errors.NeedLookup,
+the loop parks the query (daemon/parking.py) and its ONE worker thread calls
 fill(key), which asks the far server (ask_far: one UDP datagram, one
 wait of at most timeout seconds, 2 by default, well under a client's 5)
 and stores what came.  fill() touches nothing but the network and this
@@ -100,7 +100,7 @@ class HubCache:
 
     def fill(self, key) -> None:
         """Ask the far server (blocking, at most self.timeout) and keep the
-        reply (parking.py's worker calls this)."""
+        reply (daemon/parking.py's thread calls this)."""
         server, address = key
         with self._lock:
             self.asked += 1

@@ -1,13 +1,13 @@
 """Hub mode's map (control/verifyhub): which domains another qmail-verify
 server answers for, and where it listens.
 
-One mapping a line, read the qmail way (controlfile.py):
+One mapping a line, read the qmail way (qmail/controlfile.py):
 
     domain:SERVER        e.g.  example.net:192.0.2.9:11113
     .domain:SERVER              .example.net:192.0.2.9   (every subdomain)
                                 example.org:[2001:db8::9]:11113
 
-SERVER is written as LISTEN is (addrspec.parse_server: IP, IP:PORT,
+SERVER is written as LISTEN is (protocol.addrspec.parse_server: IP, IP:PORT,
 [IPV6] or [IPV6]:PORT; port 11113 by default), but may not be empty.
 Keys are domains only (no '@'), ASCII case-insensitive, and the later of
 two equal keys wins, as in virtualdomains.  A domain is looked up as
@@ -16,7 +16,7 @@ the domain itself, then each suffix that starts at a '.', longest first
 (for x.y.z: x.y.z, .y.z, .z).  There is no empty key: a hub for every
 domain would forward this host's own mail too, so ':SERVER' is an error.
 
-The map is pure data; controls.load() reads it with the other control
+The map is pure data; system.controls.load() reads it with the other control
 files (at start and on SIGHUP) and raises ControlError for a line that
 cannot be used.
 """

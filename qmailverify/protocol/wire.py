@@ -11,20 +11,21 @@ EXTENDED_TAG right after the NUL that ends the address.  Daemons that do
 not know the tag (1.32) ignore everything after the NUL, so the request is
 safe to send anywhere; a query without the tag never gets status 2.
 
-Harvest counts (ours, issue 11): an extended query may also carry the SMTP
+Harvest counts (ours): an extended query may also carry the SMTP
 client's IP, as a second NUL-separated field after the tag:
 
     address NUL "QV2" NUL "ip=" IP          e.g. b"kim@x.example\0QV2\0ip=192.0.2.7"
 
 IP is the text tcpserver puts in TCPREMOTEIP (dotted IPv4, or IPv6 hex and
 colons; at most IP_MAX bytes of those characters; anything else and the
-query counts as one without an IP).  The IP field is the datagram's last
-(of the first QUERY_MAX bytes): anything after it, even a NUL, and the
-query counts as one without an IP.  That is what lets the kernel send
-every query for one IP to the same worker (steering.py).  The reply to such a query (and only
-to such a query) is the usual status byte and user, then a NUL and the
-number of recipients the daemon refused for that IP in its window, in
-decimal ASCII, at most COUNT_MAX (a bigger count is sent as COUNT_MAX):
+query counts as one without an IP).  The IP field is the datagram's last (of
+the first QUERY_MAX bytes): anything after it, even a NUL, and the query
+counts as one without an IP.  That is what lets the kernel send every query
+for one IP to the same worker (daemon/workers/steering.py).  The reply to
+such a query (and only to such a query) is the usual status byte and user,
+then a NUL and the number of recipients the daemon refused for that IP in
+its window, in decimal ASCII, at most COUNT_MAX (a bigger count is sent as
+COUNT_MAX):
 
     status user[:n] NUL digits              still at most REPLY_MAX bytes
 

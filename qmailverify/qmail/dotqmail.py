@@ -1,10 +1,10 @@
 """What a dot-qmail file tells qmail-local to do, read as qmail-local reads
 it, never run.
 
-Deep mode (issue 11, item 1) reads the .qmail-default file (or
-.qmail-EXT-default) that ends the dot-qmail search, to answer by what it
-does rather than by its mere existence.  parse_dotqmail() splits the content into
-lines exactly as qmail-local's main() does (notqmail qmail-local.c):
+Deep mode reads the .qmail-default file (or .qmail-EXT-default) that ends
+the dot-qmail search, to answer by what it does rather than by its mere
+existence.  parse_dotqmail() splits the content into lines exactly as
+qmail-local's main() does (notqmail qmail-local.c):
 
 - an empty file means the default delivery (qmail-start's aliasempty
   argument, usually ./Maildir/): Parsed.empty;

@@ -2,9 +2,9 @@
 Controls it reads, the facts a System gives (Passwd, StatHit), the System
 interface itself, and the Verdict.
 
-Nothing here reads a file: controls.py fills a Controls from QMAILHOME,
-system.py is the System on the running machine, and tests and the fuzz
-harness build both in memory.
+Nothing here reads a file: system/controls.py fills a Controls from
+QMAILHOME, system.live.LiveSystem is the System on the running machine,
+and tests and the fuzz harness build both in memory.
 """
 
 from typing import Iterable, NamedTuple, Protocol
@@ -15,13 +15,13 @@ class Controls(NamedTuple):
     locals: frozenset             # lowercased domains
     percenthack: frozenset        # lowercased domains
     virtualdomains: dict          # lowercased key -> prefix
-    hub: object = None            # hubmap.HubMap of control/verifyhub; None: hub mode off
+    hub: object = None            # hub.map.HubMap of control/verifyhub; None: hub mode off
 
     @classmethod
     def build(cls, envnoathost: bytes, locals=(), percenthack=(),
               virtualdomains=(), hub=None) -> "Controls":
         """Controls from the lines of each file (virtualdomains as 'key:prefix');
-        hub: a hubmap.HubMap, already parsed."""
+        hub: a hub.map.HubMap, already parsed."""
         vdoms = {}
         for line in virtualdomains:
             key, colon, prefix = line.partition(b":")
@@ -52,7 +52,7 @@ class System(Protocol):
     def begin_query(self) -> None:
         """A new query starts: what the System remembers from the last one
         (a source checked for change, say) must be checked again before
-        it is used.  verifier.get_reply() calls it once a query."""
+        it is used.  daemon.answer.get_reply() calls it once a query."""
 
     def users(self):
         """users/cdb as an object with .get(key) -> bytes | None, or None
@@ -72,17 +72,18 @@ class System(Protocol):
         """The fastforward cdb (object with .get), or None if none is set."""
 
     def deep_facts(self, uid: int, gid: int, home: bytes, path: bytes):
-        """Deep mode: deepmode.DeepFacts of the -default file path in home,
+        """Deep mode: the DeepFacts of the -default file path in home,
         read as uid/gid (never run); Trouble if it cannot be read."""
 
     def open_as(self, path: bytes, uid: int, gid: int) -> int | None:
         """A descriptor of path opened for reading as uid/gid, None if it
-        does not exist; OSError otherwise (vpasswd.FileStore's opener)."""
+        does not exist; OSError otherwise (the opener of
+        deep.vpopmail.cdbstore.FileStore)."""
 
 
 class Found(NamedTuple):
     """Where the dot-qmail search ended at a -default file: what deep mode
-    needs to judge it (deep.py)."""
+    needs to judge it (deep/hook.py)."""
     addr: bytes                 # the address after rewrite()
     host: bytes                 # its domain: qmail-local's HOST
     user: bytes                 # the controlling user

@@ -5,7 +5,7 @@ System (users/cdb, the passwd source, stats made as the user) for facts
 and returns a Verdict (both in model.py, with the Controls it reads).
 The steps follow qmail-send's rewrite(), qmail-lspawn's users/cdb
 lookup, qmail-getpw and qmail-local's dot-qmail search; the step numbers in comments are those of the spec, and each
-verdict carries the position (1 to 14; 15 for deep mode, deep.py) of
+verdict carries the position (1 to 14; 15 for deep mode, deep/hook.py) of
 the rule that made it.
 """
 
@@ -126,9 +126,9 @@ def decide(addr: bytes, c: Controls, system: System,
            alias: bytes = b"alias", brk: bytes = b"-", deep=None) -> Verdict:
     """Would qmail deliver addr locally?  addr is the query, as bytes.
 
-    deep (deep.Deep, VERIFY_DEEP=1) judges a -default file that ends the
+    deep (deep.hook.Deep, VERIFY_DEEP=1) judges a -default file that ends the
     search (position 15) instead of answering deliverable [12]; it may
-    raise outcome.NeedLookup.  None: the 1.32 answers."""
+    raise errors.NeedLookup.  None: the 1.32 answers."""
     a, at = rewrite(addr, c)
     local, domain = a[:at], a[at + 1:]
     if domain.lower() in c.locals:                  # 4

@@ -1,4 +1,4 @@
-"""The per-command handlers of qmail-logmsg's session (smtpsession.py),
+"""The per-command handlers of qmail-logmsg's session (session.py),
 one smtp_VERB method a verb, dispatched from COMMANDS as qmail's
 commands.c does; and the Policy they decide by.
 
@@ -11,7 +11,7 @@ a transaction it opened, an address it can parse (after the localiphost
 rewrite), no RELAYCLIENT, no AUTH, a domain rcpthosts lists.
 
 rcpt_answered() carries out qmail-verify's answer to a checked RCPT, by
-the rollout mode and the harvest limits (shimenv.py):
+the rollout mode and the harvest limits (protocol/verifyenv.py):
 
   answer          enforce           soft              log
   deliverable     forwarded         forwarded         forwarded
@@ -32,9 +32,10 @@ from qmailverify.clean import clean, visible
 from qmailverify.protocol.verifyenv import ENFORCE, LOG, SOFT, Harvest
 from qmailverify.protocol.wire import DELIVERABLE, UNDELIVERABLE
 from qmailverify.qmail.controlfile import ControlError
-from qmailverify.shim.smtp import IpmeError, addrparse
+from qmailverify.shim.ipme import IpmeError
+from qmailverify.shim.smtp import addrparse
 
-# Session phases (smtpsession.py), besides smtpview's AUTHLINE, BODY, OPAQUE.
+# Session phases (session.py), besides view.py's AUTHLINE, BODY, OPAQUE.
 REPLY, READY, CHECK, CLOSING, DONE = "reply", "ready", "check", "closing", "done"
 
 R550 = b"550 sorry, no mailbox here by that name. (#5.1.1)\r\n"

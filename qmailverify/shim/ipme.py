@@ -10,12 +10,15 @@ IpmeError (qmail-smtpd: "421 unable to figure out my IP addresses").
 import fcntl
 
 from qmailverify.errors import errtext
-from qmailverify.shim.smtp import IpmeError
 
 SIOCGIFCONF = 0x8912
 SIOCGIFFLAGS = 0x8913
 IFF_UP = 0x1
 AF_INET = 2
+
+
+class IpmeError(Exception):
+    """This host's own IP addresses could not be found (qmail-smtpd: 421)."""
 
 
 def own_addresses() -> set[bytes]:

@@ -8,7 +8,7 @@ morercpthosts.cdb, localiphost or me) before anything else, so that
 trouble answers "421 unable to read controls (#4.3.0)" in place of the
 greeting, as qmail-smtpd would, and qmail-smtpd is never started; then
 it starts qmail-smtpd on two pipes (spawn.py) and hands the descriptors
-to the relay (relay.py), thin around the pure session (smtpsession.py,
+to the byte pump (pump.py), thin around the pure session (session.py,
 which says what is decided and how).  The session log goes to stderr.
 Only what a session needs is imported: the summariser (-s) and the UDP
 client (at the first check) come in when asked for.
@@ -28,7 +28,7 @@ from qmailverify.protocol.verifyenv import (
 from qmailverify.qmail.controlfile import ControlError, read_first_line
 from qmailverify.shim.commands import R421CONTROLS, Policy
 from qmailverify.shim.ipme import Ipme
-from qmailverify.shim.pump import Relay, discard_input
+from qmailverify.shim.pump import Pump, discard_input
 from qmailverify.shim.rcpthosts import Rcpthosts
 from qmailverify.shim.session import Session
 from qmailverify.shim.spawn import spawn
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{errtext(e.errno)}", file=sys.stderr)
         return 111
     try:
-        return Relay(Session(policy), pid, sin, sout, timeout).run()
+        return Pump(Session(policy), pid, sin, sout, timeout).run()
     except MemoryError:                           # as qmail-smtpd's die_nomem; nothing forwarded
         for fd, data in ((2, prefix + b"out of memory\n"), (1, b"421 out of memory (#4.3.0)\r\n")):
             try:

@@ -1,7 +1,7 @@
-"""qmail-logmsg's relay: moves bytes between the client (descriptors 0
+"""qmail-logmsg's byte pump: moves bytes between the client (descriptors 0
 and 1), qmail-smtpd (two pipes) and, for each RCPT to check, a UDP query
-to qmail-verify, with one select() loop; the pure Session (smtpsession.py)
-decides everything, the relay only carries out what it asks (.to_client,
+to qmail-verify, with one select() loop; the pure Session (session.py)
+decides everything, the pump only carries out what it asks (.to_client,
 .to_server, .logs, .ask, .close_input, .hold) and tells it what happened.
 A hold (harvest limits) only stops writes to the client until its time
 and shortens select()'s timeout to it; everything else goes on (the
@@ -31,7 +31,7 @@ def discard_input() -> None:
             return
 
 
-class Relay:
+class Pump:
     """Moves bytes and answers between the descriptors and the Session."""
 
     def __init__(self, session: Session, pid: int, sin: int, sout: int, timeout: float):

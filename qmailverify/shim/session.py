@@ -3,14 +3,14 @@
 Events in: client_data(bytes), client_end() (input ended), client_gone()
 (output failed), server_data(bytes) (qmail-smtpd's output), server_end(),
 answer(Answer) (to the address in .ask).  Actions out, taken and cleared
-by the relay: .to_server, .to_client, .logs (whole lines), .ask (an
+by the pump: .to_server, .to_client, .logs (whole lines), .ask (an
 address to verify), .close_input (close qmail-smtpd's input once
 .to_server is written), .hold (seconds: write nothing more to the client
 for that long, then send the event release()), .phase == DONE (end once
 .to_client is written).
 
-A hold (harvest limits, smtpcommands.py) pauses the session: no command
-is taken until release(); the clock stays with the relay, so a hold
+A hold (harvest limits, commands.py) pauses the session: no command
+is taken until release(); the clock stays with the pump, so a hold
 changes when replies go out, never what they say.
 
 THE INVARIANT: every command the client sent is decided by the same rules
@@ -18,7 +18,7 @@ whatever way its bytes arrived: one byte at a time, all at once,
 pipelined in any grouping, with the client's side closed right after the
 last byte, or with the connection dropped.  So: commands are taken one at
 a time, and the next only when qmail-smtpd has answered the one before
-(its reply, not the command, changes the transaction: smtpview.py) and
+(its reply, not the command, changes the transaction: view.py) and
 qmail-verify has answered for a RCPT.  When the client's input ends, the
 commands already received are still taken in order, each through its
 checks, before qmail-smtpd sees the end of its input; a last line without
@@ -33,9 +33,9 @@ Phases, and what the end of the client's input does in each:
             line in AUTHLINE; input ended and no whole line left: drop the
             rest, close qmail-smtpd's input (CLOSING)
   CHECK     a RCPT waits for qmail-verify: wait for the answer
-  BODY      relay the DATA body up to CR LF . CR LF; input ended inside
+  BODY      pass the DATA body on up to CR LF . CR LF; input ended inside
             it: close qmail-smtpd's input (it queues nothing)
-  OPAQUE    after STARTTLS, relay raw bytes both ways; ended: close
+  OPAQUE    after STARTTLS, pass raw bytes both ways; ended: close
   CLOSING   no more client input is taken (after QUIT, a 421, our own 451,
             a dropped client); waiting for qmail-smtpd to exit
   DONE      qmail-smtpd has exited: the session ends once the client has
@@ -66,7 +66,7 @@ from qmailverify.shim.view import (
     exits,
 )
 
-HIGH_WATER = 1 << 20     # a buffer this full is not read into (here, and by the relay)
+HIGH_WATER = 1 << 20     # a buffer this full is not read into (here, and by the pump)
 
 class Session(Commands):
     def __init__(self, policy: Policy):
@@ -144,7 +144,7 @@ class Session(Commands):
                  % (seconds, refusals))
         self.hold, self.held = seconds, True
 
-    # -- what the relay asks ---------------------------------------------
+    # -- what the pump asks ----------------------------------------------
     def wants_input(self) -> bool:
         """False while enough client input waits to be decided."""
         if self.phase in (CLOSING, DONE) or self.client_ended:

@@ -23,15 +23,11 @@ def split_command(line: bytes) -> tuple[bytes, bytes]:
     return verb.upper(), arg.lstrip(b" ")
 
 
-class IpmeError(Exception):
-    """This host's own IP addresses could not be found (qmail-smtpd: 421)."""
-
-
 def addrparse(arg: bytes, localiphost: bytes | None = None, ipme=None) -> bytes | None:
     """The address qmail-smtpd takes from 'TO:<addr>' or 'FROM:<addr>':
     quotes and backslashes removed, any source route dropped, and, when
     localiphost is known, 'user@[IP]' for one of this host's own IPs
-    (ipme(four bytes) -> bool, which may raise IpmeError) rewritten to
+    (ipme(four bytes) -> bool, which may raise ipme.IpmeError) rewritten to
     'user@LOCALIPHOST'.  None if the result is over 900 bytes."""
     i = arg.find(b"<")
     if i >= 0:

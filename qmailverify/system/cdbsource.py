@@ -1,5 +1,5 @@
 """users/cdb and fastforward's cdb, as fresh as qmail's own lookups, for
-system.py.  qmail-newu and newaliases replace their cdb by rename, so a
+live.py.  qmail-newu and newaliases replace their cdb by rename, so a
 WatchedCdb holds the file read by its path, and reads it again as soon
 as the path names another file or the file has changed.
 

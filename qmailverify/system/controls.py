@@ -1,13 +1,13 @@
 """Reading the qmail control files the daemon decides by, into a
-model.Controls.
+qmail.model.Controls.
 
-They are read the way qmail-send reads them (controlfile.py).  Lookups
+They are read the way qmail-send reads them (qmail/controlfile.py).  Lookups
 are ASCII case-insensitive and exact, and in virtualdomains the later of
 two equal keys wins, as with qmail's constmap (Controls.build).
-control/verifyhub (ours, hub mode: hubmap.py) is read here too, so that
+control/verifyhub (ours, hub mode: hub/map.py) is read here too, so that
 it is reloaded with the rest and a bad line keeps the old set, as any
 unreadable control does.  The shim reads qmail-smtpd's controls itself
-(rcpthosts.py, logmsg.py).
+(shim/rcpthosts.py, shim/main.py).
 """
 
 import os

@@ -21,7 +21,7 @@ such step as well (for_root()).
 Credentials belong to each thread in the kernel; glibc's seteuid() makes
 them the process's by signalling every other thread and waiting for each
 (some 40 microseconds a call here, against 2).  While the daemon has
-another thread (parking.py's, for MariaDB or hub mode), the loop's
+another thread (daemon/parking.py's, for MariaDB or hub mode), the loop's
 thread changes only its own, with the raw system calls: the other
 thread goes on as root.  Where their numbers are not known (other than
 x86-64 and arm64), os.seteuid() and os.setegid() serve in every case.
@@ -85,7 +85,8 @@ class Identity:
         return self.as_user(uid, gid, read_default_file, home, path)
 
     def open_as(self, path: bytes, uid: int, gid: int) -> int | None:
-        """vpasswd.FileStore's opener: path opened for reading as uid/gid."""
+        """deep.vpopmail.cdbstore.FileStore's opener: path opened for
+        reading as uid/gid."""
         return self.as_user(uid, gid, open_for_read, path)
 
     def as_user(self, uid: int, gid: int, fn, *args):

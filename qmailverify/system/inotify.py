@@ -1,5 +1,5 @@
 """Knowing that a watched file may have changed without a stat per query:
-Linux inotify, through ctypes, for system.py.
+Linux inotify, through ctypes, for live.py.
 
 A PathWatch watches a few files by path (users/cdb, the passwd file,
 fastforward's cdb, /etc/passwd): each file itself (a write through any
@@ -16,7 +16,7 @@ On a relevant event, a queue overflow, or any error, changed() says True
 and the watches are made again from the paths (a new inotify instance,
 so the folders now at those paths are the ones watched).  If that fails,
 or inotify cannot be set up at all, the PathWatch is not `active`: its
-changed() then always says True, and system.py goes back to a stat per
+changed() then always says True, and live.py goes back to a stat per
 query, which is always right.
 """
 

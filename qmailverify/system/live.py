@@ -11,7 +11,7 @@ change an admin makes:
   with a cache dropped when /etc/passwd changes and after one second;
 - home directories and dot-qmail files are stat'ed for every query.
 
-begin_query() (rules.System's per-query hook) starts a query, or
+begin_query() (qmail.model.System's per-query hook) starts a query, or
 begin_batch() a batch of queries already received (the loop's, under
 load: one check serves them all).  The files behind the first three are
 watched with inotify (inotify.py): the query (or batch) asks the kernel,
@@ -19,7 +19,7 @@ with one read(), whether any of them changed, and only
 then is each checked again (stat, and read again) when first used; the
 kernel queues an event before the change's own system call returns, so
 no answer is older than the files it depends on.  Without inotify, each
-source is stat'ed when a query first uses it, as before.  The getpwnam_r()
+source is stat'ed when a query first uses it.  The getpwnam_r()
 cache's one-second cap is checked by the clock on every lookup.
 
 Dot-qmail files are stat'ed with the effective uid, gid and groups of
@@ -40,7 +40,7 @@ from qmailverify.system.userdb import PasswdFile, SystemPasswd
 
 
 class LiveSystem:
-    """rules.System on the real machine."""
+    """qmail.model.System on the real machine."""
 
     def __init__(self, qmailhome: str, passwd_file: str | None = None,
                  fastforward: str | None = None, watch: bool = True):

@@ -1,4 +1,4 @@
-"""The user database qmail-getpw asks, for system.py: a passwd-format
+"""The user database qmail-getpw asks, for live.py: a passwd-format
 file named by VERIFY_PASSWD, or the system's own (getpwnam_r).
 
 Both are as fresh as qmail's own lookups: the file is parsed once and

@@ -1,7 +1,7 @@
 """Reading a user's files for deep mode, as plain functions that
-system.Identity calls with the user's effective ids already in place.
+identity.Identity calls with the user's effective ids already in place.
 
-read_default_file() gathers deepmode.DeepFacts the way qmail-local meets
+read_default_file() gathers qmail.model.DeepFacts the way qmail-local meets
 them: the home directory's mode (qmail-local stats it after chdir), then
 the -default file opened for reading with O_NONBLOCK (qmail-local's
 open_read: a FIFO cannot hang us), its mode from fstat, and its first
@@ -9,8 +9,8 @@ MAX_READ + 1 bytes (judge() calls anything longer "temporary").  Links
 are followed, as qmail-local follows them.  Any failure is Trouble:
 qmail-local would defer, so the answer is "temporary".  Nothing is run.
 
-open_for_read() is vpasswd.FileStore's opener: a descriptor, or None
-when the file does not exist.
+open_for_read() is deep.vpopmail.cdbstore.FileStore's opener: a
+descriptor, or None when the file does not exist.
 """
 
 import errno

@@ -17,7 +17,7 @@ users/assign name, or the alias user), not necessarily an account.
 
 Each address is tidied first, as admins' lists come: blanks around it go,
 and so does one pair of angle brackets ("<x@y>" asks about x@y).  An
-address longer than the daemon reads whole (wire.ADDRESS_MAX) is not
+address longer than the daemon reads whole (protocol.wire.ADDRESS_MAX) is not
 asked: a warning on stderr says so, and it counts as not deliverable.
 
 Exit 0 if every address is deliverable, 100 if any is not (and none
@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         print(e, file=sys.stderr)
         return e.code
     except Shown as e:
-        return guarded("verify-query", lambda: print(e) or 0)
+        text = str(e)
+        return guarded("verify-query", lambda: print(text) or 0)
     addresses = opts.addresses if opts.addresses is not None else stdin_addresses()
     progress = terminal_progress(sys.stderr) if sys.stderr.isatty() else None
     out = sys.stdout.buffer

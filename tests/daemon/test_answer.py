@@ -1,4 +1,4 @@
-"""The daemon's datagram-to-reply function, in process: verifier.get_reply()
+"""The daemon's datagram-to-reply function, in process: daemon.answer.get_reply()
 against a stand-in System (no root, no socket, no file), for each kind
 of answer, its log lines and the count it adds to."""
 

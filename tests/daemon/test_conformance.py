@@ -4,7 +4,10 @@ named by VERIFY_PASSWD, once through the system user database itself
 (the fixture's passwd bind-mounted over /etc/passwd in a private mount
 namespace)."""
 
+import pytest
 from helpers import load_p1, private_passwd
+
+pytestmark = pytest.mark.system   # runs the installed programs, as root
 
 
 def check_all(daemon):

@@ -13,6 +13,8 @@ from helpers import env_for, executable, free_port, private_passwd, run_once, wa
 from qmailverify.qmail.cdbmake import write_cdb
 from qmailverify.testing.newu import compile_assign
 
+pytestmark = pytest.mark.system   # runs the installed programs, as root
+
 
 def test_listens_answers_and_exits_0_on_sigterm(p1_tree, start):
     d = start(env_for(p1_tree))

@@ -1,4 +1,4 @@
-"""The daemon's queue of read-but-unanswered datagrams (fairqueue.py):
+"""The daemon's queue of read-but-unanswered datagrams (daemon/fairqueue.py):
 one noisy sender cannot crowd out a quiet one, and nothing is dropped
 below the bound."""
 

@@ -1,14 +1,14 @@
-"""Faults (issue 12, item 3): the installed qmail-verify and qmail-logmsg
-as real processes, with real files broken under them while they run.
-Each test is one row of the README's "When things go wrong": a defined
+"""Faults: the installed qmail-verify and qmail-logmsg as real processes,
+with real files broken under them while they run.  Each test is one
+entry of doc/DESIGN's "When things go wrong": a defined
 outcome, and never a false "not deliverable" (status 1) for trouble of
 our own: a legacy client gets silence (qmail-smtpd then says 451), an
 extended one status 2, the shim 451.
 
 Not here: descriptor exhaustion at start (test_startup.py), fastforward's
 cdb missing while running (test_daemon.py's fastforward test), no answer
-from the daemon at all (test_logmsg.py), and the database of issue 11
-stopped mid-run (issue 11 is not integrated yet)."""
+from the daemon at all (tests/shim/test_logmsg.py), and the vpopmail
+database stopped mid-run (tests/deep/test_deepsql.py)."""
 
 import os
 import shutil
@@ -25,6 +25,8 @@ import pytest
 from helpers import children, env_for, has_root_ids, wait_until
 
 from qmailverify.qmail.cdbmake import write_cdb
+
+pytestmark = pytest.mark.system   # runs the installed programs, as root
 
 TEMP = 0x02                 # the status nibble of "temporarily unknown"
 

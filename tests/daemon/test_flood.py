@@ -1,6 +1,6 @@
 """A flood from one sender does not cost another sender its answer
-(issue 12, item 2): the daemon reads everything waiting and answers
-round-robin by sender (fairqueue.py), so a query sent during the flood
+the daemon reads everything waiting and answers
+round-robin by sender (daemon/fairqueue.py), so a query sent during the flood
 is answered, and the flood's excess is shed and counted.
 
 The flood comes in bursts of 3,000 datagrams, each far more than the
@@ -16,7 +16,10 @@ import subprocess
 import sys
 import time
 
+import pytest
 from helpers import need_root
+
+pytestmark = pytest.mark.system   # runs the installed programs, as root
 
 FLOODER = r"""
 import socket, sys, time

@@ -1,4 +1,4 @@
-"""The harvest counter (harvest.py) and its wire format (wire.py), in
+"""The harvest counter (daemon/harvest.py) and its wire format (protocol/wire.py), in
 process: counts per client IP in a sliding window, bounded memory, and
 the count in replies only for queries that carried an IP."""
 

@@ -87,6 +87,7 @@ def test_the_shipped_service_directory_is_what_conf_makes():
             assert path.stat().st_mode & 0o777 == mode & 0o777, rel
 
 
+@pytest.mark.system
 def test_conf_refuses_bad_arguments_and_existing_folders(tmp_path):
     need()
     assert conf().returncode == 100
@@ -111,6 +112,7 @@ def run_program(service: Path) -> str:
     return (service / "run").read_text().split()[-1]
 
 
+@pytest.mark.system
 def test_conf_names_the_qmail_verify_of_its_own_installation(tmp_path):
     need()
     installed = Path(executable("qmail-verify-conf")).resolve()
@@ -149,6 +151,7 @@ def test_conf_hint_names_the_folder_svscan_watches(tmp_path, monkeypatch, capsys
         assert ("Debian's daemontools-run;" in out) == exists
 
 
+@pytest.mark.system
 def test_the_daemon_under_svscan(svscan, demo_tree):
     root, services = svscan
     port = free_port()
@@ -211,6 +214,7 @@ def test_the_daemon_under_svscan(svscan, demo_tree):
 @pytest.mark.parametrize("page", ["man1/verify-query.1", "man8/qmail-verify.8", "man8/qmail-logmsg.8",
                                   "man8/qmail-verify-conf.8", "man8/verify-migrate.8",
                                   "man8/qmail-verify-status.8", "man1/qmail-verify-demo.1"])
+@pytest.mark.system
 def test_man_pages_are_installed_and_render_cleanly(page):
     import sysconfig
     path = Path(sysconfig.get_path("data")) / "share" / "man" / page
@@ -225,6 +229,7 @@ def test_man_pages_are_installed_and_render_cleanly(page):
     assert "NAME" in text and "SYNOPSIS" in text and "EXIT CODES" in text
 
 
+@pytest.mark.system
 def test_man_finds_the_installed_pages():
     """INSTALL's way: the installation's bin on PATH (man-db then looks in
     ../share/man beside it), or its share/man on MANPATH."""
@@ -244,6 +249,7 @@ def test_man_finds_the_installed_pages():
         assert r.stdout == f"{data}/share/man/man1/verify-query.1\n", (env, r.stderr)
 
 
+@pytest.mark.system
 def test_the_example_qmail_smtpd_service_is_a_valid_script():
     for script in ("service/qmail-smtpd/run", "service/qmail-smtpd/log/run",
                    "service/qmail-verify/run", "service/qmail-verify/log/run"):
@@ -264,12 +270,12 @@ def test_nothing_assumes_usr_local_bin():
     """An installation lives in a virtual environment of its own: nothing
     in the project may take a folder under /usr/local for where our programs are."""
     found = []
-    for folder in ("bin", "service", "man", "qmailverify", "bench", "tests", ".ci"):
+    for folder in ("bin", "service", "man", "doc", "qmailverify", "bench", "tests", ".ci"):
         for path in (REPO / folder).rglob("*"):
             if path.is_file() and "__pycache__" not in path.parts:
                 if b"/usr/local/" + b"bin" in path.read_bytes():
                     found.append(str(path.relative_to(REPO)))
-    for name in ("README", "INSTALL", "setup.cfg"):
+    for name in ("README", "INSTALL", "SECURITY", "setup.cfg"):
         if b"/usr/local/" + b"bin" in (REPO / name).read_bytes():
             found.append(name)
     assert found == []
@@ -287,6 +293,7 @@ def make_service(root, services, demo_tree, qmailhome=None):
     return service, port, lambda: current.read_text(errors="replace") if current.exists() else ""
 
 
+@pytest.mark.system
 def test_signals_under_svscan(svscan, demo_tree):
     root, services = svscan
     service, port, log = make_service(root, services, demo_tree)
@@ -320,6 +327,7 @@ def status(service, *args):
                           timeout=60)
 
 
+@pytest.mark.system
 def test_status_of_a_service_that_keeps_failing(svscan, demo_tree, tmp_path):
     root, services = svscan
     missing = tmp_path / "no-qmail-here"
@@ -350,6 +358,7 @@ def multilog_args(text: str) -> list[str]:
     return words[words.index("multilog") + 1:]
 
 
+@pytest.mark.system
 def test_the_log_keeps_a_busy_burst(tmp_path):
     """100,000 queries' log lines stay in current: multilog's default size
     (s99999) would have rotated them away."""

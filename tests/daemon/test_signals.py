@@ -25,6 +25,7 @@ def pids(*command):
     return {int(p) for p in out.split()}
 
 
+@pytest.mark.system
 def test_process_tools_find_it_by_name_after_a_title_change(p1_tree, start):
     d = start(env_for(p1_tree))
     titled(d)
@@ -44,6 +45,7 @@ STATS = re.compile(r"qmail-verify: stats: queries=(\d+) permitted=(\d+) denied=(
                    r"harvest_evicted=\d+ uptime=(\d+) controls_age=(\d+)\n")
 
 
+@pytest.mark.system
 def test_alrm_logs_the_statistics(p1_tree, start):
     d = start(env_for(p1_tree))
     d.ask(b"kim@example.com")
@@ -59,6 +61,7 @@ def test_alrm_logs_the_statistics(p1_tree, start):
     assert d.proc.poll() is None and d.ask(b"x@example.org") == b"\x10"
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGUSR2])
 def test_usr1_and_usr2_are_logged_and_ignored(p1_tree, start, signum):
     d = start(env_for(p1_tree))

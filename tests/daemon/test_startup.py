@@ -12,6 +12,8 @@ from helpers import env_for, executable, free_port, run_once
 
 from qmailverify.protocol.client import ask
 
+pytestmark = pytest.mark.system   # runs the installed programs, as root
+
 
 def one_line(r, text=None):
     assert r.returncode == 111, r.stderr

@@ -1,4 +1,4 @@
-"""The daemon's counters and the statistics line SIGALRM writes (stats.py)."""
+"""The daemon's counters and the statistics line SIGALRM writes (daemon/stats.py)."""
 
 from qmailverify.daemon.stats import Counts, stats_line
 

@@ -6,7 +6,11 @@ the file could not be read, instead of answering "temporary"."""
 
 import os
 
+import pytest
+
 from qmailverify.protocol.wire import TEMPORARY
+
+pytestmark = pytest.mark.system   # runs the installed programs, as root
 
 
 def test_unreadable_passwd_with_a_non_utf8_name_is_temporary(p1_tree, start):

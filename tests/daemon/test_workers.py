@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from helpers import (
-    Daemon,
     children,
     env_for,
     executable,
@@ -71,6 +70,7 @@ def workers(start):
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.system
 def test_every_p1_reply_is_exact_from_many_sockets_and_both_workers_answer(p1_tree, workers):
     d, pids = workers(env_for(p1_tree))
     wrong = []
@@ -129,6 +129,7 @@ def test_the_kernel_steers_each_ip_to_one_socket_whatever_the_sender():
             s.close()
 
 
+@pytest.mark.system
 def test_harvest_counts_stay_exact_across_workers(p1_tree, workers):
     d, pids = workers(env_for(p1_tree, VERIFY_HARVEST_WINDOW="600"))
     ips = [b"192.0.2.%d" % i for i in range(1, 5)] + [b"::1"]
@@ -145,6 +146,7 @@ def test_harvest_counts_stay_exact_across_workers(p1_tree, workers):
     assert " harvest_refusals=30 harvest_ips=5 " in line, line
 
 
+@pytest.mark.system
 def test_hup_reaches_every_worker(demo_tree, workers):
     d, pids = workers({"QMAILHOME": str(demo_tree["qmail"]),
                        "VERIFY_PASSWD": str(demo_tree["passwd"])})
@@ -157,6 +159,7 @@ def test_hup_reaches_every_worker(demo_tree, workers):
     assert sorted(children(d.proc.pid)) == sorted(pids)
 
 
+@pytest.mark.system
 def test_alrm_writes_one_line_summing_the_workers(p1_tree, workers):
     d, pids = workers(env_for(p1_tree))
     for _ in range(15):
@@ -172,6 +175,7 @@ def test_alrm_writes_one_line_summing_the_workers(p1_tree, workers):
                      r"controls_age=\d+\n", log), log
 
 
+@pytest.mark.system
 def test_usr1_is_logged_once_by_the_master(p1_tree, workers):
     d, pids = workers(env_for(p1_tree))
     d.signal(signal.SIGUSR1)
@@ -181,6 +185,7 @@ def test_usr1_is_logged_once_by_the_master(p1_tree, workers):
     assert d.log().count("SIGUSR1") == 1 and sorted(children(d.proc.pid)) == sorted(pids)
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_term_ends_the_master_and_every_worker(p1_tree, workers, signum):
     d, pids = workers(env_for(p1_tree))
@@ -191,6 +196,7 @@ def test_term_ends_the_master_and_every_worker(p1_tree, workers, signum):
     assert d.log().endswith(f"qmail-verify: exiting on {signum.name}.\n")
 
 
+@pytest.mark.system
 def test_a_dead_worker_ends_the_daemon_with_111(p1_tree, workers):
     d, pids = workers(env_for(p1_tree))
     os.kill(pids[1], signal.SIGKILL)
@@ -201,6 +207,7 @@ def test_a_dead_worker_ends_the_daemon_with_111(p1_tree, workers):
     assert port_free(d.port)
 
 
+@pytest.mark.system
 def test_workers_end_when_the_master_is_killed(p1_tree, workers):
     d, pids = workers(env_for(p1_tree))
     d.proc.kill()
@@ -209,6 +216,7 @@ def test_workers_end_when_the_master_is_killed(p1_tree, workers):
     wait_until(lambda: port_free(d.port))
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("value", ["0", "65", "two", "-2", " 2", "2.0"])
 def test_a_bad_number_of_workers_is_refused_in_one_line(p1_tree, value):
     r = run_once(env_for(p1_tree, VERIFY_WORKERS=value))
@@ -216,6 +224,7 @@ def test_a_bad_number_of_workers_is_refused_in_one_line(p1_tree, value):
         (111, "", "qmail-verify: fatal: VERIFY_WORKERS must be 1 to 64\n")
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("value", ["", "1"])
 def test_one_worker_is_the_single_process_of_old(p1_tree, start, value):
     d = start(env_for(p1_tree, VERIFY_WORKERS=value))
@@ -227,6 +236,7 @@ def test_one_worker_is_the_single_process_of_old(p1_tree, start, value):
             s.bind(("127.0.0.1", d.port))
 
 
+@pytest.mark.system
 def test_a_port_an_old_group_holds_is_refused(p1_tree):
     group = bind_group("127.0.0.1", 0, 2)
     try:
@@ -240,6 +250,7 @@ def test_a_port_an_old_group_holds_is_refused(p1_tree):
             s.close()
 
 
+@pytest.mark.system
 def test_log_lines_of_busy_workers_never_interleave(p1_tree):
     """Through a pipe, as multilog reads it: many long lines from both workers."""
     port = free_port()
@@ -287,6 +298,7 @@ def test_log_lines_of_busy_workers_never_interleave(p1_tree):
     assert not bad, bad[:3]
 
 
+@pytest.mark.system
 def test_detached_the_pid_file_names_the_master(p1_tree, tmp_path):
     port = free_port()
     pidfile, logfile = tmp_path / "qv.pid", tmp_path / "qv.log"
@@ -306,6 +318,7 @@ def test_detached_the_pid_file_names_the_master(p1_tree, tmp_path):
     assert logfile.read_bytes().endswith(b"qmail-verify: exiting on SIGTERM.\n")
 
 
+@pytest.mark.system
 def test_under_supervise(demo_tree, tmp_path):
     for program in ("supervise", "svc", "svstat"):
         if shutil.which(program) is None:

@@ -10,6 +10,8 @@ import signal
 
 import pytest
 
+pytestmark = pytest.mark.system   # runs the installed programs, as root
+
 
 def test_default_configuration_keeps_the_1_32_answer(vtree, start):
     t, env = vtree

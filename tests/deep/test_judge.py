@@ -1,4 +1,4 @@
-"""deepmode.judge: what a -default file makes of the mail, on real trees
+"""deep.judge.judge(): what a -default file makes of the mail, on real trees
 (a vpopmail domain as vadddomain leaves it, a Plesk-style bouncesaying
 mailname folder) and on forwards with loops."""
 
@@ -7,7 +7,6 @@ import os
 import pytest
 from vpoptree import Tree
 
-from qmailverify.deep import judge as deepmode
 from qmailverify.deep.judge import Judgement, follow, judge
 from qmailverify.deep.vpopmail.cdbstore import FileStore
 from qmailverify.deep.vpopmail.delivery import Build, vdeliver

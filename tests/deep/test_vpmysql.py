@@ -1,4 +1,4 @@
-"""vpopmail on MariaDB: vpmysql.MysqlStore against a real server of our
+"""vpopmail on MariaDB: deep.vpopmail.mysql.MysqlStore against a real server of our
 own (tests/mariadb.py), in both of vpopmail's table layouts, with the
 valias table, its settings file, a one-second cache, and a server that is
 down, silent or stopped mid-run (temporary, never "no such user")."""
@@ -7,7 +7,7 @@ import socket
 import time
 
 import pytest
-from mariadb import ONE, PER_DOMAIN, VALIAS, MariaDB, need_mariadb
+from helpers import need_mariadb
 from vpoptree import Tree
 
 from qmailverify.deep.vpopmail.delivery import Build, vdeliver
@@ -19,6 +19,9 @@ from qmailverify.deep.vpopmail.mysqlconf import (
 )
 from qmailverify.errors import NeedLookup, Trouble
 from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from qmailverify.testing.mariadb import ONE, PER_DOMAIN, VALIAS, MariaDB
+
+pytestmark = pytest.mark.system   # asks a MariaDB server of its own
 
 PASSWORD = b"s3cret"
 BOUNCE = (b"", b"bounce-no-mailbox")

@@ -1,5 +1,5 @@
-"""vpopmail.vdeliver over vpasswd.FileStore: vdelivermail's answers for
-real domain folders with vpasswd and vpasswd.cdb as vpopmail writes them."""
+"""deep.vpopmail.delivery.vdeliver over deep.vpopmail.cdbstore.FileStore:
+vdelivermail's answers for real domain folders with vpasswd and vpasswd.cdb as vpopmail writes them."""
 
 import os
 

@@ -1,12 +1,12 @@
 """Hub mode's pure parts in process: control/verifyhub's lines and lookup
-order (hubmap), the far answers' cache and its lifetimes and bound
-(hubcache), and what a client gets for a far reply (hubrelay)."""
+order (hub/map.py), the far answers' cache and its lifetimes and bound
+(hub/cache.py), and what a client gets for a far reply (hub/answer.py)."""
 
 import pytest
 
 from qmailverify.daemon.stats import Counts, stats_line
 from qmailverify.errors import NeedLookup
-from qmailverify.hub.answer import far_outcome, relay
+from qmailverify.hub.answer import far_outcome, hub_answer
 from qmailverify.hub.cache import HubCache
 from qmailverify.hub.map import HubError, parse_hub_lines
 from qmailverify.protocol.wire import make_query, parse_query
@@ -113,7 +113,7 @@ def test_the_cache_is_bounded_and_forgets_the_oldest():
         cache.get(FAR, b"u0@x", clock.now, False)
 
 
-def test_a_legacy_client_never_sees_2_and_the_far_bytes_are_relayed():
+def test_a_legacy_client_never_sees_2_and_the_far_bytes_are_passed_on():
     legacy, extended = parse_query(b"kim@x"), parse_query(make_query(b"kim@x"))
     for q in (legacy, extended):
         assert far_outcome(q, FAR, b"\x90kim").reply == b"\x90kim"
@@ -130,14 +130,14 @@ def test_a_legacy_client_never_sees_2_and_the_far_bytes_are_relayed():
         b"kim@x permitted for kim (hub 192.0.2.9:11113)."]
 
 
-def test_relay_leaves_other_domains_and_hub_mode_off_alone():
+def test_hub_answer_leaves_other_domains_and_hub_mode_off_alone():
     cache, clock, asked = cache_with({})
     m = parse_hub_lines([b"example.net:192.0.2.9"])
-    assert relay(b"kim@example.com", m, cache) is None
-    assert relay(b"kim@example.net", None, cache) is None
-    assert relay(b"", m, cache) is None
+    assert hub_answer(b"kim@example.com", m, cache) is None
+    assert hub_answer(b"kim@example.net", None, cache) is None
+    assert hub_answer(b"", m, cache) is None
     with pytest.raises(NeedLookup):
-        relay(b"kim@example.net\0QV2", m, cache)
+        hub_answer(b"kim@example.net\0QV2", m, cache)
     assert asked == []
 
 

@@ -1,5 +1,5 @@
 """VERIFY's grammar read alike by qmail-logmsg, verify-query and
-verify-migrate (verifyenv.py), and the warning about ignored host names."""
+verify-migrate (protocol/verifyenv.py), and the warning about ignored host names."""
 
 import pytest
 from helpers import vm, vq
@@ -53,12 +53,14 @@ def test_unparsable_verify_servers_are_setup_errors(value):
         parse_verify(value)
 
 
+@pytest.mark.system
 def test_verify_query_reads_s_as_the_shim_reads_verify(verifyd):
     assert vq(["-s", f"DEFER:{verifyd.port}", "alice@demo.example"]).returncode == 0
     r = vq(["-s", f"DEFER,mx.example:{verifyd.port}", "alice@demo.example"])
     assert r.returncode == 100 and b"'mx.example' is not read" in r.stderr
 
 
+@pytest.mark.system
 def test_verify_migrate_check_warns_about_ignored_host_names(tmp_path):
     rules = tmp_path / "tcp.smtp"
     rules.write_bytes(b'10.:allow,VERIFY="DEFER,mx.example:10101"\n:allow,VERIFY=":"\n')

@@ -1,4 +1,4 @@
-"""The datagram formats (wire.py), in process: where a query's address
+"""The datagram formats (protocol/wire.py), in process: where a query's address
 ends, which queries ask for the extended reply, and how replies read."""
 
 from qmailverify.protocol.wire import (

@@ -1,8 +1,8 @@
-"""Our tcprules reader where the fuzz harness (bench/fuzz.py) caught it
-out, against Debian's real tcprules: a '\\r' does not end a line, range
-numbers wrap as tcprules' unsigned long does (and no length of digits
-raises anything but RulesError), and a refused line's message is
-printable."""
+"""Our tcprules reader where the fuzz harness (qmailverify.testing.fuzz)
+caught it out, against Debian's real tcprules: a '\\r' does not end a
+line, range numbers wrap as tcprules' unsigned long does (and no length
+of digits raises anything but RulesError), and a refused line's message
+is printable."""
 
 import shutil
 import subprocess
@@ -37,6 +37,7 @@ def ours(text: bytes):
     b"1.2.3.4:deny\r5.6.7.8:allow\n",           # one line tcprules refuses
     b"1.2.3.4:allow,X=\"a\rb\"\n:deny\r\n",
 ])
+@pytest.mark.system
 def test_a_carriage_return_does_not_end_a_line(tmp_path, text):
     assert ours(text) == real_records(tmp_path, text)
 
@@ -47,6 +48,7 @@ def test_a_carriage_return_does_not_end_a_line(tmp_path, text):
     b"1.2.3." + b"9" * 5000 + b"-3:allow\n",    # more digits than int() takes
     b"1.2.3.0-" + b"7" * 5000 + b":allow\n",
 ])
+@pytest.mark.system
 def test_range_numbers_wrap_like_an_unsigned_long(tmp_path, text):
     assert ours(text) == real_records(tmp_path, text)
 

@@ -1,21 +1,17 @@
-"""The shim's fuzz target (bench/fuzz_session.py): its checks catch the
-faults they are there for, and what it found stays fixed, in process and
-through the installed qmail-logmsg.  (The short run itself is in
-test_fuzz.py, with the other targets.)"""
+"""The shim's fuzz target (qmailverify/testing/fuzz/session.py): its
+checks catch the faults they are there for, and what it found stays
+fixed, in process and through the installed qmail-logmsg.  (The short
+run itself is in test_fuzz.py, with the other targets.)"""
 
-import os
 import socket
-import sys
 import threading
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bench"))
-
-import fuzz_session as fs  # noqa: E402
-
 from qmailverify.shim import commands as smtpcommands
-from qmailverify.shim import session as smtpsession  # noqa: E402
+from qmailverify.shim import session as smtpsession
+from qmailverify.testing.fuzz import runner as fuzz
+from qmailverify.testing.fuzz import session as fs
 
 IMMEDIATE, DEFERRED = b"\0\0", b"\1\0"
 BAD_THEN_DATA = fs.HELO_MAIL + fs.rcpt(fs.BAD) + fs.rcpt(fs.GOOD) + fs.BODY + b"QUIT\r\n"
@@ -24,7 +20,6 @@ BAD_THEN_DATA = fs.HELO_MAIL + fs.rcpt(fs.BAD) + fs.rcpt(fs.GOOD) + fs.BODY + b"
 def broken(data: bytes, runs: int = 300) -> str:
     """The first property a planted fault breaks, over data and mutants of it."""
     rng = fs.random.Random(3)
-    import fuzz
     for n in range(runs):
         case = data if n == 0 else fuzz.mutate(data, rng, fs.SMTP_TOKENS, 4096)
         try:
@@ -133,7 +128,7 @@ def test_the_installed_shim_logs_a_hostile_reason_clean(shim, hostile_verifier):
     s = shim(VERIFY=f":{hostile_verifier}")
     got = raw_session(s.port, b"HELO x\r\nMAIL FROM:<>\r\nRCPT TO:<alice@demo.example>\r\n",
                       read_until=b"451 ")
-    # a temporary answer: 451 for that recipient (issue 11), the session goes on
+    # a temporary answer: 451 for that recipient, the session goes on
     assert got.endswith(b"451 qv temporary failure, try again later (#4.3.0)\r\n")
     log = s.wait_for("Session ended", count=2)
     assert ("Temporary failure at RCPT time (_[2J_/qmail-smtpd_ forged_)"

@@ -1,5 +1,5 @@
 """qmail-smtpd's control/rcpthosts and morercpthosts.cdb, as the shim
-reads them (rcpthosts.py), with real files."""
+reads them (shim/rcpthosts.py), with real files."""
 
 from qmailverify.qmail.cdbmake import write_cdb
 from qmailverify.shim.rcpthosts import Rcpthosts

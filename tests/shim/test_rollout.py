@@ -1,5 +1,5 @@
-"""qmail-logmsg's issue 11 behaviour under Debian's real tcpserver, with the
-real qmail-verify: a temporary answer for one recipient, the soft and
+"""qmail-logmsg's rollout and harvest settings under Debian's real
+tcpserver, with the real qmail-verify: a temporary answer for one recipient, the soft and
 log-only rollouts, and the harvest limits across sessions."""
 
 import re
@@ -8,7 +8,10 @@ import signal
 import smtplib
 import time
 
+import pytest
 from helpers import BAD, GOOD, last_session_pid, lines_of
+
+pytestmark = pytest.mark.system   # runs the installed programs, as root
 
 R451RCPT = (451, b"qv temporary failure, try again later (#4.3.0)")
 

@@ -1,18 +1,22 @@
-"""The pure session core of qmail-logmsg, in process: each case of issue 8,
-and the invariant (the same decisions whatever way the bytes arrive) as
-hypothesis properties, against a model of qmail-smtpd (smtpd_model.py)."""
+"""The pure session core of qmail-logmsg, in process: half-closing
+clients, qmail-smtpd's own view and failing closed, and the invariant
+(the same decisions whatever way the bytes arrive) as hypothesis
+properties, against the model of qmail-smtpd (qmailverify/testing/smtpd.py)
+through session_harness.py's pump."""
 
 import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from smtpd_model import ME, TEMPORARY, UNDELIVERABLE, Harness, Rcpthosts
+from session_harness import Harness
 
 from qmailverify.protocol.verifyenv import parse_verify
+from qmailverify.protocol.wire import TEMPORARY, UNDELIVERABLE
 from qmailverify.qmail.controlfile import ControlError
 from qmailverify.shim.commands import CLOSING, DONE, Policy
+from qmailverify.shim.ipme import IpmeError
 from qmailverify.shim.session import Session
-from qmailverify.shim.smtp import IpmeError
+from qmailverify.testing.smtpd import ME, Rcpthosts
 
 GOOD, BAD, TEMP = b"good@local.test", b"bad@local.test", b"temp@local.test"
 VERDICTS = {BAD: UNDELIVERABLE, TEMP: TEMPORARY, b"bad@" + ME: UNDELIVERABLE,
@@ -60,7 +64,7 @@ def messages(h: Harness) -> list[bytes]:
     return [line[3:].rstrip(b"\n") for line in h.logs]
 
 
-# -- the cases of issue 8 ------------------------------------------------------
+# -- half-closing clients, qmail-smtpd's own view, failing closed --------------
 
 def test_half_closed_session_immediate_mode_refuses_the_bad_recipient():
     h = at_once(b"HELO x\r\n" + mail() + rcpt(BAD) + rcpt(GOOD) + b"DATA\r\n" + BODY + b"QUIT\r\n")
@@ -318,7 +322,7 @@ def test_input_held_back_while_a_reply_is_owed_never_merges_later_lines(monkeypa
         assert all(BAD not in rcpts for rcpts, _ in h.smtpd.queued), verify
 
 
-# -- issue 11: temporary answers, soft rollout, harvest limits ---------------------
+# -- temporary answers, soft rollout, harvest limits ---------------------------
 
 from qmailverify.protocol.client import Answer  # noqa: E402
 from qmailverify.protocol.verifyenv import ENFORCE, LOG, SOFT, Harvest, rollout_of  # noqa: E402

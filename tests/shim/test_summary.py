@@ -85,6 +85,7 @@ def test_sessions_without_stamps_pid_reuse_and_open_sessions():
                       "ended=QUIT:1,open:1,verification%20failure:1")
 
 
+@pytest.mark.system
 def test_tai64n_stamps_give_start_and_length():
     start, end = b"@4000000069253f1000000000", b"@4000000069253f1a1dcd6500"
     if shutil.which("tai64nlocal") is None:
@@ -207,6 +208,7 @@ def awk_fields(text: str) -> list[dict]:
     return rows
 
 
+@pytest.mark.system
 def test_a_log_the_shim_wrote_raw_and_stamped(shim, tmp_path):
     s = shim(VERIFY=":PORT")
     with smtplib.SMTP("127.0.0.1", s.port, timeout=10) as c:
@@ -267,6 +269,7 @@ def big_log(tmp_path, sessions: int):
     return path
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("sessions", [1, 5000])        # at the end, and mid-stream
 def test_a_full_disk_is_a_fatal_error_not_a_traceback(tmp_path, sessions):
     with open(big_log(tmp_path, sessions), "rb") as log, open("/dev/full", "wb") as full:
@@ -276,6 +279,7 @@ def test_a_full_disk_is_a_fatal_error_not_a_traceback(tmp_path, sessions):
         111, b"qmail-logmsg: fatal: unable to write output: no space left on device\n")
 
 
+@pytest.mark.system
 def test_a_closed_stdout_is_a_fatal_error(tmp_path):
     with open(big_log(tmp_path, 1), "rb") as log:
         r = subprocess.run(["sh", "-c", 'exec "$0" -s >&-', executable("qmail-logmsg")],
@@ -284,6 +288,7 @@ def test_a_closed_stdout_is_a_fatal_error(tmp_path):
         111, b"qmail-logmsg: fatal: unable to write output: bad file descriptor\n")
 
 
+@pytest.mark.system
 def test_a_reader_gone_ends_it_quietly_by_sigpipe(tmp_path):
     read_end, write_end = os.pipe()
     os.close(read_end)                                   # as `| head -1` is once it has its line

@@ -1,5 +1,5 @@
-"""Stats made as the user (identity.py), in this process: while another
-thread runs (parking.py's, with MariaDB or hub mode) only the loop's
+"""Stats made as the user (system/identity.py), in this process: while another
+thread runs (daemon/parking.py's, with MariaDB or hub mode) only the loop's
 thread takes the user's ids, and an id the kernel would misread is
 refused, never half-applied."""
 
@@ -12,6 +12,8 @@ from helpers import need_root
 from qmailverify.errors import Trouble
 from qmailverify.system import identity
 from qmailverify.system.identity import Identity
+
+pytestmark = pytest.mark.system   # runs the installed programs, as root
 
 
 def ids(tid: int) -> dict:

@@ -1,4 +1,4 @@
-"""The user database (userdb.py), with real files: passwd files parsed
+"""The user database (system/userdb.py), with real files: passwd files parsed
 like getpwnam reads them, trouble when they cannot be read."""
 
 import os

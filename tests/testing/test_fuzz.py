@@ -1,19 +1,15 @@
-"""A short run of the fuzz harness (bench/fuzz.py, bench/fuzz_targets.py):
+"""A short run of the fuzz harness (qmailverify/testing/fuzz/):
 a few thousand inputs a target, drawn by its structure-aware mutator from
 the seeds without atheris, so that every run of the suite checks the
 same properties as the long runs; and proof that the stand-in system is
 P1 and that the checks catch the faults they are there for."""
 
 import io
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "bench"))
-
-import fuzz  # noqa: E402
-import fuzz_targets as ft  # noqa: E402
+from qmailverify.testing.fuzz import runner as fuzz
+from qmailverify.testing.fuzz import targets as ft
 
 RUNS = {"decide": 4000, "datagram": 3000, "tcprules": 4000, "session": 3000}
 

@@ -9,6 +9,8 @@ import subprocess
 import pytest
 from helpers import executable, wait_until, world_tempdir
 
+pytestmark = pytest.mark.system   # runs the installed programs, as root
+
 
 @pytest.fixture
 def tmp():

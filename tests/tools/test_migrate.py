@@ -35,6 +35,7 @@ def tcprules_cdb(tmp_path, text: bytes) -> bytes | None:
     return cdb.read_bytes() if r.returncode == 0 else None
 
 
+@pytest.mark.system
 def test_the_spec_example(tmp_path):
     rules = tmp_path / "tcp.smtp"
     rules.write_bytes(OLD)
@@ -83,6 +84,7 @@ def test_realrcptto(tmp_path):
     assert new.splitlines()[3] == b"20.:allow" and notes
 
 
+@pytest.mark.system
 def test_unusable_server_or_rules_are_refused(tmp_path):
     rules = tmp_path / "tcp.smtp"
     rules.write_bytes(b":allow,VERIFY=\"\",VERIFYSVR=\"192.168.1\"\n")
@@ -96,6 +98,7 @@ def test_unusable_server_or_rules_are_refused(tmp_path):
     assert vm(str(tmp_path / "missing")).returncode == 111
 
 
+@pytest.mark.system
 def test_check_mode_before_and_after_agree(tmp_path):
     rules = tmp_path / "tcp.smtp"
     rules.write_bytes(OLD + b"172.16.:deny\n")
@@ -148,6 +151,7 @@ def rules_files(draw):
     return ("\n".join(lines) + "\n").encode()
 
 
+@pytest.mark.system
 @settings(max_examples=150, deadline=None, database=None)
 @given(rules_files())
 def test_our_cdb_is_byte_for_byte_what_tcprules_makes(tmp_path_factory, text):
@@ -163,6 +167,7 @@ def test_our_cdb_is_byte_for_byte_what_tcprules_makes(tmp_path_factory, text):
     assert (tmp / "ours.cdb").read_bytes() == real
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("ip", ["1.2.3.4", "1.2.3.5", "1.2.9.9", "10.0.0.1", "7.7.7.7", "1.2.3.45"])
 def test_lookup_order_agrees_with_tcprulescheck(tmp_path, ip):
     if shutil.which("tcprulescheck") is None:
@@ -182,6 +187,7 @@ def test_lookup_order_agrees_with_tcprulescheck(tmp_path, ip):
         assert f"set environment variable {name.decode()}={value.decode()}" in out
 
 
+@pytest.mark.system
 def test_check_refuses_what_is_not_an_ip(tmp_path):
     rules = tmp_path / "tcp.smtp"
     rules.write_bytes(OLD)
@@ -191,6 +197,7 @@ def test_check_refuses_what_is_not_an_ip(tmp_path):
     assert vm("-c", str(rules), "10.1.2.3", "::1").returncode == 0
 
 
+@pytest.mark.system
 def test_a_crlf_file_is_refused_naming_the_cr(tmp_path):
     rules = tmp_path / "tcp.smtp"
     rules.write_bytes(OLD.replace(b"\n", b"\r\n"))
@@ -202,6 +209,7 @@ def test_a_crlf_file_is_refused_naming_the_cr(tmp_path):
     assert tcprules_cdb(tmp_path, OLD.replace(b"\n", b"\r\n")) is None
 
 
+@pytest.mark.system
 def test_a_binary_file_does_not_reach_the_terminal_raw(tmp_path):
     rules = tmp_path / "tcp.smtp"
     data = b"\x1b[2J\x00\xff\x07:allow,\x9bX\n"
@@ -212,6 +220,7 @@ def test_a_binary_file_does_not_reach_the_terminal_raw(tmp_path):
     assert tcprules_cdb(tmp_path, data) is None
 
 
+@pytest.mark.system
 def test_check_mode_shows_the_rollout_each_ip_gets(tmp_path):
     rules = tmp_path / "tcp.smtp"
     rules.write_bytes(b'10.1.:allow,VERIFY=":",VERIFY_ROLLOUT="log"\n'

@@ -5,12 +5,14 @@ import pty
 import socket
 import subprocess
 
+import pytest
 from helpers import executable, vq
 
 from qmailverify.protocol.client import PendingQuery, ask
 from qmailverify.protocol.wire import DELIVERABLE, EXTENDED_TAG, TEMPORARY
 
 
+@pytest.mark.system
 def test_answers_and_exit_codes(verifyd):
     server = f":{verifyd.port}"
     r = vq(["-s", server, "alice@demo.example", "alice-work@demo.example"])
@@ -23,6 +25,7 @@ def test_answers_and_exit_codes(verifyd):
                                      b"x@elsewhere.example: deliverable"]
 
 
+@pytest.mark.system
 def test_server_from_listen_and_verify_style_values(verifyd):
     r = vq(["alice@demo.example"], env={"LISTEN": f"127.0.0.1:{verifyd.port}"})
     assert r.returncode == 0
@@ -30,6 +33,7 @@ def test_server_from_listen_and_verify_style_values(verifyd):
     assert r.returncode == 0
 
 
+@pytest.mark.system
 def test_temporary_failures_exit_111(verifyd, demo_tree):
     from helpers import free_port
     r = vq(["-s", f":{free_port()}", "-t", "1", "alice@demo.example", "nobody@demo.example"])
@@ -43,12 +47,14 @@ def test_temporary_failures_exit_111(verifyd, demo_tree):
         b"x@elsewhere.example: deliverable"]
 
 
+@pytest.mark.system
 def test_usage_errors_exit_100():
     for args in ([], ["-s", "mailhost", "a@b"], ["-t", "x", "a@b"], ["-c", "0", "a@b"], ["-z"]):
         r = vq(args)
         assert r.returncode == 100 and r.stderr.startswith(b"verify-query: usage:"), args
 
 
+@pytest.mark.system
 def test_a_large_batch_from_stdin_keeps_order(verifyd):
     addresses = [b"user%d@demo.example" % i if i % 3 else b"alice-work@demo.example"
                  for i in range(100_000)]
@@ -61,6 +67,7 @@ def test_a_large_batch_from_stdin_keeps_order(verifyd):
         assert lines[i] == addresses[i] + b": " + want
 
 
+@pytest.mark.system
 def test_progress_goes_to_a_terminal_only(verifyd):
     master, slave = pty.openpty()
     try:
@@ -119,6 +126,7 @@ def test_ask_times_out_as_a_temporary_failure():
         silent.close()
 
 
+@pytest.mark.system
 def test_untidy_addresses_are_tidied(verifyd):
     server = f":{verifyd.port}"
     r = vq(["-s", server, " alice@demo.example", "nobody-here@demo.example\t ", "<alice-work@demo.example>"])
@@ -133,6 +141,7 @@ def test_untidy_addresses_are_tidied(verifyd):
     assert r.returncode == 100
 
 
+@pytest.mark.system
 def test_an_address_longer_than_the_daemon_reads_is_not_answered(verifyd):
     from qmailverify.protocol.wire import ADDRESS_MAX, QUERY_MAX
     assert ADDRESS_MAX == QUERY_MAX - 1 - len(EXTENDED_TAG) == 896
@@ -148,6 +157,7 @@ def test_an_address_longer_than_the_daemon_reads_is_not_answered(verifyd):
     assert r.returncode == 100
 
 
+@pytest.mark.system
 def test_bad_numbers_say_what_the_option_takes():
     r = vq(["-t", "abc", "a@b"])
     assert r.returncode == 100

@@ -4,23 +4,23 @@ One Python process answers only so many queries a second; N processes on
 one SO_REUSEPORT port answer more, and stay one daemon to supervise, svc
 and the log:
 
-- The master (started by workerstart.py) does every start-up check a
+- The master (started by daemon/main.py) does every start-up check a
   single daemon does, binds the N sockets of the group in order and
   attaches the steering program (steering.py: queries carrying a client
   IP go to one worker per IP, so harvest counts stay exact), forks the
-  workers (workerloop.py) and waits for each one's word before it says
+  workers (worker.py) and waits for each one's word before it says
   "Listening".  A refusal by any of
   them is the daemon's refusal: one line, exit 111.
 - Signals come to the master (supervise and svc know its pid only).
   Handlers only queue; run() dispatches handle_<name>: HUP, TERM and INT
   are sent on to every worker (TERM and INT: the master waits for them,
   then exits 0); ALRM is sent on and the master writes one statistics
-  line, the sum of the workers' counts (workerstats.py); USR1 and USR2
+  line, the sum of the workers' counts (counts.py); USR1 and USR2
   are logged; CHLD means a worker may have ended.
 - A worker that ends on its own (killed, crashed, exit 111) ends the
   daemon: one line, the other workers are ended (TERM, then KILL after
   GRACE seconds), exit 111, and supervise starts it all again.  A worker
-  ends when the master dies (workerloop.py).
+  ends when the master dies (worker.py).
 """
 
 import os

@@ -1,20 +1,21 @@
 """Which worker a datagram goes to, when VERIFY_WORKERS=N runs N workers
-on one UDP port (workers.py): the kernel picks one socket of the
+on one UDP port (master.py): the kernel picks one socket of the
 SO_REUSEPORT group, and the classic BPF program built here
 (steering_program) tells it which.
 
-Harvest counts (harvest.py) are kept per worker, so every query that
-carries a client IP must reach the same worker for the same IP.  The
+Harvest counts (daemon/harvest.py) are kept per worker, so every query
+that carries a client IP must reach the same worker for the same IP.  The
 program is attached to the group with SO_ATTACH_REUSEPORT_CBPF; for UDP
-the kernel runs it on the payload and takes its result as the index of
-the socket, in bind order.  It looks for the IP field the way
-wire.query_ip() reads it: the last field, "\\0ip=" then 1 to IP_MAX bytes
-with no NUL up to the end of the datagram.  It tries each length L from 1
-to IP_MAX and takes the first (the shortest) for which the 4 bytes at
-n-L-4 are "\\0ip=".  n is the datagram's length cut to QUERY_MAX: the
-daemon reads only that much, so a longer datagram's IP (if query_ip finds
-one at all) ends at byte QUERY_MAX, and that is where the program looks.
-Every IP query_ip() accepts is found, with exactly its bytes.
+the kernel runs it on the payload and takes its result as the index of the
+socket, in bind order.  It looks for the IP field the way
+protocol.wire.query_ip() reads it: the last field, "\\0ip=" then 1 to
+IP_MAX bytes with no NUL up to the end of the datagram.  It tries each
+length L from 1 to IP_MAX and takes the first (the shortest) for which the
+4 bytes at n-L-4 are "\\0ip=".  n is the datagram's length cut to
+QUERY_MAX: the daemon reads only that much, so a longer datagram's IP (if
+query_ip finds one at all) ends at byte QUERY_MAX, and that is where the
+program looks.  Every IP query_ip() accepts is found, with exactly its
+bytes.
 
 The worker is a hash of two words that lie within "\\0ip=" + IP whatever
 its length: the 4 bytes at n-L-3 ("ip=" and the IP's first byte) and the

@@ -1,6 +1,6 @@
 """One worker of VERIFY_WORKERS=N, from the fork to its exit.
 
-The master (workers.py) forks each worker with its own socket of the
+The master (master.py) forks each worker with its own socket of the
 SO_REUSEPORT group; everything else the worker needs is made here, after
 the fork, so that nothing that holds kernel state is shared between
 processes: the LiveSystem and its inotify descriptor (an event read by

@@ -13,11 +13,11 @@ open it, it rebuilds it from vpasswd and reads that, so a missing cdb
 means the text file is the answer (first line with the name).
 
 FileStore opens both with an injected opener, so the daemon can open them
-with the domain's uid and gid (vdelivermail runs as the domain's user; see
-deepmode.py's design note); a version of each file is read once and kept
-while its inode, size and times stay the same.  A store that cannot be
-read is Trouble (temporary), never "no such user": vdelivermail would
-bounce here, we do not.
+with the domain's uid and gid (vdelivermail runs as the domain's user; the
+opener is system.live.LiveSystem.open_as); a version of each file is read
+once and kept while its inode, size and times stay the same.  A store that
+cannot be read is Trouble (temporary), never "no such user": vdelivermail
+would bounce here, we do not.
 """
 
 import errno

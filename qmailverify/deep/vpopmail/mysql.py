@@ -12,8 +12,8 @@ own (vmysql.h):
 - valias (--enable-valias): "SELECT valias_line FROM valias WHERE alias =
   ALIAS AND domain = DOMAIN"; a missing valias table holds no aliases.
 
-MysqlSettings (vpmysqlconf.py): VERIFY_VPOPMAIL_MYSQL, one settings line, or the
-file ~vpopmail/etc/vpopmail.mysql as vpopmail reads it.
+MysqlSettings (mysqlconf.py): VERIFY_VPOPMAIL_MYSQL, one settings line, or
+the file ~vpopmail/etc/vpopmail.mysql as vpopmail reads it.
 
 Every wait is bounded: connect, read and write timeouts of
 VERIFY_VPOPMAIL_TIMEOUT seconds (default 1, at most 2), and one
@@ -26,7 +26,8 @@ per key.  Connections run in autocommit mode, so every SELECT sees the
 newest committed rows.
 
 In non-blocking use (blocking=False) a lookup not in the cache raises
-NeedLookup; the daemon's worker thread calls fill(key), which is safe to
+errors.NeedLookup; the daemon's parking thread (daemon/parking.py) calls
+fill(key), which is safe to
 run beside the daemon's own reads of the cache.
 """
 

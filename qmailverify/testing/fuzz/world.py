@@ -1,10 +1,11 @@
-"""The stand-in system the fuzz checks (fuzz_targets.py) run against,
-and the seeds a run starts from.
+"""The stand-in system the fuzz checks (targets.py) run against, and the
+seeds a run starts from: a system in memory, as a million inputs cannot
+each build a qmail tree on disk.
 
 The system is the reference fixture P1 (tests/data/P1.json) held in
 memory: its users/cdb, passwd, home owners and dot-qmail files, with a
 file system model that fails the way Linux does for a path through a file
-(ENOTDIR) and for a name or path too long (ENAMETOOLONG); fuzz_targets'
+(ENOTDIR) and for a name or path too long (ENAMETOOLONG); targets'
 check_p1() proves it gives all of P1's recorded replies.  The fault modes
 make one of the system's methods raise Trouble, with a reason full of
 characters a log line must not hold.
@@ -19,7 +20,7 @@ from qmailverify.qmail.model import Controls, StatHit
 from qmailverify.system.userdb import parse_passwd
 from qmailverify.testing.newu import compile_assign
 
-P1_PATH = Path(__file__).resolve().parent.parent / "tests" / "data" / "P1.json"
+P1_PATH = Path(__file__).resolve().parents[3] / "tests" / "data" / "P1.json"
 ROOT = "/fz"
 HOSTILE = "unable to read \x07users/\x1b[2Jcdb\r\nfake: \u00e9\u2028\x7f<x>"
 FAULTS = ("none", "fastforward", "no users/cdb", "users", "getpw", "owner",
@@ -65,8 +66,9 @@ class World:
         self.cases = [(bytes.fromhex(c["q"]), bytes.fromhex(c["r"])) for c in spec["cases"]]
 
 
-def load_world(path: Path = P1_PATH) -> World:
-    return World(json.loads(Path(path).read_text()))
+def load_world(path=None) -> World:
+    """The World of the fixture at path (default: the checkout's P1)."""
+    return World(json.loads(Path(path or P1_PATH).read_text()))
 
 
 class FakeSystem:

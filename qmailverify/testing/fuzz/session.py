@@ -1,9 +1,11 @@
-"""The shim's session core under the fuzzer: fuzz.py's "session" target
-(issue 12, item 1).
+"""The shim's session core under the fuzzer: the runner's "session"
+target.  The session is pure, so a million inputs can each play a whole
+SMTP conversation through it in process, against the qmail-smtpd model
+(qmailverify.testing.smtpd) as the judge of what reaches qmail-smtpd.
 
 check_session(data, world) runs one input through the pure Session
-(qmailverify/smtpsession.py) against a model of an unpatched qmail-smtpd
-and a scripted qmail-verify, as a relay could deliver the events:
+(qmailverify.shim.session) against the model and a scripted
+qmail-verify, as the pump could deliver the events:
 
   data[0]   the policy: VERIFY ":" / "DEFER" / unset / "" / unparsable
             (a setup failure), and RELAYCLIENT (one time in four)
@@ -16,7 +18,7 @@ Everything else comes from random.Random(data), so a run is the same for
 the same input: where the client's bytes are cut, whether and when it
 half-closes or drops the connection, how qmail-smtpd's output is cut,
 qmail-verify's answer to each address (deliverable, not, temporary with
-a reason full of control bytes, or no answer at all: the relay's
+a reason full of control bytes, or no answer at all: the pump's
 timeout), and whether and when qmail-smtpd dies (killed, or its own
 "451 timeout").
 
@@ -36,70 +38,27 @@ The properties (an AssertionError names the one broken):
     queued one (never a 250 for a message qmail-smtpd did not take);
   - a session whose client ended its input always ends.
 
-The model (Smtpd) is the one of tests/smtpd_model.py with AUTH PLAIN
-(accepted when the response holds "ok"), STARTTLS (then it echoes raw
-bytes back) and a body read in chunks; it is the oracle: it judges each
-line by its own state, not by the session's.
+The model runs with AUTH PLAIN (accepted when the response holds "ok")
+and STARTTLS (then it echoes raw bytes back) offered; it judges each
+line by its own state, not by the session's, and tells the Run of each
+MAIL, RCPT and DATA it takes.
 """
 
-import os
 import random
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "tests"))
-
-from smtpd_model import ME, OWN_IPS, Exit, QmailSmtpd, Rcpthosts  # noqa: E402
-
-from qmailverify.protocol.client import Answer, timeout_answer  # noqa: E402
-from qmailverify.protocol.verifyenv import parse_verify  # noqa: E402
-from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE  # noqa: E402
-from qmailverify.qmail.controlfile import ControlError  # noqa: E402
-from qmailverify.shim.session import CHECK, DONE, HIGH_WATER, Policy, Session  # noqa: E402
-from qmailverify.shim.smtp import IpmeError  # noqa: E402
+from qmailverify.protocol.client import Answer, timeout_answer
+from qmailverify.protocol.verifyenv import parse_verify
+from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from qmailverify.qmail.controlfile import ControlError
+from qmailverify.shim.ipme import IpmeError
+from qmailverify.shim.session import CHECK, DONE, HIGH_WATER, Policy, Session
+from qmailverify.testing.smtpd import ACCEPTED, ME, OWN_IPS, QmailSmtpd, Rcpthosts
 
 PREFIX = b"qmail-smtpd: pid 1 from 10.0.0.1: "
 BIG = b"\xfe\xfeBIG"
 MODES = (":", "DEFER", None, "", "setup")
 HOSTILE_REASON = "unable to read \x07users/\x1b[2Jcdb\r\nfake: \ufffd\x7f<x>"
-ACCEPTED = b"250 ok 1764000000 qp 4242\r\n"
 PRINTABLE = bytes(range(32, 127))
-
-
-def addrparse(arg: bytes) -> bytes | None:
-    """qmail-smtpd's addrparse and its localiphost rewrite, for the model:
-    written again (not the session's), quick for a line of a mebibyte."""
-    if b"<" in arg:
-        arg, term = arg[arg.index(b"<") + 1:], b">"
-    else:
-        arg, term = (arg[arg.index(b":") + 1:] if b":" in arg else b"").lstrip(b" "), b" "
-    if arg[:1] == b"@":
-        arg = arg[arg.index(b":") + 1:] if b":" in arg else b""
-    end = arg.find(term)
-    out = arg if end < 0 else arg[:end]
-    if b"\\" in out or b'"' in out:                # the byte-by-byte way
-        buf, esc, quoted = bytearray(), False, False
-        for ch in arg:
-            if esc:
-                buf.append(ch)
-                esc = False
-            elif not quoted and ch == term[0]:
-                break
-            elif ch == 0x5C:
-                esc = True
-            elif ch == 0x22:
-                quoted = not quoted
-            else:
-                buf.append(ch)
-        out = bytes(buf)
-    at = out.rfind(b"@")
-    host = out[at + 1:]
-    if at >= 0 and host[:1] == b"[" and host[-1:] == b"]":
-        parts = host[1:-1].split(b".")
-        if len(parts) == 4 and all(p.isdigit() for p in parts) \
-                and bytes(int(p[-8:]) % 256 for p in parts) in OWN_IPS:   # 10**8 % 256 == 0
-            out = out[:at + 1] + ME
-    return out if len(out) + 1 <= 900 else None
 
 
 class Config:
@@ -133,126 +92,10 @@ def ipme_failing(ip):
     raise IpmeError("no such device")
 
 
-class Smtpd(QmailSmtpd):
-    """qmail-smtpd, and the judge of what reaches it."""
-
-    def __init__(self, config: Config, run: "Run"):
-        self.config, self.runner = config, run
-        self.authenticated = self.opaque = False
-        self.rcpthosts_ok = Rcpthosts().allowed
-        super().__init__(relayclient=config.relayclient)
-
-    def main(self):
-        if self.config.greet_421:
-            self.out += b"421 service not available (#4.3.0)\r\n"
-            return
-        self.out += b"220 " + ME + b" ESMTP\r\n"
-        seenmail, rcpts, failed = False, [], False
-        while True:
-            line = (yield from self.getline())[:-1]
-            line = (line[:-1] if line.endswith(b"\r") else line).split(b"\0")[0]
-            verb, _, arg = line.partition(b" ")
-            verb, arg = verb.upper(), arg.lstrip(b" ")
-            if verb in (b"HELO", b"EHLO", b"RSET"):
-                seenmail = False
-                self.out += {b"HELO": b"250 " + ME + b"\r\n", b"RSET": b"250 flushed\r\n",
-                             b"EHLO": b"250-" + ME + b"\r\n250-STARTTLS\r\n250-AUTH PLAIN\r\n"
-                                      b"250 8BITMIME\r\n"}[verb]
-            elif verb == b"MAIL":
-                if addrparse(arg) is None:
-                    self.out += b"555 syntax error (#5.5.4)\r\n"
-                else:
-                    seenmail, rcpts, failed = True, [], False
-                    self.out += b"250 ok\r\n"
-            elif verb == b"RCPT":
-                addr = addrparse(arg)
-                relay = self.relayclient or self.authenticated
-                if not seenmail:
-                    self.out += b"503 MAIL first (#5.5.1)\r\n"
-                elif addr is None:
-                    self.out += b"555 syntax error (#5.5.4)\r\n"
-                elif not relay and not self.rcpthosts_ok(addr):
-                    self.out += (b"553 sorry, that domain isn't in my list of allowed "
-                                 b"rcpthosts (#5.7.1)\r\n")
-                else:
-                    if self.config.checks and not relay:
-                        failed = self.runner.judge_rcpt(addr, failed)
-                    rcpts.append(addr)
-                    self.out += b"250 ok\r\n"
-            elif verb == b"DATA":
-                if not seenmail:
-                    self.out += b"503 MAIL first (#5.5.1)\r\n"
-                elif not rcpts:
-                    self.out += b"503 RCPT first (#5.5.1)\r\n"
-                else:
-                    if failed:
-                        self.runner.violation("DATA reached qmail-smtpd in a failed transaction")
-                    seenmail = False
-                    self.out += b"354 go ahead\r\n"
-                    yield from self.blast()
-                    self.queued.append(tuple(rcpts))
-                    self.out += ACCEPTED
-            elif verb == b"QUIT":
-                self.out += b"221 " + ME + b"\r\n"
-                return
-            elif verb == b"NOOP":
-                self.out += b"250 ok\r\n"
-            elif verb == b"AUTH" and not self.authenticated:
-                response = arg.partition(b" ")[2]
-                if not response:
-                    self.out += b"334 \r\n"
-                    response = yield from self.getline()
-                self.authenticated = b"ok" in response
-                self.out += b"235 ok, go ahead (#2.0.0)\r\n" if self.authenticated else \
-                    b"535 authorization failed (#5.7.0)\r\n"
-            elif verb == b"STARTTLS":
-                self.out += b"220 ready for tls\r\n"
-                self.opaque = True
-                while True:                        # "encrypted": echoed as it comes
-                    while not self.buf:
-                        if self.eof:
-                            raise Exit
-                        yield
-                    self.out += self.buf
-                    self.buf.clear()
-            else:
-                self.out += b"502 unimplemented (#5.5.1)\r\n"
-
-    def blast(self):
-        """The body up to CR LF . CR LF, a bare LF being qmail's 451 and exit;
-        read a chunk at a time (a byte at a time is too slow for 1 MiB)."""
-        tail = b"\r\n"
-        while True:
-            while not self.buf:
-                if self.eof:
-                    raise Exit
-                yield
-            window = tail + bytes(self.buf)
-            end = window.find(b"\r\n.\r\n")
-            upto = len(window) if end < 0 else end + 5
-            if bare_lf(window, len(tail), upto):
-                self.out += b"451 See http://pobox.com/~djb/docs/smtplf.html.\r\n"
-                raise Exit
-            if end >= 0:
-                del self.buf[:upto - len(tail)]
-                return
-            tail = window[-4:]
-            self.buf.clear()
-
-
-def bare_lf(data: bytes, start: int, end: int) -> bool:
-    """Is there an LF without its CR in data[start:end]?"""
-    i = data.find(b"\n", start, end)
-    while i >= 0:
-        if data[i - 1] != 13:
-            return True
-        i = data.find(b"\n", i + 1, end)
-    return False
-
-
 class Run:
     """One input: the session, the model, the scripted qmail-verify and the
-    schedule, with the judge's findings in .violations."""
+    schedule; the judge of what the model takes (mail, rcpt, data), with
+    its findings in .violations."""
 
     def __init__(self, data: bytes):
         self.config = Config(data[0] if data else 0, data[1] if len(data) > 1 else 0)
@@ -262,8 +105,10 @@ class Run:
         self.last_answer = None            # (address, code) qmail-verify gave last
         self.question = None
         self.closed = False                # qmail-smtpd's input closed by the session
+        self.failed = False                # the transaction the model holds is failed
         self.client, self.logs = bytearray(), []
-        self.smtpd = Smtpd(self.config, self)
+        self.smtpd = QmailSmtpd(relayclient=self.config.relayclient, auth=True, tls=True,
+                                unavailable=self.config.greet_421, judge=self)
         self.s = Session(self.config.policy())
         cuts = sorted({0, len(stream), *(self.rng.randrange(len(stream) + 1)
                                          for _ in range(self.rng.randrange(12)))})
@@ -277,23 +122,32 @@ class Run:
     def violation(self, what: str) -> None:
         self.violations.append(what)
 
-    def judge_rcpt(self, addr: bytes, failed: bool) -> bool:
-        """A RCPT qmail-smtpd accepts while checks apply: was it checked?
-        The transaction's new failed flag."""
+    # -- the judge: the model tells it of each MAIL, RCPT and DATA it takes -----
+    def mail(self) -> None:
+        self.failed = False
+
+    def rcpt(self, addr: bytes, relaying: bool) -> None:
+        """A RCPT qmail-smtpd takes: if checks apply, was it checked?"""
+        if not self.config.checks or relaying:
+            return
         if self.config.rcpthosts_fails or self.config.verify == "setup":
             self.violation(f"RCPT {addr!r} reached qmail-smtpd without a check")
-            return failed
-        if self.config.deferred and failed:
-            return failed                  # DATA will be refused anyway
+            return
+        if self.config.deferred and self.failed:
+            return                         # DATA will be refused anyway
         last, self.last_answer = self.last_answer, None
         if last == (addr, DELIVERABLE):
-            return failed
+            return
         if self.config.deferred and last == (addr, UNDELIVERABLE):
-            return True
+            self.failed = True
+            return
         self.violation(f"RCPT {addr!r} reached qmail-smtpd after qmail-verify's {last!r}")
-        return failed
 
-    # -- the relay's side -------------------------------------------------------
+    def data(self) -> None:
+        if self.failed:
+            self.violation("DATA reached qmail-smtpd in a failed transaction")
+
+    # -- the pump's side --------------------------------------------------------
     def collect(self) -> None:
         s = self.s
         self.client += s.to_client
@@ -316,7 +170,7 @@ class Run:
         q, self.question = self.question, None
         s = self.s
         if s.phase != CHECK or s.checking is None or s.checking[1] != q:
-            return                         # the relay closed that query's socket
+            return                         # the pump closed that query's socket
         pick = self.rng.random()
         if b"bad" in q or pick < 0.12:
             code = UNDELIVERABLE

@@ -8,9 +8,9 @@ through /tmp); stop() ends that one process (by
 its pid) and waits for it.  The root account has an empty password
 (--auth-root-authentication-method=normal); tests make their own users.
 
-available() says why the tests cannot have one: they then skip, except in
-CI (CI=true), where mariadb-server is installed (bin/dev test) and they
-must run.
+available() says why none can be started here (tests/helpers.py's
+need_mariadb() then skips, except in CI, where they must run); the tests
+and bench/vpopmail_sql.py use it.
 """
 
 import os
@@ -18,8 +18,6 @@ import shutil
 import socket
 import subprocess
 import time
-
-import pytest
 
 INSTALL_DB = "mariadb-install-db"
 SERVER = ("mariadbd", "/usr/sbin/mariadbd")
@@ -44,14 +42,6 @@ def available() -> str:
     except ImportError:
         return "PyMySQL is not installed (the test extra has it)"
     return ""
-
-
-def need_mariadb():
-    why = available()
-    if why:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the MariaDB tests: {why}")
-        pytest.skip(why)
 
 
 def free_port() -> int:

@@ -1,26 +1,24 @@
-"""What the fuzz harness (fuzz.py) checks, one function a target.
+"""What the fuzz harness checks, one function a target: the properties
+live here, apart from the runner, so that the test suite can run them on
+planted faults.
 
 Each check_<target>(data, world) runs one input and raises AssertionError
 when a property breaks (any other exception escaping is a failure too):
 
-  decide    data[0] picks a system (fuzz_world.FAULTS), data[1:] is the
+  decide    data[0] picks a system (world.FAULTS), data[1:] is the
             address given to rules.decide()
   datagram  data[0] picks a system, data[1:] is one datagram given to the
-            daemon's verifier.get_reply(), its lines logged into memory
-            as the daemon's Log writes them
+            daemon's get_reply(), its lines logged into memory as
+            the daemon's Log writes them
   tcprules  data is a rules file given to tcprules.parse(), records() and
             lookup()
-  session   the shim's session core (fuzz_session.py says what is checked)
+  session   the shim's session core (session.py says what is checked)
 """
 
 import io
 
-from fuzz_session import check_session, session_seeds
-from fuzz_world import FAULTS, FakeSystem, World, load_world, system_for  # noqa: F401
-from fuzz_world import seeds as world_seeds
-
 from qmailverify.daemon.answer import get_reply
-from qmailverify.daemon.loop import Log
+from qmailverify.daemon.log import Log
 from qmailverify.protocol.wire import (
     DELIVERABLE,
     REPLY_MAX,
@@ -32,6 +30,15 @@ from qmailverify.protocol.wire import (
 )
 from qmailverify.qmail import tcprules
 from qmailverify.qmail.rules import decide
+from qmailverify.testing.fuzz.session import check_session, session_seeds
+from qmailverify.testing.fuzz.world import (  # noqa: F401
+    FAULTS,
+    FakeSystem,
+    World,
+    load_world,
+    system_for,
+)
+from qmailverify.testing.fuzz.world import seeds as world_seeds
 
 
 def check_stats(system: FakeSystem, nul: bool = False) -> None:

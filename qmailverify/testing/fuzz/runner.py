@@ -1,22 +1,26 @@
-"""Fuzzing the decision core, the daemon's datagram path and the tcprules
-reader (issue 12, item 1).
+"""Fuzzing the decision core, the daemon's datagram path, the tcprules
+reader and the shim's session core: the harness's options, its two
+engines and its structure-aware mutator.
 
-    python3 bench/fuzz.py [--runs N] [--target decide|datagram|tcprules|session|all]
-                          [--engine atheris|simple] [--seed S] [--seconds T]
+    python3 -m qmailverify.testing.fuzz [--runs N] [--target decide|datagram|tcprules|session|all]
+                                        [--engine atheris|simple] [--seed S] [--seconds T]
+                                        [--fixture P1.json]
 
 Each target runs N inputs (default 10^6) through its check in
-fuzz_targets.py, which says what is checked.  With atheris installed
+targets.py, which says what is checked.  With atheris installed
 (pip install 'qmailverify[fuzz]') the engine is libFuzzer, guided by
-coverage of the qmailverify package, with a structure-aware mutator
-below used for half of its mutations; each target runs in a process of
-its own.  Without atheris, or with --engine simple, the same mutator
-alone draws inputs from the seeds, deterministically for a given --seed
-(the test suite runs a short run this way).  A failing input is written
-to the current folder as crash-<sha1> (atheris, libFuzzer's way) or
-printed (simple), and the exit code is not 0.  Each target's run ends
-with its count of inputs, seconds and inputs per second (libFuzzer's
-"Done ..." and stat:: lines under atheris).  --seconds caps each atheris
-target's time.
+coverage of the qmailverify package (the harness's own modules left
+out), with the mutator below used for half of its mutations; each
+target runs in a process of its own.
+Without atheris, or with --engine simple, the same mutator alone draws
+inputs from the seeds, deterministically for a given --seed (the test
+suite runs a short run this way).  A failing input is written to the
+current folder as crash-<sha1> (atheris, libFuzzer's way) or printed
+(simple), and the exit code is not 0.  Each target's run ends with its
+count of inputs, seconds and inputs per second (libFuzzer's "Done ..."
+and stat:: lines under atheris).  --seconds caps each atheris target's
+time.  --fixture names the reference fixture the system is made from
+(default: tests/data/P1.json of the checkout this package is in).
 """
 
 import argparse
@@ -28,8 +32,11 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = ("decide", "datagram", "tcprules", "session")
+# the harness's own modules, left uninstrumented: libFuzzer is to follow
+# the coverage of what is fuzzed, not of the model judging it
+HARNESS = ("qmailverify.testing.smtpd", "qmailverify.testing.fuzz.targets",
+           "qmailverify.testing.fuzz.world", "qmailverify.testing.fuzz.session")
 
 ADDRESS_TOKENS = [
     b"%", b"@", b"-", b".", b"\0", b"/", b"..", b"/..", b"\n", b":", b"+", b"!",
@@ -79,16 +86,16 @@ def mutate(data: bytes, rng: random.Random, tokens: list, max_size: int) -> byte
 
 def tokens_for(target: str) -> list:
     if target == "session":
-        from fuzz_session import SMTP_TOKENS
+        from qmailverify.testing.fuzz.session import SMTP_TOKENS
         return SMTP_TOKENS
     return RULES_TOKENS if target == "tcprules" else ADDRESS_TOKENS
 
 
-def run_simple(target: str, runs: int, seed: int = 0, out=sys.stdout) -> int:
+def run_simple(target: str, runs: int, seed: int = 0, out=sys.stdout, fixture=None) -> int:
     """runs inputs, the seeds first, then mutants of seeds and of earlier
     mutants; 0 if every check held, else 1 (and the input is printed)."""
-    import fuzz_targets as ft
-    world = ft.load_world()
+    from qmailverify.testing.fuzz import targets as ft
+    world = ft.load_world(fixture)
     check = ft.CHECKS[target]
     pool = ft.seeds(target, world)
     rng = random.Random(seed)
@@ -113,13 +120,16 @@ def report(target: str, runs: int, seconds: float, out=sys.stdout) -> None:
           f"{runs / max(seconds, 1e-9):.0f} inputs/s, no property broken", file=out, flush=True)
 
 
-def run_atheris(target: str, runs: int, seed: int, seconds: int, corpus: str) -> int:
+def run_atheris(target: str, runs: int, seed: int, seconds: int, corpus: str,
+                fixture=None) -> int:
     """One target under libFuzzer, in this process (which libFuzzer ends),
-    starting from the seeds in the folder corpus."""
+    starting from the seeds in the folder corpus.  The modules checked are
+    imported here, inside atheris' instrumentation, which is why nothing
+    above imports them."""
     import atheris
-    with atheris.instrument_imports(include=["qmailverify"]):
-        import fuzz_targets as ft
-    world = ft.load_world()
+    with atheris.instrument_imports(include=["qmailverify"], exclude=HARNESS):
+        from qmailverify.testing.fuzz import targets as ft
+    world = ft.load_world(fixture)
     check = ft.CHECKS[target]
     tokens = tokens_for(target)
     max_len = 4096 if target in ("tcprules", "session") else 1024   # a datagram: up to 900
@@ -144,15 +154,26 @@ def run_atheris(target: str, runs: int, seed: int, seconds: int, corpus: str) ->
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="fuzz.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python3 -m qmailverify.testing.fuzz",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=10**6)
     p.add_argument("--target", choices=TARGETS + ("all",), default="all")
     p.add_argument("--engine", choices=("atheris", "simple"), default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seconds", type=int, default=0,
                    help="atheris: stop a target after this long even if --runs is not reached")
+    p.add_argument("--fixture", help="the reference fixture (default: the checkout's P1.json)")
     p.add_argument("--corpus", help=argparse.SUPPRESS)    # the per-target child
     a = p.parse_args(argv)
+    if a.corpus:                       # the per-target child; its parent found the fixture
+        return run_atheris(a.target, a.runs, a.seed, a.seconds, a.corpus, a.fixture)
+    from qmailverify.testing.fuzz.world import P1_PATH
+    fixture = a.fixture or str(P1_PATH)
+    if not os.path.isfile(fixture):
+        from qmailverify.clean import cleanpath
+        print(f"fuzz: fatal: no fixture {cleanpath(fixture)}: give --fixture",
+              file=sys.stderr)
+        return 111
     engine = a.engine
     if engine is None:
         try:
@@ -160,14 +181,11 @@ def main(argv=None) -> int:
             engine = "atheris"
         except ImportError:
             engine = "simple"
-    sys.path.insert(0, HERE)
     targets = TARGETS if a.target == "all" else (a.target,)
     if engine == "simple":
-        return max(run_simple(t, a.runs, a.seed) for t in targets)
-    if a.corpus:
-        return run_atheris(targets[0], a.runs, a.seed, a.seconds, a.corpus)
-    import fuzz_targets as ft
-    world = ft.load_world()
+        return max(run_simple(t, a.runs, a.seed, fixture=fixture) for t in targets)
+    from qmailverify.testing.fuzz import targets as ft
+    world = ft.load_world(fixture)
     rc = 0
     for t in targets:                  # libFuzzer ends its process: one each
         corpus = tempfile.mkdtemp(prefix=f"qv-fuzz-{t}-")
@@ -175,14 +193,11 @@ def main(argv=None) -> int:
             for i, s in enumerate(ft.seeds(t, world)):
                 with open(os.path.join(corpus, f"seed{i}"), "wb") as f:
                     f.write(s)
-            rc = max(rc, subprocess.call([sys.executable, os.path.abspath(__file__),
+            rc = max(rc, subprocess.call([sys.executable, "-m", "qmailverify.testing.fuzz",
                                           "--runs", str(a.runs), "--target", t,
                                           "--engine", "atheris", "--seed", str(a.seed),
-                                          "--seconds", str(a.seconds), "--corpus", corpus]))
+                                          "--seconds", str(a.seconds), "--fixture", fixture,
+                                          "--corpus", corpus]))
         finally:
             shutil.rmtree(corpus, ignore_errors=True)
     return rc
-
-
-if __name__ == "__main__":
-    sys.exit(main())
