@@ -11,7 +11,7 @@ from helpers import executable
 from qmailverify import __version__
 
 PROGRAMS = ["qmail-verify", "verify-query", "verify-migrate", "qmail-verify-conf",
-            "qmail-verify-demo", "qmail-verify-status"]
+            "qmail-logmsg-conf", "qmail-verify-demo", "qmail-verify-status"]
 
 
 def run(args, stdout=subprocess.PIPE, **kw):
@@ -82,6 +82,13 @@ def test_conf_to_a_full_disk(tmp_path):
         pytest.skip("needs root (the log folder belongs to another account)")
     assert_one_fatal_line(full(["qmail-verify-conf", "root", "nobody", str(tmp_path / "s")]),
                           "qmail-verify-conf")
+
+
+def test_logmsg_conf_to_a_full_disk(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the log folder belongs to another account)")
+    assert_one_fatal_line(full(["qmail-logmsg-conf", "nobody", "nobody", str(tmp_path / "s")]),
+                          "qmail-logmsg-conf")
 
 
 def test_demo_to_a_full_disk():

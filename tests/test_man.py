@@ -98,7 +98,13 @@ def test_the_other_pages_say_what_their_tests_show():
     assert "state: restarting" in status and "last fatal:" in status
     migrate = text("verify-migrate.8")
     assert "carriage return" in migrate and "must be an IPv4 or IPv6 address" in migrate
+    logmsgconf = text("qmail-logmsg-conf.8")
+    assert "softlimit -m 30000000" in logmsgconf and "owns log/main and nothing else" in logmsgconf
+    assert "update-service --add /dir" in logmsgconf and "update-service --add /dir" in conf
+    assert "There is no log/status" in conf
+    assert "/etc/service/qmail-verify (Debian's daemontools-run), then /service/qmail-verify" \
+        in status
     for page in ("qmail-verify.8", "verify-query.1", "verify-migrate.8", "qmail-verify-conf.8",
-                 "qmail-verify-status.8", "qmail-verify-demo.1"):
+                 "qmail-logmsg-conf.8", "qmail-verify-status.8", "qmail-verify-demo.1"):
         body = text(page)
         assert "-h Print the usage and exit 0" in body or "-h prints the usage" in body, page
