@@ -94,10 +94,11 @@ def run(argv: list[str]) -> int:
     log = servicedir.account(PROG, a.logacct)
     servicedir.make(PROG, a.dir, render(a.acct, a.logacct, a.rules, a.qmailhome, program), log)
     svc, start = servicedir.start_hint(a.dir)
+    text = a.rules.removesuffix(".cdb")
     rules = "" if os.path.exists(a.rules) else (
         f"  rules:     {a.rules} does not exist yet: tcpserver drops every connection"
         f" until it does\n"
-        f"             (tcprules {a.rules} {a.rules}.tmp < RULES-FILE; INSTALL, 5)\n")
+        f"             (tcprules {a.rules} {text}.tmp < {text}: INSTALL, 4 B)\n")
     print(f"{PROG}: made {a.dir}\n{rules}{start}"
           f"  check it:  svstat {svc}; tail {a.dir}/log/main/current")
     return 0

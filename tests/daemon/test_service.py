@@ -197,6 +197,7 @@ def test_the_daemon_under_svscan(svscan, demo_tree):
     assert r.returncode == 0, r.stderr
     assert f"{service}: up (pid {pid})" in r.stdout
     assert f"title: qmail-verify 127.0.0.1:{port}: " in r.stdout
+    assert re.search(r"^title: .* controls loaded [\d-]+ [\d:]+$", r.stdout, re.M), r.stdout
     assert "controls reloaded." in r.stdout
     assert r.stdout.endswith("alice@mail.demo.example: deliverable (alice)\n")
 

@@ -64,6 +64,9 @@ def test_roll_back_removes_every_man_link_step_1_makes():
     removed = sorted(re.findall(r"/usr/local/share/man/(man\d/[^\s]+)", step(7).split(
         "rm -f ", 1)[1]))
     assert removed == linked
+    assert ("rmdir --ignore-fail-on-non-empty /usr/local/share/man/man1 "
+            "/usr/local/share/man/man8" in commands(step(7)))
+    assert "mkdir -p /usr/local/share/man/man1 /usr/local/share/man/man8" in commands(step(1))
     # and what this installation holds is just that
     data = Path(sysconfig.get_path("data")) / "share" / "man"
     if not (data / "man8" / "qmail-verify.8").exists():
@@ -131,7 +134,9 @@ def test_steps_4_to_6_through_tcpserver(work, demo_tree, verifyd):
     service = work / "qmail-smtpd"
     r = logmsg_conf("root", "nobody", str(service), str(cdb), env={"QMAILHOME": str(qmail)})
     assert r.returncode == 0, r.stderr
-    assert f"  rules:     {cdb} does not exist yet: tcpserver drops every connection" in r.stdout
+    assert (f"  rules:     {cdb} does not exist yet: tcpserver drops every connection until"
+            f" it does\n             (tcprules {cdb} {rules}.tmp < {rules}: INSTALL, 4 B)\n"
+            in r.stdout)
     assert (service / "log" / "main").stat().st_uid == 65534
     assert (service / "run").stat().st_uid == 0 and not (service / "log" / "status").exists()
     assert (service / "env" / "QMAILHOME").read_text() == f"{qmail}\n"
