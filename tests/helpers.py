@@ -43,6 +43,26 @@ def need_root():
         pytest.skip("needs root: the fixture's homes belong to other uids")
 
 
+def need_system(*programs):
+    """Skip unless root and the programs (Debian's daemontools, ucspi-tcp) are here."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (service files are owned by root and the log account)")
+    for p in programs:
+        if shutil.which(p) is None:
+            pytest.skip(f"{p} (Debian's daemontools or ucspi-tcp) is not installed")
+
+
+def wait(predicate, what, timeout=20.0):
+    """predicate's first true value, polled; what names it when it never comes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def world_tempdir(prefix="qv-") -> Path:
     """A temporary folder every uid can traverse (stats as users need it)."""
     root = Path(tempfile.mkdtemp(prefix=prefix))

@@ -13,7 +13,7 @@ from qmailverify import __version__
 pytestmark = pytest.mark.system   # runs the installed programs, as root
 
 PROGRAMS = ["qmail-verify", "verify-query", "verify-migrate", "qmail-verify-conf",
-            "qmail-verify-demo", "qmail-verify-status"]
+            "qmail-logmsg-conf", "qmail-verify-demo", "qmail-verify-status"]
 
 
 def run(args, stdout=subprocess.PIPE, **kw):
@@ -84,6 +84,13 @@ def test_conf_to_a_full_disk(tmp_path):
         pytest.skip("needs root (the log folder belongs to another account)")
     assert_one_fatal_line(full(["qmail-verify-conf", "root", "nobody", str(tmp_path / "s")]),
                           "qmail-verify-conf")
+
+
+def test_logmsg_conf_to_a_full_disk(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root (the log folder belongs to another account)")
+    assert_one_fatal_line(full(["qmail-logmsg-conf", "nobody", "nobody", str(tmp_path / "s")]),
+                          "qmail-logmsg-conf")
 
 
 def test_demo_to_a_full_disk():

@@ -87,6 +87,12 @@ def test_the_other_pages_say_what_their_tests_show():
     assert "controlling user" in vq and "not necessarily an account" in vq
     assert "one pair of angle brackets" in vq and "longer than 896 bytes is not asked" in vq
     assert "more than 0 and at most 3600" in vq
+    assert "address: not checked: not our domain" in vq
+    assert "0 if every address is deliverable or not checked" in vq
+    logmsg = text("qmail-logmsg.8")
+    assert "Unverified mailbox at RCPT time: <address> (550 given)" in logmsg
+    assert "Unverified mailbox(es) at DATA time: <address> (554 given;" in logmsg
+    assert "The patch logs those two alone" in logmsg and "Counting refused recipients" in logmsg
     assert "not necessarily an account" in text("qmail-verify-demo.1")
     conf = text("qmail-verify-conf.8")
     assert "multilog t s16777215 n20 ./main" in conf and "100,000 queries" in conf
@@ -94,7 +100,13 @@ def test_the_other_pages_say_what_their_tests_show():
     assert "state: restarting" in status and "last fatal:" in status
     migrate = text("verify-migrate.8")
     assert "carriage return" in migrate and "must be an IPv4 or IPv6 address" in migrate
+    logmsgconf = text("qmail-logmsg-conf.8")
+    assert "softlimit -m 30000000" in logmsgconf and "owns log/main and nothing else" in logmsgconf
+    assert "update-service --add /dir" in logmsgconf and "update-service --add /dir" in conf
+    assert "There is no log/status" in conf
+    assert "/etc/service/qmail-verify (Debian's daemontools-run), then /service/qmail-verify" \
+        in status
     for page in ("qmail-verify.8", "verify-query.1", "verify-migrate.8", "qmail-verify-conf.8",
-                 "qmail-verify-status.8", "qmail-verify-demo.1"):
+                 "qmail-logmsg-conf.8", "qmail-verify-status.8", "qmail-verify-demo.1"):
         body = text(page)
         assert "-h Print the usage and exit 0" in body or "-h prints the usage" in body, page

@@ -34,6 +34,11 @@ def keep_command_name() -> None:
         _prctl(PR_SET_NAME, COMMAND, 0, 0, 0)
 
 
+def answered_text(n: int) -> str:
+    """"1 query answered", "2 queries answered": the title is read by people."""
+    return f"{n} {'query' if n == 1 else 'queries'} answered"
+
+
 class Title:
     """Where we listen, how much we did, when the controls were loaded."""
 
@@ -55,7 +60,7 @@ class Title:
         if not force and now - self.when < 1.0:
             return
         setproctitle.setproctitle(
-            f"qmail-verify {self.where}: {answered} queries answered,"
+            f"qmail-verify {self.where}: {answered_text(answered)},"
             f" controls loaded {self.loaded}")
         keep_command_name()
         self.shown, self.when = (answered, self.loaded), now

@@ -55,6 +55,13 @@ DELIVERABLE = 0
 UNDELIVERABLE = 1
 TEMPORARY = 2
 
+# Decision points (the high nibble) of the two "deliverable" answers that
+# checked nothing: a domain neither locals nor virtualdomains has, and a
+# virtualdomains exception (an empty prefix).  Relaying is qmail-smtpd's
+# business; a client may say so, never act on it.
+NOT_OURS = 1
+VIRTUAL_EXCEPTION = 2
+
 
 ParsedQuery = namedtuple("ParsedQuery", "address extended")        # bytes, bool
 

@@ -10,7 +10,8 @@ the rule that made it.
 """
 
 from qmailverify.errors import Trouble
-from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from qmailverify.protocol.wire import (DELIVERABLE, NOT_OURS, TEMPORARY, UNDELIVERABLE,
+                                      VIRTUAL_EXCEPTION)
 from qmailverify.qmail.model import Controls, Found, System, Verdict
 
 GETPW_USERLEN = 32   # qmail-getpw: a user name part must be shorter
@@ -136,9 +137,9 @@ def decide(addr: bytes, c: Controls, system: System,
     else:                                           # 5
         prefix = virtual_prefix(a, at, c.virtualdomains)
         if prefix is None:
-            return Verdict(DELIVERABLE, 1)
+            return Verdict(DELIVERABLE, NOT_OURS)
         if not prefix:
-            return Verdict(DELIVERABLE, 2)
+            return Verdict(DELIVERABLE, VIRTUAL_EXCEPTION)
         name = prefix + b"-" + local
 
     try:                                            # 6

@@ -125,10 +125,10 @@ class Commands:
         elif answer.code == UNDELIVERABLE and p.deferred:
             self.forward(line, "rcpt", (addr, True))
         elif answer.code == UNDELIVERABLE and p.rollout == SOFT:
-            self.log(b"Unverified mailbox at RCPT time (soft: 450)")
+            self.log(b"Unverified mailbox at RCPT time (soft: 450): " + shown)
             self.to_client += R450SOFT
         elif answer.code == UNDELIVERABLE:
-            self.log(b"Unverified mailbox at RCPT time")
+            self.log(b"Unverified mailbox at RCPT time: " + shown)
             self.to_client += R550
         elif answer.remote and p.rollout == LOG:
             self.log(b"Would defer " + shown + b" at RCPT time (log-only): temporary failure ("
@@ -143,11 +143,13 @@ class Commands:
                       "verification failure")
 
     def smtp_DATA(self, line, arg):
-        if self.view.txn.failed and self.policy.rollout == SOFT:
-            self.log(b"Unverified mailbox(es) at DATA time (soft: 451)")
+        failed = self.view.txn.failed
+        shown = b" ".join(b"<" + clean(addr) + b">" for addr in failed)
+        if failed and self.policy.rollout == SOFT:
+            self.log(b"Unverified mailbox(es) at DATA time (soft: 451): " + shown)
             self.to_client += R451SOFT
-        elif self.view.txn.failed:
-            self.log(b"Unverified mailbox(es) at DATA time")
+        elif failed:
+            self.log(b"Unverified mailbox(es) at DATA time: " + shown)
             self.to_client += R554
         else:
             self.forward(line, "data", None)

@@ -14,7 +14,8 @@ from collections import Counter
 RECIPIENT = re.compile(rb"^Recipient <(.*)>$")
 REFUSED = re.compile(rb"^Recipient <(.*)> refused: (\d{3})(.*)")
 CONTROLS = re.compile(rb"^(?:421 )?unable to read controls")
-# The shim's own refusal of the recipient it logged last, by message start.
+# The shim's own refusal of the recipient it logged last, by message start
+# (the C patch's words start the first two, the address follows them).
 SHIM_REFUSAL = ((b"Unverified mailbox at RCPT time (soft", "soft"),
                 (b"Unverified mailbox at RCPT time", "unverified"),
                 (b"Temporary failure at RCPT time (", "qv-temp"),
@@ -25,6 +26,9 @@ SHIM_REFUSAL = ((b"Unverified mailbox at RCPT time (soft", "soft"),
 TALLIES = (("soft_data", b"Unverified mailbox(es) at DATA time (soft"),
            ("would_refuse", b"Would refuse <"), ("would_defer", b"Would defer <"),
            ("delayed", b"Delaying RCPT reply "), ("harvest_421", b"Harvest limit: "))
+# The 554 to DATA in deferred mode: the C patch's words, alone in its log
+# and in older logs of ours, followed by ': <ADDRESS>' now.
+DATA_REFUSAL = b"Unverified mailbox(es) at DATA time"
 KEEP = frozenset(range(33, 127)) - frozenset(b"%,=:<>")
 
 
@@ -84,7 +88,7 @@ class LoggedSession:
             self.refuse(self.current, "controls-421")
         elif msg.startswith(b"Sender <") and msg.endswith(b">"):
             self.sender, self.current = msg[8:-1], None
-        elif msg == b"Unverified mailbox(es) at DATA time":
+        elif msg == DATA_REFUSAL or msg.startswith(DATA_REFUSAL + b": "):
             self.refused_data += 1
         elif msg.startswith(b"Message accepted"):
             self.messages += 1

@@ -38,8 +38,9 @@ reasons   REASON:COUNT,... for those recipients ('-' none): 'unverified'
           cannot be parsed), 'harvest-421' (the harvest limit: 421 and the
           end), 'controls-421' (421 unable to read controls) or
           qmail-smtpd's own reply code
-refused_data  DATA commands answered 554 in deferred mode (which recipient
-          was bad is not logged, so these are in no list)
+refused_data  DATA commands answered 554 in deferred mode; the recipient
+          the line names was taken at RCPT time, so it counts as accepted
+          and is in no list
 messages  messages accepted
 controls_421  1 if the session ended with '421 unable to read controls'
           (a shim line starting 'unable to read controls', at the greeting

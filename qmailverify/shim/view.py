@@ -28,11 +28,13 @@ COMMAND, BODY, AUTHLINE, OPAQUE, EXIT = "command", "body", "authline", "opaque",
 
 
 class Transaction:
-    """qmail-smtpd's seenmail and recipient count, and VERIFY's deferred failure."""
+    """qmail-smtpd's seenmail and recipient count, and VERIFY's deferred
+    failure: the recipients qmail-verify refused that qmail-smtpd took (in
+    deferred mode; the DATA refusal names them)."""
     __slots__ = ("open", "recipients", "failed")
 
     def __init__(self, open_: bool = False):
-        self.open, self.recipients, self.failed = open_, 0, False
+        self.open, self.recipients, self.failed = open_, 0, []
 
 
 TIMEOUT_REPLY = b"451 timeout (#4.4.2)"
@@ -85,7 +87,8 @@ class View:
         addr, bad = arg
         if 200 <= code < 300:
             self.txn.recipients += 1
-            self.txn.failed = self.txn.failed or bad
+            if bad:
+                self.txn.failed.append(addr)
             return COMMAND, []
         return COMMAND, [b"Recipient <" + clean(addr or b"") + b"> refused: " + first_line(reply)]
 

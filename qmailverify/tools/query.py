@@ -10,6 +10,8 @@ SERVER is written as in VERIFY (":10101", "192.168.1.1:10101",
     ADDRESS: deliverable (USER)
     ADDRESS: not deliverable
     ADDRESS: temporary failure: REASON
+    ADDRESS: not checked: not our domain
+    ADDRESS: not checked: not our domain (a virtualdomains exception)
 
 ADDRESS is cleaned as in the daemon's log, so each answer is one line.
 USER is the controlling user: the name qmail looked up (a user, a
@@ -20,8 +22,14 @@ and so does one pair of angle brackets ("<x@y>" asks about x@y).  An
 address longer than the daemon reads whole (protocol.wire.ADDRESS_MAX) is not
 asked: a warning on stderr says so, and it counts as not deliverable.
 
-Exit 0 if every address is deliverable, 100 if any is not (and none
-failed), 111 if any failed temporarily (or on a usage error: 100).  Up to
+"not checked": the domain is neither in locals nor virtual, or a
+virtualdomains line with an empty prefix sends it elsewhere; the daemon
+answered "deliverable" without looking (qmail-smtpd's rcpthosts decides
+about relaying, and qmail-logmsg never asks about such a domain).
+
+Exit 0 if every address is deliverable or not checked (qmail-verify lets
+each through), 100 if any is not (and none failed), 111 if any failed
+temporarily (or on a usage error: 100).  Up to
 N queries (default 32) are in flight at once, each on its own socket; a
 progress line goes to stderr when stderr is a terminal.
 """
@@ -38,7 +46,8 @@ from qmailverify.errors import Fatal, errtext
 from qmailverify.protocol.addrspec import AddressError, parse_server
 from qmailverify.protocol.client import TIMEOUT, PendingQuery, timeout_answer
 from qmailverify.protocol.verifyenv import SetupError, ignored, parse_server_part
-from qmailverify.protocol.wire import ADDRESS_MAX, DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from qmailverify.protocol.wire import (ADDRESS_MAX, DELIVERABLE, NOT_OURS, TEMPORARY,
+                                      UNDELIVERABLE, VIRTUAL_EXCEPTION)
 
 USAGE = "verify-query: usage: verify-query [-s server] [-t seconds] [-c inflight] address ... | -"
 
@@ -94,7 +103,14 @@ def tidy(address: bytes) -> bytes:
     return address
 
 
+# The answer's decision point says only how to word it, never the exit code.
+UNCHECKED = {NOT_OURS: b"not checked: not our domain",
+             VIRTUAL_EXCEPTION: b"not checked: not our domain (a virtualdomains exception)"}
+
+
 def describe_answer(answer) -> bytes:
+    if answer.code == DELIVERABLE and not answer.user and answer.position in UNCHECKED:
+        return UNCHECKED[answer.position]
     if answer.code == DELIVERABLE:
         return b"deliverable" + (b" (" + clean(answer.user) + b")" if answer.user else b"")
     if answer.code == UNDELIVERABLE:

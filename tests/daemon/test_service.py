@@ -3,6 +3,7 @@ qmail-verify-conf, under Debian's real svscan, supervise and multilog."""
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -11,30 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import executable, free_port, world_tempdir
+from helpers import executable, free_port, need_system as need, wait, world_tempdir
 
 from qmailverify.protocol.client import ask
-from qmailverify.tools.conf import render, service_folder
+from qmailverify.tools import logmsgconf, servicedir
+from qmailverify.tools.conf import render
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def need(*programs):
-    if os.geteuid() != 0:
-        pytest.skip("needs root (service files are owned by root and the log account)")
-    for p in programs:
-        if shutil.which(p) is None:
-            pytest.skip(f"{p} (Debian's daemontools) is not installed")
-
-
-def wait(predicate, what, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def svstat_pid(service: Path) -> int | None:
@@ -75,14 +59,25 @@ def conf(*args, env=None):
                           text=True, env={"PATH": os.environ["PATH"], **(env or {})})
 
 
-def test_the_shipped_service_directory_is_what_conf_makes():
-    shipped = REPO / "service" / "qmail-verify"
-    for rel, content, mode, _ in render("root", "qmaill", "127.0.0.1:11113", "/var/qmail",
-                                        "/opt/qmailverify/bin/qmail-verify"):
+@pytest.mark.parametrize("name,made", [
+    ("qmail-verify", render("root", "qmaill", "127.0.0.1:11113", "/var/qmail",
+                            "/opt/qmailverify/bin/qmail-verify")),
+    ("qmail-smtpd", logmsgconf.render("qmaild", "qmaill", "/etc/tcp.smtp.cdb", "/var/qmail",
+                                      "/opt/qmailverify/bin/qmail-logmsg"))])
+def test_the_shipped_service_directories_are_what_the_conf_tools_make(name, made):
+    """All but log/main, which belongs to the log account: git and cp keep
+    no owners, so a copied log/main would be root's and multilog could not
+    lock it."""
+    shipped = REPO / "service" / name
+    files = {str(p.relative_to(shipped)) for p in shipped.rglob("*")}
+    assert files == {rel for rel, _, _, logowned in made if not logowned}
+    for rel, content, mode, logowned in made:
         path = shipped / rel
+        if logowned:
+            continue
         if content is None:
             assert path.is_dir(), rel
-        elif rel != "log/status":
+        else:
             assert path.read_text() == content, rel
             assert path.stat().st_mode & 0o777 == mode & 0o777, rel
 
@@ -101,10 +96,11 @@ def test_conf_refuses_bad_arguments_and_existing_folders(tmp_path):
     r = conf("root", "nobody", str(tmp_path))
     assert r.returncode == 111 and "file exists" in r.stderr
     r = conf("root", "nobody", str(tmp_path / "x"))
-    assert r.returncode == 0 and f"ln -s {tmp_path}/x {service_folder()}/x\n" in r.stdout
+    assert r.returncode == 0 and servicedir.start_hint(str(tmp_path / "x"))[1] in r.stdout
     main = tmp_path / "x" / "log" / "main"
     assert main.stat().st_uid == 65534 and (tmp_path / "x" / "run").stat().st_uid == 0
     assert (tmp_path / "x" / "env" / "LISTEN").read_text() == "127.0.0.1:11113\n"
+    assert not (tmp_path / "x" / "log" / "status").exists()
 
 
 def run_program(service: Path) -> str:
@@ -136,19 +132,31 @@ def test_conf_names_the_qmail_verify_of_its_own_installation(tmp_path):
     assert r.returncode == 100 and r.stderr.startswith("qmail-verify: usage:")
 
 
-def test_conf_hint_names_the_folder_svscan_watches(tmp_path, monkeypatch, capsys):
+def test_conf_hint_says_how_to_hand_the_folder_to_svscan(tmp_path, monkeypatch, capsys):
     need()
     from qmailverify.tools import conf as conf_module
     real_isdir = os.path.isdir
-    for exists, folder in ((True, "/etc/service"), (False, "/service")):
-        monkeypatch.setattr(conf_module.os.path, "isdir",
-                            lambda p: exists if p == "/etc/service" else real_isdir(p))
-        target = tmp_path / f"qv-{exists}"
+    cases = ((True, "/usr/sbin/update-service"), (True, None), (False, None))
+    for n, (etc_service, update) in enumerate(cases):
+        monkeypatch.setattr(servicedir.os.path, "isdir",
+                            lambda p: etc_service if p == "/etc/service" else real_isdir(p))
+        monkeypatch.setattr(servicedir, "update_service", lambda: update)
+        target = tmp_path / f"qv-{n}"
         assert conf_module.main(["root", "nobody", str(target)]) == 0
         out = capsys.readouterr().out
-        assert f"ln -s {target} {folder}/{target.name}\n" in out
-        assert f"({folder} is the folder svscan watches: " in out
-        assert ("Debian's daemontools-run;" in out) == exists
+        if update:
+            assert (f"  start it:  update-service --add {target}\n"
+                    f"             (Debian's daemontools-run: svscan watches /etc/service)\n"
+                    in out)
+            assert f"qmail-verify-status /etc/service/{target.name}\n" in out
+        elif etc_service:
+            assert (f"  start it:  ln -s {target} /etc/service/{target.name}\n"
+                    f"             (svscan watches /etc/service)\n" in out)
+        else:
+            assert (f"  start it:  ln -s {target} /service/{target.name}\n"
+                    f"             (svscan watches /service in djb's layout)\n" in out)
+        # a hint, not a complaint: no "not here", no "fatal", no "warning"
+        assert "not here" not in out and "fatal" not in out and "warning" not in out
 
 
 @pytest.mark.system
@@ -192,6 +200,7 @@ def test_the_daemon_under_svscan(svscan, demo_tree):
     assert r.returncode == 0, r.stderr
     assert f"{service}: up (pid {pid})" in r.stdout
     assert f"title: qmail-verify 127.0.0.1:{port}: " in r.stdout
+    assert re.search(r"^title: .* controls loaded [\d-]+ [\d:]+$", r.stdout, re.M), r.stdout
     assert "controls reloaded." in r.stdout
     assert r.stdout.endswith("alice@mail.demo.example: deliverable (alice)\n")
 
@@ -212,7 +221,8 @@ def test_the_daemon_under_svscan(svscan, demo_tree):
 
 
 @pytest.mark.parametrize("page", ["man1/verify-query.1", "man8/qmail-verify.8", "man8/qmail-logmsg.8",
-                                  "man8/qmail-verify-conf.8", "man8/verify-migrate.8",
+                                  "man8/qmail-verify-conf.8", "man8/qmail-logmsg-conf.8",
+                                  "man8/verify-migrate.8",
                                   "man8/qmail-verify-status.8", "man1/qmail-verify-demo.1"])
 @pytest.mark.system
 def test_man_pages_are_installed_and_render_cleanly(page):
@@ -258,9 +268,9 @@ def test_the_example_qmail_smtpd_service_is_a_valid_script():
         r = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
     run = (REPO / "service/qmail-smtpd/run").read_text()
-    assert "-x /etc/tcp.smtp.cdb" in run
+    assert "-x /etc/tcp.smtp.cdb" in run and "softlimit -m 30000000" in run
     # programs by absolute path, where INSTALL puts them (svscanboot's PATH has no venv)
-    assert "\n    /opt/qmailverify/bin/qmail-logmsg /var/qmail/bin/qmail-smtpd\n" in run
+    assert '\n    /opt/qmailverify/bin/qmail-logmsg "$QMAILHOME/bin/qmail-smtpd"\n' in run
     assert (REPO / "service/qmail-verify/run").read_text().endswith(
         " /opt/qmailverify/bin/qmail-verify\n")
     assert "python3 -m venv /opt/qmailverify" in (REPO / "INSTALL").read_text()
@@ -378,3 +388,34 @@ def test_the_log_keeps_a_busy_burst(tmp_path):
         current = (work / "main" / "current").read_bytes()
         assert current.count(b"\n") == 100_000
         assert sorted(p.name for p in (work / "main").iterdir() if p.name.startswith("@")) == []
+
+
+@pytest.mark.system
+def test_status_without_a_folder_looks_where_svscan_does(tmp_path):
+    """/etc/service/qmail-verify (Debian's daemontools-run), else
+    /service/qmail-verify (djb's layout), as qmail-verify-conf's hint says."""
+    need()
+    status = executable("qmail-verify-status")
+    env = {"PATH": os.environ["PATH"]}
+    if not any(os.path.isdir(d) for d in ("/etc/service/qmail-verify", "/service/qmail-verify")):
+        r = subprocess.run([status], capture_output=True, text=True, env=env, timeout=60)
+        assert (r.returncode, r.stdout) == (111, "")
+        assert r.stderr == ("qmail-verify-status: fatal: no service directory "
+                            "/etc/service/qmail-verify or /service/qmail-verify "
+                            "(name it: qmail-verify-status DIR)\n")
+    folders = [f for f in ("/etc/service", "/service") if os.path.isdir(f)]
+    if not folders:
+        pytest.skip("neither /etc/service nor /service exists to look in (daemontools-run)")
+    # in a mount namespace of its own, an empty svscan folder with the service in it
+    r = conf("root", "nobody", str(tmp_path / "qv"))
+    assert r.returncode == 0, r.stderr
+    for folder in folders:
+        script = (f"mount -t tmpfs tmpfs {folder} && ln -s {tmp_path}/qv {folder}/qmail-verify"
+                  f" && exec {shlex.quote(status)}")
+        r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True,
+                           text=True, env=env, timeout=60)
+        if "unshare failed" in r.stderr or "mount: " in r.stderr:
+            pytest.skip(f"no private mount namespace here: {r.stderr.strip()}")
+        assert r.returncode == 111 and "state: unsupervised\n" in r.stdout, r.stdout + r.stderr
+        assert r.stderr == (f"qmail-verify-status: fatal: supervise is not running on "
+                            f"{folder}/qmail-verify (is it linked into svscan's folder?)\n")

@@ -14,7 +14,7 @@ from helpers import env_for, wait_until
 
 def titled(d):
     """Wait until the daemon has set its title (it does so as it starts)."""
-    return wait_until(lambda: b"queries answered" in Path(f"/proc/{d.proc.pid}/cmdline")
+    return wait_until(lambda: b" answered, controls loaded" in Path(f"/proc/{d.proc.pid}/cmdline")
                       .read_bytes())
 
 
@@ -30,14 +30,14 @@ def test_process_tools_find_it_by_name_after_a_title_change(p1_tree, start):
     d = start(env_for(p1_tree))
     titled(d)
     d.ask(b"kim@example.com")
-    wait_until(lambda: b" 1 queries answered" in Path(f"/proc/{d.proc.pid}/cmdline").read_bytes())
+    wait_until(lambda: b" 1 query answered," in Path(f"/proc/{d.proc.pid}/cmdline").read_bytes())
     assert Path(f"/proc/{d.proc.pid}/comm").read_text() == "qmail-verify\n"
     assert d.proc.pid in pids("pgrep", "-x", "qmail-verify")
     assert d.proc.pid in pids("pidof", "qmail-verify")
     assert d.proc.pid in pids("ps", "-C", "qmail-verify", "-o", "pid=")
     args = subprocess.run(["ps", "-o", "args=", "-p", str(d.proc.pid)], capture_output=True,
                           text=True).stdout
-    assert args.startswith(f"qmail-verify 127.0.0.1:{d.port}: 1 queries answered")
+    assert args.startswith(f"qmail-verify 127.0.0.1:{d.port}: 1 query answered, controls loaded ")
 
 
 STATS = re.compile(r"qmail-verify: stats: queries=(\d+) permitted=(\d+) denied=(\d+) "

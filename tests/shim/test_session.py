@@ -79,7 +79,8 @@ def test_half_closed_session_deferred_mode_refuses_data_and_queues_nothing():
                 verify="DEFER")
     assert codes(h)[:6] == [b"220", b"250", b"250", b"250", b"250", b"554"]
     assert b"DATA\r\n" not in h.server and h.smtpd.queued == []
-    assert b"Unverified mailbox(es) at DATA time" in messages(h)
+    # the patch's words where they start, then the recipient that failed
+    assert b"Unverified mailbox(es) at DATA time: <bad@local.test>" in messages(h)
 
 
 def test_commands_after_the_end_of_input_are_still_checked_in_order():
@@ -365,11 +366,11 @@ def test_a_socket_error_still_ends_the_session():
 def test_soft_rollout_answers_450_at_rcpt_and_451_at_data():
     h = at_once(SESSION, rollout=SOFT)
     assert codes(h)[3] == b"450" and rcpt(BAD) not in h.server
-    assert b"Unverified mailbox at RCPT time (soft: 450)" in messages(h)
+    assert b"Unverified mailbox at RCPT time (soft: 450): <bad@local.test>" in messages(h)
     h = at_once(SESSION, "DEFER", rollout=SOFT)
     assert codes(h)[3:7] == [b"250", b"250", b"250", b"451"]   # failed: the rest not asked
     assert b"DATA\r\n" not in h.server and h.smtpd.queued == []
-    assert b"Unverified mailbox(es) at DATA time (soft: 451)" in messages(h)
+    assert b"Unverified mailbox(es) at DATA time (soft: 451): <bad@local.test>" in messages(h)
 
 
 def test_log_only_rollout_logs_and_accepts_in_both_modes():

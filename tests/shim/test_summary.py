@@ -335,3 +335,43 @@ def test_the_new_shim_outcomes_are_counted():
     assert (total["delayed"], total["harvest_421"], total["soft_data"], total["would_refuse"]) == \
         ("2", "1", "1", "1")
     assert total["reasons"] == "harvest-421:1,qv-temp:1,soft:1,unverified:1"
+
+
+def test_refusal_lines_that_name_the_address_are_counted_as_the_bare_ones():
+    """The C patch's words start the line, the address follows: both forms
+    (older logs have the bare words) count alike."""
+    a, b = (P % (5, b"10.0.0.5"), P % (6, b"10.0.0.6"))
+    log = [a + b"New session\n",
+           a + b"Recipient <nosuch@test.example>\n",
+           a + b"Unverified mailbox at RCPT time: <nosuch@test.example>\n",
+           a + b"Recipient <soft@test.example>\n",
+           a + b"Unverified mailbox at RCPT time (soft: 450): <soft@test.example>\n",
+           a + b"Recipient <ok@test.example>\n",
+           a + b"Session ended: QUIT\n",
+           b + b"New session\n",
+           b + b"Recipient <bad@test.example>\n", b + b"Recipient <ok@test.example>\n",
+           b + b"Unverified mailbox(es) at DATA time: <bad@test.example>\n",
+           b + b"Recipient <bad2@test.example>\n",
+           b + b"Unverified mailbox(es) at DATA time (soft: 451): <bad2@test.example>\n",
+           b + b"Session ended: QUIT\n"]
+    (first, second), total = sessions_and_total(run(log))
+    assert (first["accepted"], first["refused"], first["reasons"]) == ("1", "2", "soft:1,unverified:1")
+    assert [decode(r) for r in first["refused_rcpts"].split(",")] == [
+        "nosuch@test.example", "soft@test.example"]
+    assert (second["refused_data"], second["soft_data"], second["accepted"]) == ("1", "1", "3")
+    assert (total["refused"], total["refused_data"], total["soft_data"]) == ("2", "1", "1")
+
+
+def test_a_deferred_refusal_the_shim_wrote_is_counted(shim, tmp_path):
+    s = shim(VERIFY="DEFER,:PORT")
+    with smtplib.SMTP("127.0.0.1", s.port, timeout=10) as c:
+        c.helo("x")
+        c.mail("s@example.org")
+        c.rcpt(GOOD)
+        c.rcpt(BAD)
+        assert c.docmd("DATA")[0] == 554
+    log = s.wait_for("Session ended", count=2)
+    assert f": Unverified mailbox(es) at DATA time: <{BAD}>\n" in log
+    sessions, total = sessions_and_total(summary_of(s.logpath.read_bytes(), tmp_path))
+    assert (sessions[-1]["refused_data"], sessions[-1]["accepted"]) == ("1", "2")
+    assert total["refused_data"] == "1"

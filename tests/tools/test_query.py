@@ -22,7 +22,21 @@ def test_answers_and_exit_codes(verifyd):
     assert r.returncode == 100
     assert r.stdout.splitlines() == [b"alice@demo.example: deliverable (alice)",
                                      b"nobody@demo.example: not deliverable",
-                                     b"x@elsewhere.example: deliverable"]
+                                     b"x@elsewhere.example: not checked: not our domain"]
+    # not checked is not a refusal: qmail-verify lets it through, exit 0
+    r = vq(["-s", server, "alice@demo.example", "x@elsewhere.example"])
+    assert (r.returncode, r.stdout) == (0, b"alice@demo.example: deliverable (alice)\n"
+                                           b"x@elsewhere.example: not checked: not our domain\n")
+
+
+def test_a_virtualdomains_exception_is_not_checked_either():
+    from qmailverify.protocol.client import Answer
+    from qmailverify.tools.query import describe_answer
+    assert describe_answer(Answer(DELIVERABLE, position=2)) == (
+        b"not checked: not our domain (a virtualdomains exception)")
+    # a deliverable answer with a user is a real check, whatever its position
+    assert describe_answer(Answer(DELIVERABLE, b"alias", position=1)) == b"deliverable (alias)"
+    assert describe_answer(Answer(DELIVERABLE, b"carol", position=9)) == b"deliverable (carol)"
 
 
 @pytest.mark.system
@@ -44,7 +58,7 @@ def test_temporary_failures_exit_111(verifyd, demo_tree):
     assert r.returncode == 111
     assert r.stdout.splitlines() == [
         b"alice@demo.example: temporary failure: users/cdb is not a cdb file",
-        b"x@elsewhere.example: deliverable"]
+        b"x@elsewhere.example: not checked: not our domain"]
 
 
 @pytest.mark.system
@@ -150,7 +164,7 @@ def test_an_address_longer_than_the_daemon_reads_is_not_answered(verifyd):
     assert (len(fits), len(long)) == (896, 897)
     r = vq(["-s", f":{verifyd.port}", "alice@demo.example", long, fits])
     assert r.stdout.splitlines() == [b"alice@demo.example: deliverable (alice)",
-                                     fits + b": deliverable"]
+                                     fits + b": not checked: not our domain"]
     assert r.stderr == (b"verify-query: warning: not asked: an address of 897 bytes "
                         b"(alice@demo.examplexxxxxxxxxxxxxxxxxxxxxx...) is longer than the "
                         b"896 bytes qmail-verify reads\n")
