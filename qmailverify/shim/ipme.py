@@ -7,8 +7,6 @@ Computed once, and only when a bracketed address shows up; a failure is
 IpmeError (qmail-smtpd: "421 unable to figure out my IP addresses").
 """
 
-import fcntl
-
 from qmailverify.errors import errtext
 
 SIOCGIFCONF = 0x8912
@@ -23,6 +21,7 @@ class IpmeError(Exception):
 
 def own_addresses() -> set[bytes]:
     import array  # only a bracketed address needs them
+    import fcntl
     import socket
     import struct
     IFREQ = 40 if struct.calcsize("P") == 8 else 32    # sizeof(struct ifreq) on Linux

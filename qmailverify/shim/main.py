@@ -28,10 +28,9 @@ from qmailverify.protocol.verifyenv import (
 from qmailverify.qmail.controlfile import ControlError, read_first_line
 from qmailverify.shim.commands import R421CONTROLS, Policy
 from qmailverify.shim.ipme import Ipme
-from qmailverify.shim.pump import Pump, discard_input
+from qmailverify.shim.pump import Pump, discard_input, spawn
 from qmailverify.shim.rcpthosts import Rcpthosts
 from qmailverify.shim.session import Session
-from qmailverify.shim.spawn import spawn
 
 USAGE = "qmail-logmsg: usage: qmail-logmsg program [arg ...] | qmail-logmsg -s | -h | -V"
 
