@@ -30,7 +30,7 @@ def test_arbitrary_bytes_never_break_the_daemon(p1_tree, start):
 
     # a sample through the real socket and log; tests/testing/test_fuzz.py
     # drives get_reply() with many more inputs in process
-    @settings(max_examples=150, deadline=None, database=None,
+    @settings(max_examples=80, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(QUERIES)
     def one(query):
