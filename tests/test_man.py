@@ -110,3 +110,39 @@ def test_the_other_pages_say_what_their_tests_show():
                  "qmail-logmsg-conf.8", "qmail-verify-status.8", "qmail-verify-demo.1"):
         body = text(page)
         assert "-h Print the usage and exit 0" in body or "-h prints the usage" in body, page
+
+
+# which page documents the environment each package's code reads
+PAGE_OF = {"daemon": "qmail-verify.8", "system": "qmail-verify.8", "deep": "qmail-verify.8",
+           "hub": "qmail-verify.8", "shim": "qmail-logmsg.8", "protocol": "qmail-logmsg.8",
+           "tools/query.py": "verify-query.1", "tools/conf.py": "qmail-verify-conf.8",
+           "tools/demo.py": "qmail-verify-demo.1"}
+VARIABLE = re.compile(r"^(VERIFY(_[A-Z0-9]+)*|QMAILHOME|TCPREMOTEIP|MYSQL_UNIX_PORT|LISTEN|RELAYCLIENT)$")
+
+
+def variables_read(path: Path) -> set[str]:
+    import ast
+    return {node.value for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and VARIABLE.match(node.value)}
+
+
+def test_every_variable_a_program_reads_is_in_its_man_page():
+    package = REPO / "qmailverify"
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package).as_posix()
+        page = PAGE_OF.get(rel) or PAGE_OF.get(rel.split("/")[0])
+        if page is None:
+            continue
+        text = re.sub(r"\\f[BIRP]|\\", "", (REPO / "man" / page).read_text())   # font changes
+        missing += [f"{name} ({rel}) not in {page}" for name in sorted(variables_read(path))
+                    if not re.search(rf"\b{name}\b", text)]
+    assert missing == []
+
+
+def test_a_variable_missing_from_its_page_is_found(tmp_path):
+    code = tmp_path / "x.py"
+    code.write_text('import os\nos.environ.get("VERIFY_NOWHERE")\n')
+    assert variables_read(code) == {"VERIFY_NOWHERE"}
+    assert not re.search(r"\bVERIFY_NOWHERE\b", (REPO / "man" / "qmail-verify.8").read_text())
