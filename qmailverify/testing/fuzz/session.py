@@ -51,7 +51,8 @@ from qmailverify.protocol.verifyenv import parse_verify
 from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 from qmailverify.qmail.controlfile import ControlError
 from qmailverify.shim.ipme import IpmeError
-from qmailverify.shim.session import CHECK, DONE, HIGH_WATER, Policy, Session
+from qmailverify.shim.session import CHECK, DONE, HIGH_WATER, Policy
+from qmailverify.testing.fuzz.sessionpump import SessionPump
 from qmailverify.testing.smtpd import ACCEPTED, ME, OWN_IPS, QmailSmtpd, Rcpthosts
 
 PREFIX = b"qmail-smtpd: pid 1 from 10.0.0.1: "
@@ -92,7 +93,7 @@ def ipme_failing(ip):
     raise IpmeError("no such device")
 
 
-class Run:
+class Run(SessionPump):
     """One input: the session, the model, the scripted qmail-verify and the
     schedule; the judge of what the model takes (mail, rcpt, data), with
     its findings in .violations."""
@@ -103,13 +104,10 @@ class Run:
         stream = data[2:].replace(BIG, b" " * (HIGH_WATER + 16))
         self.violations = []
         self.last_answer = None            # (address, code) qmail-verify gave last
-        self.question = None
-        self.closed = False                # qmail-smtpd's input closed by the session
         self.failed = False                # the transaction the model holds is failed
-        self.client, self.logs = bytearray(), []
-        self.smtpd = QmailSmtpd(relayclient=self.config.relayclient, auth=True, tls=True,
-                                unavailable=self.config.greet_421, judge=self)
-        self.s = Session(self.config.policy())
+        super().__init__(self.config.policy(),
+                         QmailSmtpd(relayclient=self.config.relayclient, auth=True, tls=True,
+                                    unavailable=self.config.greet_421, judge=self))
         cuts = sorted({0, len(stream), *(self.rng.randrange(len(stream) + 1)
                                          for _ in range(self.rng.randrange(12)))})
         self.chunks = [stream[a:b] for a, b in zip(cuts, cuts[1:])]
@@ -150,21 +148,9 @@ class Run:
     # -- the pump's side --------------------------------------------------------
     def collect(self) -> None:
         s = self.s
-        self.client += s.to_client
-        s.to_client.clear()
-        self.logs += s.logs
-        s.logs.clear()
-        if s.ask is not None:
-            self.question, s.ask = s.ask, None
-        if s.to_server:
-            if self.closed or s.phase == DONE:
-                self.violation(f"forwarded after the session ended: {bytes(s.to_server[:60])!r}")
-            if not self.smtpd.exited:
-                self.smtpd.feed(bytes(s.to_server))
-            s.to_server.clear()
-        if s.close_input and not self.closed:
-            self.closed = True
-            self.smtpd.end()
+        if s.to_server and (self.smtpd.eof or s.phase == DONE):
+            self.violation(f"forwarded after the session ended: {bytes(s.to_server[:60])!r}")
+        super().collect()
 
     def answer(self) -> None:
         q, self.question = self.question, None
@@ -189,13 +175,7 @@ class Run:
             s.answer(Answer(code, b"user", position=11))
 
     def moves(self, i: int, ended: bool) -> list[str]:
-        found = []
-        if self.smtpd.out:
-            found.append("server")
-        elif self.smtpd.exited and self.s.phase != DONE:
-            found.append("server_end")
-        if self.question is not None:
-            found.append("answer")
+        found = super().moves()
         if not ended:
             if i < len(self.chunks):
                 if self.s.wants_input():
@@ -226,19 +206,13 @@ class Run:
             if move == "client":
                 s.client_data(self.chunks[i])
                 i += 1
+                self.collect()
             elif move == "end":
                 ended = True
                 s.client_end() if self.ending == "end" else s.client_gone()
-            elif move == "server":
-                n = rng.randint(1, len(smtpd.out))
-                data = bytes(smtpd.out[:n])
-                del smtpd.out[:n]
-                s.server_data(data)
-            elif move == "server_end":
-                s.server_end()
+                self.collect()
             else:
-                self.answer()
-            self.collect()
+                self.move(move, rng)
             if step > 100_000:
                 self.violation("the session does not settle")
                 break
