@@ -7,10 +7,13 @@ Run as
 
 (runner.py says how); the test suite runs a short run of every target.
 
-  runner.py    the options, the engines and the structure-aware mutator
-  targets.py   what is checked, one function a target
-  world.py     the system the checks run against: P1 in memory
-  session.py   the session target: the shim against the qmail-smtpd model
+  runner.py       the options, the engines and the structure-aware mutator
+  targets.py      what is checked, one function a target
+  world.py        the system the checks run against: P1 in memory
+  session.py      the session target: the shim against the qmail-smtpd model
+  sessionpump.py  the shim's session and the qmail-smtpd model wired in
+                  process, the pump's part played by hand (the session's
+                  tests drive it too)
 
 May import: every package but tools, as it drives the daemon's and the
 shim's cores; kept apart from testing's fixture builders so that what

@@ -36,7 +36,8 @@ TARGETS = ("decide", "datagram", "tcprules", "session")
 # the harness's own modules, left uninstrumented: libFuzzer is to follow
 # the coverage of what is fuzzed, not of the model judging it
 HARNESS = ("qmailverify.testing.smtpd", "qmailverify.testing.fuzz.targets",
-           "qmailverify.testing.fuzz.world", "qmailverify.testing.fuzz.session")
+           "qmailverify.testing.fuzz.world", "qmailverify.testing.fuzz.session",
+           "qmailverify.testing.fuzz.sessionpump")
 
 ADDRESS_TOKENS = [
     b"%", b"@", b"-", b".", b"\0", b"/", b"..", b"/..", b"\n", b":", b"+", b"!",
