@@ -9,10 +9,13 @@ verdict carries the position (1 to 14; 15 for deep mode, deep/hook.py) of
 the rule that made it.
 """
 
-from qmailverify.errors import Trouble
+import errno
+
+from qmailverify.clean import cleantext
+from qmailverify.errors import Trouble, errtext, is_temporary
 from qmailverify.protocol.wire import (DELIVERABLE, NOT_OURS, TEMPORARY, UNDELIVERABLE,
                                       VIRTUAL_EXCEPTION)
-from qmailverify.qmail.model import Controls, Found, System, Verdict
+from qmailverify.qmail.model import Controls, Found, StatHit, System, Verdict
 
 GETPW_USERLEN = 32   # qmail-getpw: a user name part must be shorter
 
@@ -114,6 +117,35 @@ def dotqmail_paths(home: bytes, dash: bytes, ext: bytes):
     yield base + b"default"
 
 
+def dotqmail_search(system: System, uid: int, gid: int, home: bytes, dash: bytes,
+                    ext: bytes) -> StatHit:
+    """Step 8, qmail-local's qmesearch() with qmeexists(): the first of
+    dotqmail_paths() that is a regular file, or the stat failure that
+    ends the search.
+
+    The System passes over what qmeexists() passes over by its errno
+    alone, and names that are not regular files.  ENOTDIR is passed over
+    here where the name qmail-local opens in the home holds a '/' (the
+    extension runs through a file: user-file/x).  On a name without one
+    it is the home that is not a directory, where qmail-local cannot
+    chdir: then every name failed alike and the first ENOTDIR answers, as
+    it did in 1.32."""
+    paths = list(dotqmail_paths(home, dash, ext))
+    start, first = 0, None
+    while True:
+        hit = system.first_stat(uid, gid, paths[start:])
+        if hit.index < 0:
+            return hit
+        hit = hit._replace(index=start + hit.index)
+        if hit.errno != errno.ENOTDIR:
+            return hit
+        if first is None:
+            first = hit
+        if b"/" not in hit.path[len(home) + 1:]:
+            return first
+        start = hit.index + 1
+
+
 def fastforward_keys(addr: bytes) -> list[bytes]:
     """The keys fastforward's cdb may hold for addr, most specific first."""
     low = addr.lower()
@@ -174,7 +206,7 @@ def decide(addr: bytes, c: Controls, system: System,
     if not dash:                                    # 8
         return Verdict(DELIVERABLE, 9, user)
     try:
-        index, err, path = system.first_stat(uid, gid, dotqmail_paths(home, dash, ext))
+        index, err, path, _ = dotqmail_search(system, uid, gid, home, dash, ext)
     except Trouble as t:
         return Verdict(TEMPORARY, 11, reason=str(t))
     if index < 0:
@@ -183,6 +215,9 @@ def decide(addr: bytes, c: Controls, system: System,
         position = 10 if not err else 11
     else:
         position = 12 if not err else 13
+    if is_temporary(err):                   # qmail-local defers: so do we
+        return Verdict(TEMPORARY, position, user,
+                       reason=f"unable to stat {cleantext(path)}: {errtext(err)}")
     if err:
         return Verdict(DELIVERABLE, position, user, path, err)
     ff = None

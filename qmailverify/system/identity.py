@@ -31,10 +31,11 @@ import ctypes
 import errno
 import os
 import platform
+from stat import S_ISREG
 from threading import active_count
 
 from qmailverify.errors import LostPrivileges, Trouble, errtext
-from qmailverify.qmail.model import StatHit
+from qmailverify.qmail.model import GOES_ON, StatHit
 from qmailverify.system.libc import libc_function
 from qmailverify.system.userfiles import open_for_read, read_default_file
 
@@ -152,15 +153,17 @@ def _setters():
 
 
 def stat_in_order(paths) -> StatHit:
-    """The first of paths that stat() finds, or that it fails on for
-    another reason than ENOENT; StatHit(-1) for none."""
+    """The first of paths that stat() finds a regular file, or that it
+    fails on with an errno not in GOES_ON; StatHit(-1) for none."""
     for i, path in enumerate(paths):
         try:
-            os.stat(path)
-            return StatHit(i, 0, path)
+            mode = os.stat(path).st_mode
         except OSError as e:
-            if e.errno != errno.ENOENT:
+            if e.errno not in GOES_ON:
                 return StatHit(i, e.errno, path)
+            continue
         except ValueError:               # a path os.stat refuses outright
             return StatHit(i, errno.EINVAL, path)
+        if S_ISREG(mode):
+            return StatHit(i, 0, path, mode)
     return StatHit(-1)
