@@ -25,8 +25,11 @@ would run decide:
 - a file with nothing but comments and '+' lines: qmail-local accepts the
   mail and drops it; valid ("anything else: valid").
 
-How the daemon uses it: rules.decide() calls the hook (deep/hook.py)
-when VERIFY_DEEP=1 and the dot-qmail search ends at a -default file.
+How the daemon uses it: with VERIFY_DEEP=1, rules.decide() has the hook
+(deep/hook.py) check every address's home as qmail-local's checkhome()
+does, before the search and whatever the extension, and the file the
+search finds (writable by others: temporary); it calls the hook again
+when the search ends at a -default file, to judge it.
 The System reads that file as its owner would (System.deep_facts, in
 system/userfiles.py: the home's and the file's modes and the first
 MAX_READ + 1 bytes, opened as the user, links followed as qmail-local

@@ -81,6 +81,10 @@ class System(Protocol):
     def fastforward(self):
         """The fastforward cdb (object with .get), or None if none is set."""
 
+    def home_mode(self, uid: int, gid: int, home: bytes) -> int:
+        """Deep mode: st_mode of home as qmail-local, running as uid/gid,
+        finds it after its chdir(); Trouble if it could not chdir there."""
+
     def deep_facts(self, uid: int, gid: int, home: bytes, path: bytes):
         """Deep mode: the DeepFacts of the -default file path in home,
         read as uid/gid (never run); Trouble if it cannot be read."""

@@ -159,9 +159,11 @@ def decide(addr: bytes, c: Controls, system: System,
            alias: bytes = b"alias", brk: bytes = b"-", deep=None) -> Verdict:
     """Would qmail deliver addr locally?  addr is the query, as bytes.
 
-    deep (deep.hook.Deep, VERIFY_DEEP=1) judges a -default file that ends the
-    search (position 15) instead of answering deliverable [12]; it may
-    raise errors.NeedLookup.  None: the 1.32 answers."""
+    deep (deep.hook.Deep, VERIFY_DEEP=1) answers temporary (position 15)
+    where qmail-local would defer at the home or at the file found (the
+    search is then made for an empty extension too: ~/.qmail), and judges
+    a -default file that ends the search instead of answering deliverable
+    [12]; it may raise errors.NeedLookup.  None: the 1.32 answers."""
     a, at = rewrite(addr, c)
     local, domain = a[:at], a[at + 1:]
     if domain.lower() in c.locals:                  # 4
@@ -203,12 +205,22 @@ def decide(addr: bytes, c: Controls, system: System,
             return Verdict(TEMPORARY, 7, reason=str(t))
         uid, gid, home = pw.uid, pw.gid, pw.home
 
-    if not dash:                                    # 8
+    if deep is not None:                            # qmail-local's checkhome()
+        v = deep.checkhome(system, uid, gid, home, user)
+        if v is not None:
+            return v
+    if not dash and deep is None:                   # 8
         return Verdict(DELIVERABLE, 9, user)
     try:
-        index, err, path, _ = dotqmail_search(system, uid, gid, home, dash, ext)
+        index, err, path, mode = dotqmail_search(system, uid, gid, home, dash, ext)
     except Trouble as t:
         return Verdict(TEMPORARY, 11, reason=str(t))
+    if deep is not None:                            # ~/.qmail too: a writable one defers
+        v = deep.checkfile(mode, user)
+        if v is not None:
+            return v
+        if not dash and not err:
+            return Verdict(DELIVERABLE, 9, user)
     if index < 0:
         return Verdict(UNDELIVERABLE, 14, user)
     if index == 0:

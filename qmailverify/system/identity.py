@@ -37,7 +37,7 @@ from threading import active_count
 from qmailverify.errors import LostPrivileges, Trouble, errtext
 from qmailverify.qmail.model import GOES_ON, StatHit
 from qmailverify.system.libc import libc_function
-from qmailverify.system.userfiles import open_for_read, read_default_file
+from qmailverify.system.userfiles import home_mode, open_for_read, read_default_file
 
 # (setresuid, setresgid) system call numbers
 _RAW_CALLS = {"x86_64": (117, 119), "amd64": (117, 119), "aarch64": (147, 149),
@@ -80,6 +80,10 @@ class Identity:
     def first_stat(self, uid: int, gid: int, paths) -> StatHit:
         """stat_in_order(paths) as uid/gid."""
         return self.as_user(uid, gid, stat_in_order, paths)
+
+    def home_mode(self, uid: int, gid: int, home: bytes) -> int:
+        """Deep mode: userfiles.home_mode() as uid/gid."""
+        return self.as_user(uid, gid, home_mode, home)
 
     def deep_facts(self, uid: int, gid: int, home: bytes, path: bytes):
         """Deep mode: userfiles.read_default_file() as uid/gid."""
