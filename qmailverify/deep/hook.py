@@ -7,8 +7,9 @@ Deep.verdict() asks the System for the file as its owner would read it
 (System.deep_facts: home and file modes, the first few KB; never run) and
 lets judge() decide; the answer carries position 15 (DEEP) and judge()'s
 reason.  Forwards are followed through decide() itself with a child Deep
-that knows the path so far (judge.follow: loops and depth beyond MAX_DEPTH
-are temporary), so a target is judged exactly as a query for it would be.
+that knows the path so far (judge.follow: a loop is not deliverable, a
+path deeper than MAX_DEPTH is temporary), so a target is judged exactly as
+a query for it would be, its home's deferrals included.
 vdelivermail lines are judged by vpopmail.delivery.vdeliver() over the
 store VERIFY_VPOPMAIL names (files: vpopmail.cdbstore.FileStore opening as
 the domain's uid/gid; mysql: vpopmail.mysql.MysqlStore in non-blocking

@@ -21,7 +21,9 @@ would run decide:
   bounced or deferred: valid if any line delivered or any target is valid
   (a remote target is: the forward leaves this host), temporary if none
   is but one is temporary, else not valid; a target seen before on the
-  path is a loop (temporary), as is a path deeper than MAX_DEPTH;
+  path is a loop, which qmail-local bounces (not valid: the file is
+  judged by its other lines), and a path deeper than MAX_DEPTH is
+  temporary;
 - a file with nothing but comments and '+' lines: qmail-local accepts the
   mail and drops it; valid ("anything else: valid").
 
@@ -76,11 +78,12 @@ def qmail_local_defer(home_mode: int, file_mode: int) -> str:
 
 
 def follow(target: bytes, path: tuple, lookup) -> Judgement:
-    """Judge a forward target by lookup(target, path + (target,)),
-    refusing loops and depth beyond MAX_DEPTH as temporary."""
+    """Judge a forward target by lookup(target, path + (target,)): a
+    target already on the path loops (not deliverable), a path deeper
+    than MAX_DEPTH is temporary."""
     key = target.lower()
-    if key in path:
-        return Judgement(TEMPORARY, "forward loop")
+    if key in path:                 # qmail-local bounces it: "This message is looping"
+        return Judgement(UNDELIVERABLE, "forward loop")
     if len(path) >= MAX_DEPTH:
         return Judgement(TEMPORARY, "forwards nested too deep")
     return lookup(target, path + (key,))
