@@ -1,6 +1,7 @@
 """What the tests share: fixtures built as real qmail trees, and the
 installed qmail-verify started as a real process on a real UDP socket."""
 
+import errno
 import json
 import os
 import re
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from qmailverify.protocol.wire import make_query
-from qmailverify.qmail.model import StatHit
+from qmailverify.qmail.model import GOES_ON, StatHit
 from qmailverify.testing import tree
 from qmailverify.testing.mariadb import available
 
@@ -307,17 +308,23 @@ class SmtpShim:
         self.log_file.close()
 
 
+NOT_REGULAR = -1       # FakeSystem's files: the name is a directory, a FIFO, ...
+
+
 class FakeSystem:
     """rules.System in memory, for in-process tests of the decision and of
     the daemon's get_reply(): users is users/cdb as a dict (None: none),
     passwd the entries, owners each home's uid (by default the entry's),
-    files path -> errno (0: exists), ff the fastforward cdb as a dict."""
+    files path -> errno (0: a regular file, NOT_REGULAR: something else),
+    modes a regular file's st_mode (default 0100644), ff the fastforward
+    cdb as a dict."""
 
-    def __init__(self, users=None, passwd=(), owners=None, files=None, ff=None):
+    def __init__(self, users=None, passwd=(), owners=None, files=None, ff=None, modes=None):
         self.cdb = users                      # dict or None (no users/cdb)
         self.passwd = {p.name: p for p in passwd}
         self.owners = owners or {p.home: p.uid for p in passwd}
         self.files = files or {}              # path -> errno (0: exists)
+        self.modes = modes or {}
         self.ff = ff
         self.stats_as = []
         self.queries = 0                      # begin_query() calls
@@ -337,8 +344,11 @@ class FakeSystem:
     def first_stat(self, uid, gid, paths):
         for i, p in enumerate(paths):
             self.stats_as.append((uid, gid, p))
-            if p in self.files:
-                return StatHit(i, self.files[p], p)
+            err = self.files.get(p, errno.ENOENT)
+            if err == 0:
+                return StatHit(i, 0, p, self.modes.get(p, 0o100644))
+            if err != NOT_REGULAR and err not in GOES_ON:
+                return StatHit(i, err, p)
         return StatHit(-1)
 
     def fastforward(self):

@@ -1,12 +1,15 @@
-"""Deep mode in the daemon (VERIFY_DEEP=1): the hook rules.decide() calls
-when the dot-qmail search ends at a -default file.
+"""Deep mode in the daemon (VERIFY_DEEP=1): the hooks rules.decide() calls
+where qmail-local would defer (checkhome(): its chdir() and checkhome()
+before every delivery; checkfile(): a .qmail file writable by others)
+and when the dot-qmail search ends at a -default file (verdict()).
 
 Deep.verdict() asks the System for the file as its owner would read it
 (System.deep_facts: home and file modes, the first few KB; never run) and
 lets judge() decide; the answer carries position 15 (DEEP) and judge()'s
 reason.  Forwards are followed through decide() itself with a child Deep
-that knows the path so far (judge.follow: loops and depth beyond MAX_DEPTH
-are temporary), so a target is judged exactly as a query for it would be.
+that knows the path so far (judge.follow: a loop is not deliverable, a
+path deeper than MAX_DEPTH is temporary), so a target is judged exactly as
+a query for it would be, its home's deferrals included.
 vdelivermail lines are judged by vpopmail.delivery.vdeliver() over the
 store VERIFY_VPOPMAIL names (files: vpopmail.cdbstore.FileStore opening as
 the domain's uid/gid; mysql: vpopmail.mysql.MysqlStore in non-blocking
@@ -18,7 +21,7 @@ make_deep() builds the Deep from the daemon's Settings; None when deep
 mode is off, so every answer stays the 1.32 one.
 """
 
-from qmailverify.deep.judge import Judgement, follow, judge
+from qmailverify.deep.judge import Judgement, follow, judge, qmail_local_defer
 from qmailverify.deep.vpopmail.delivery import Build, build_from_env, vdeliver
 from qmailverify.errors import Trouble
 from qmailverify.protocol.wire import TEMPORARY
@@ -36,6 +39,21 @@ class Deep:
         self.brk = brk
         self.chain = chain      # the addresses forwarded through so far, lowercased
         self.max_waiting = 1000  # queries that may wait for a slow store (daemon.parking)
+
+    def checkhome(self, system, uid: int, gid: int, home: bytes, user: bytes) -> Verdict | None:
+        """qmail-local's chdir() and checkhome(), made before every delivery
+        whatever the extension: TEMPORARY where it would defer, else None."""
+        try:
+            why = qmail_local_defer(system.home_mode(uid, gid, home), 0)
+        except Trouble as t:
+            why = str(t)
+        return Verdict(TEMPORARY, DEEP, user, reason="qmail-local: " + why) if why else None
+
+    def checkfile(self, mode: int, user: bytes) -> Verdict | None:
+        """qmeexists() on the file the search found (st_mode mode):
+        TEMPORARY where it would defer, else None."""
+        why = qmail_local_defer(0, mode)
+        return Verdict(TEMPORARY, DEEP, user, reason="qmail-local: " + why) if why else None
 
     def verdict(self, system, controls, found: Found) -> Verdict:
         """rules.decide()'s answer for a search that ended at found.path."""

@@ -21,12 +21,17 @@ would run decide:
   bounced or deferred: valid if any line delivered or any target is valid
   (a remote target is: the forward leaves this host), temporary if none
   is but one is temporary, else not valid; a target seen before on the
-  path is a loop (temporary), as is a path deeper than MAX_DEPTH;
+  path is a loop, which qmail-local bounces (not valid: the file is
+  judged by its other lines), and a path deeper than MAX_DEPTH is
+  temporary;
 - a file with nothing but comments and '+' lines: qmail-local accepts the
   mail and drops it; valid ("anything else: valid").
 
-How the daemon uses it: rules.decide() calls the hook (deep/hook.py)
-when VERIFY_DEEP=1 and the dot-qmail search ends at a -default file.
+How the daemon uses it: with VERIFY_DEEP=1, rules.decide() has the hook
+(deep/hook.py) check every address's home as qmail-local's checkhome()
+does, before the search and whatever the extension, and the file the
+search finds (writable by others: temporary); it calls the hook again
+when the search ends at a -default file, to judge it.
 The System reads that file as its owner would (System.deep_facts, in
 system/userfiles.py: the home's and the file's modes and the first
 MAX_READ + 1 bytes, opened as the user, links followed as qmail-local
@@ -73,11 +78,12 @@ def qmail_local_defer(home_mode: int, file_mode: int) -> str:
 
 
 def follow(target: bytes, path: tuple, lookup) -> Judgement:
-    """Judge a forward target by lookup(target, path + (target,)),
-    refusing loops and depth beyond MAX_DEPTH as temporary."""
+    """Judge a forward target by lookup(target, path + (target,)): a
+    target already on the path loops (not deliverable), a path deeper
+    than MAX_DEPTH is temporary."""
     key = target.lower()
-    if key in path:
-        return Judgement(TEMPORARY, "forward loop")
+    if key in path:                 # qmail-local bounces it: "This message is looping"
+        return Judgement(UNDELIVERABLE, "forward loop")
     if len(path) >= MAX_DEPTH:
         return Judgement(TEMPORARY, "forwards nested too deep")
     return lookup(target, path + (key,))

@@ -7,6 +7,7 @@ QMAILHOME, system.live.LiveSystem is the System on the running machine,
 and tests and the fuzz harness build both in memory.
 """
 
+import errno
 from typing import Iterable, NamedTuple, Protocol
 
 
@@ -40,10 +41,17 @@ class Passwd(NamedTuple):
     home: bytes
 
 
+# stat failures qmail-local's qmeexists() passes over as it passes over a
+# missing name, going on with the search; ENOTDIR too, unless the home
+# itself is not a directory, which only rules.dotqmail_search() can tell
+GOES_ON = frozenset((errno.ENOENT, errno.ENAMETOOLONG, errno.ELOOP))
+
+
 class StatHit(NamedTuple):
     index: int        # which of the paths, -1 for none
-    errno: int = 0    # 0 if it exists, else why stat failed (never ENOENT)
+    errno: int = 0    # 0 if it is a regular file, else why stat failed (never in GOES_ON)
     path: bytes = b""
+    mode: int = 0     # the regular file's st_mode
 
 
 class System(Protocol):
@@ -65,11 +73,17 @@ class System(Protocol):
         """st_uid of path, or None if it cannot be stat'ed (not temporary)."""
 
     def first_stat(self, uid: int, gid: int, paths: Iterable[bytes]) -> StatHit:
-        """Stat paths in order as uid/gid; stop at the first that exists or
-        fails with anything but 'no such file'."""
+        """Stat paths in order as uid/gid; stop at the first that is a
+        regular file or fails with an errno not in GOES_ON.  A name that
+        is not a regular file (a directory, a FIFO) is passed over, as
+        qmeexists() passes it over."""
 
     def fastforward(self):
         """The fastforward cdb (object with .get), or None if none is set."""
+
+    def home_mode(self, uid: int, gid: int, home: bytes) -> int:
+        """Deep mode: st_mode of home as qmail-local, running as uid/gid,
+        finds it after its chdir(); Trouble if it could not chdir there."""
 
     def deep_facts(self, uid: int, gid: int, home: bytes, path: bytes):
         """Deep mode: the DeepFacts of the -default file path in home,

@@ -9,10 +9,13 @@ verdict carries the position (1 to 14; 15 for deep mode, deep/hook.py) of
 the rule that made it.
 """
 
-from qmailverify.errors import Trouble
+import errno
+
+from qmailverify.clean import cleantext
+from qmailverify.errors import Trouble, errtext, is_temporary
 from qmailverify.protocol.wire import (DELIVERABLE, NOT_OURS, TEMPORARY, UNDELIVERABLE,
                                       VIRTUAL_EXCEPTION)
-from qmailverify.qmail.model import Controls, Found, System, Verdict
+from qmailverify.qmail.model import Controls, Found, StatHit, System, Verdict
 
 GETPW_USERLEN = 32   # qmail-getpw: a user name part must be shorter
 
@@ -114,6 +117,35 @@ def dotqmail_paths(home: bytes, dash: bytes, ext: bytes):
     yield base + b"default"
 
 
+def dotqmail_search(system: System, uid: int, gid: int, home: bytes, dash: bytes,
+                    ext: bytes) -> StatHit:
+    """Step 8, qmail-local's qmesearch() with qmeexists(): the first of
+    dotqmail_paths() that is a regular file, or the stat failure that
+    ends the search.
+
+    The System passes over what qmeexists() passes over by its errno
+    alone, and names that are not regular files.  ENOTDIR is passed over
+    here where the name qmail-local opens in the home holds a '/' (the
+    extension runs through a file: user-file/x).  On a name without one
+    it is the home that is not a directory, where qmail-local cannot
+    chdir: then every name failed alike and the first ENOTDIR answers, as
+    it did in 1.32."""
+    paths = list(dotqmail_paths(home, dash, ext))
+    start, first = 0, None
+    while True:
+        hit = system.first_stat(uid, gid, paths[start:])
+        if hit.index < 0:
+            return hit
+        hit = hit._replace(index=start + hit.index)
+        if hit.errno != errno.ENOTDIR:
+            return hit
+        if first is None:
+            first = hit
+        if b"/" not in hit.path[len(home) + 1:]:
+            return first
+        start = hit.index + 1
+
+
 def fastforward_keys(addr: bytes) -> list[bytes]:
     """The keys fastforward's cdb may hold for addr, most specific first."""
     low = addr.lower()
@@ -127,9 +159,11 @@ def decide(addr: bytes, c: Controls, system: System,
            alias: bytes = b"alias", brk: bytes = b"-", deep=None) -> Verdict:
     """Would qmail deliver addr locally?  addr is the query, as bytes.
 
-    deep (deep.hook.Deep, VERIFY_DEEP=1) judges a -default file that ends the
-    search (position 15) instead of answering deliverable [12]; it may
-    raise errors.NeedLookup.  None: the 1.32 answers."""
+    deep (deep.hook.Deep, VERIFY_DEEP=1) answers temporary (position 15)
+    where qmail-local would defer at the home or at the file found (the
+    search is then made for an empty extension too: ~/.qmail), and judges
+    a -default file that ends the search instead of answering deliverable
+    [12]; it may raise errors.NeedLookup.  None: the 1.32 answers."""
     a, at = rewrite(addr, c)
     local, domain = a[:at], a[at + 1:]
     if domain.lower() in c.locals:                  # 4
@@ -171,18 +205,31 @@ def decide(addr: bytes, c: Controls, system: System,
             return Verdict(TEMPORARY, 7, reason=str(t))
         uid, gid, home = pw.uid, pw.gid, pw.home
 
-    if not dash:                                    # 8
+    if deep is not None:                            # qmail-local's checkhome()
+        v = deep.checkhome(system, uid, gid, home, user)
+        if v is not None:
+            return v
+    if not dash and deep is None:                   # 8
         return Verdict(DELIVERABLE, 9, user)
     try:
-        index, err, path = system.first_stat(uid, gid, dotqmail_paths(home, dash, ext))
+        index, err, path, mode = dotqmail_search(system, uid, gid, home, dash, ext)
     except Trouble as t:
         return Verdict(TEMPORARY, 11, reason=str(t))
+    if deep is not None:                            # ~/.qmail too: a writable one defers
+        v = deep.checkfile(mode, user)
+        if v is not None:
+            return v
+        if not dash and not err:
+            return Verdict(DELIVERABLE, 9, user)
     if index < 0:
         return Verdict(UNDELIVERABLE, 14, user)
     if index == 0:
         position = 10 if not err else 11
     else:
         position = 12 if not err else 13
+    if is_temporary(err):                   # qmail-local defers: so do we
+        return Verdict(TEMPORARY, position, user,
+                       reason=f"unable to stat {cleantext(path)}: {errtext(err)}")
     if err:
         return Verdict(DELIVERABLE, position, user, path, err)
     ff = None

@@ -31,12 +31,13 @@ import ctypes
 import errno
 import os
 import platform
+from stat import S_ISREG
 from threading import active_count
 
 from qmailverify.errors import LostPrivileges, Trouble, errtext
-from qmailverify.qmail.model import StatHit
+from qmailverify.qmail.model import GOES_ON, StatHit
 from qmailverify.system.libc import libc_function
-from qmailverify.system.userfiles import open_for_read, read_default_file
+from qmailverify.system.userfiles import home_mode, open_for_read, read_default_file
 
 # (setresuid, setresgid) system call numbers
 _RAW_CALLS = {"x86_64": (117, 119), "amd64": (117, 119), "aarch64": (147, 149),
@@ -79,6 +80,10 @@ class Identity:
     def first_stat(self, uid: int, gid: int, paths) -> StatHit:
         """stat_in_order(paths) as uid/gid."""
         return self.as_user(uid, gid, stat_in_order, paths)
+
+    def home_mode(self, uid: int, gid: int, home: bytes) -> int:
+        """Deep mode: userfiles.home_mode() as uid/gid."""
+        return self.as_user(uid, gid, home_mode, home)
 
     def deep_facts(self, uid: int, gid: int, home: bytes, path: bytes):
         """Deep mode: userfiles.read_default_file() as uid/gid."""
@@ -152,15 +157,17 @@ def _setters():
 
 
 def stat_in_order(paths) -> StatHit:
-    """The first of paths that stat() finds, or that it fails on for
-    another reason than ENOENT; StatHit(-1) for none."""
+    """The first of paths that stat() finds a regular file, or that it
+    fails on with an errno not in GOES_ON; StatHit(-1) for none."""
     for i, path in enumerate(paths):
         try:
-            os.stat(path)
-            return StatHit(i, 0, path)
+            mode = os.stat(path).st_mode
         except OSError as e:
-            if e.errno != errno.ENOENT:
+            if e.errno not in GOES_ON:
                 return StatHit(i, e.errno, path)
+            continue
         except ValueError:               # a path os.stat refuses outright
             return StatHit(i, errno.EINVAL, path)
+        if S_ISREG(mode):
+            return StatHit(i, 0, path, mode)
     return StatHit(-1)

@@ -128,6 +128,9 @@ class LiveSystem:
     def fastforward(self):
         return self._fresh(self.ffcdb).current() if self.ffcdb else None
 
+    def home_mode(self, uid: int, gid: int, home: bytes) -> int:
+        return self.identity.home_mode(uid, gid, home)
+
     def deep_facts(self, uid: int, gid: int, home: bytes, path: bytes):
         return self.identity.deep_facts(uid, gid, home, path)
 

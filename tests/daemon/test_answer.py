@@ -64,6 +64,16 @@ def test_a_failed_stat_is_logged_before_the_answer():
                      b"kim-work@example.com permitted for kim-work."]
 
 
+def test_a_temporary_stat_failure_silences_a_legacy_client():
+    s = system(files={b"/h/kim/.qmail-work": errno.EIO})
+    assert get_reply(b"kim-work@example.com", C, s) == (
+        None, [b"kim-work@example.com not answered: temporary failure: "
+               b"unable to stat /h/kim/.qmail-work: input/output error."], "unanswered")
+    extended = get_reply(make_query(b"kim-work@example.com"), C, s)
+    assert extended.reply == make_reply(TEMPORARY, 11,
+                                        b"unable to stat /h/kim/.qmail-work: input/output error")
+
+
 def test_our_trouble_silences_a_legacy_client_and_is_temporary_to_one_that_asked():
     trouble = Trouble("unable to read /etc/\x1bpasswd")
     legacy = get_reply(b"kim@example.com", C, Failing(trouble))

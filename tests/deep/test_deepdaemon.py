@@ -9,6 +9,7 @@ import re
 import signal
 
 import pytest
+from vpoptree import FWD_UID, chown_tree
 
 pytestmark = pytest.mark.system   # runs the installed programs, as root
 
@@ -48,14 +49,84 @@ def test_a_new_vpopmail_user_is_seen_at_once(vtree, start):
     assert d.ask(b"carol@example.com") == b"\xf0example.com"
 
 
-def test_forwards_are_followed_and_loops_are_temporary(vtree, start):
+def test_forwards_are_followed_and_a_loop_bounces(vtree, start):
     t, env = vtree
+    fwd = t.root + b"/fwd"
+    t.write(fwd + b"/.qmail-both-default", b"&fwd-both-again@mx.example\n./Maildir/\n", 0o644)
+    os.chown(fwd + b"/.qmail-both-default", FWD_UID, FWD_UID)
     d = start({**env, "VERIFY_DEEP": "1", "VERIFY_VPOPMAIL": "files"})
     assert d.ask(b"fwd-x@mx.example") == b"\xf0fwd-x"                    # -> bob@example.com
     assert d.ask(b"fwd-gone-x@mx.example") == b"\xf1fwd-gone-x"          # -> nobody: deleted
-    assert d.ask(b"fwd-loop-x@mx.example", timeout=2.0) is None          # legacy: silence
-    assert d.ask(b"fwd-loop-x@mx.example", extended=True) == b"\xf2forward loop"
-    d.wait_for("fwd-loop-x@mx.example not answered: temporary failure: forward loop.")
+    assert d.ask(b"fwd-loop-x@mx.example") == b"\xf1fwd-loop-x"          # qmail-local: "looping"
+    assert d.ask(b"fwd-both-x@mx.example") == b"\xf0fwd-both-x"          # its mailbox delivers
+
+
+def sticky_user(t, mode=0o1755):
+    """The system user sticky (uid 7093), home mode mode, ~/.qmail-x a
+    mailbox; and the virtual domain gone.example, whose users/assign
+    home does not exist."""
+    home = t.root + b"/sticky"
+    os.makedirs(home)
+    t.write(home + b"/.qmail-x", b"./Maildir/\n", 0o644)
+    chown_tree(home, 7093, 7093)
+    os.chmod(home, mode)
+    with open(t.root + b"/passwd", "ab") as f:
+        f.write(b"sticky:x:7093:7093::%s:/bin/sh\n" % home)
+    with open(t.qmail + b"/control/virtualdomains", "ab") as f:
+        f.write(b"gone.example:gone.example\n")
+    t.add_alias_domain(b"gone.example", b"gone.example")
+    return home
+
+
+@pytest.mark.parametrize("mode,why", [(0o1755, b"home directory is sticky"),
+                                      (0o757, b"home directory is writable")])
+def test_qmail_local_defers_at_the_home_whatever_the_extension(vtree, start, mode, why):
+    t, env = vtree
+    sticky_user(t, mode)
+    d = start({**env, "VERIFY_DEEP": "1"})
+    for addr in (b"sticky", b"sticky-x", b"sticky-nope"):            # [9], [10], [14] in 1.32
+        assert d.ask(addr + b"@mx.example", extended=True) == (b"\xf2qmail-local: " + why)[:33]
+    assert d.ask_unanswered(b"sticky-x@mx.example") is None
+    reply = d.ask(b"anyone@gone.example", extended=True)
+    assert reply.startswith(b"\xf2qmail-local: unable to switch to")
+    d.wait_for(f"anyone@gone.example temporary failure: qmail-local: unable to switch to "
+               f"{os.fsdecode(t.vpop)}/domains/gone.example: file does not exist.")
+
+
+def test_a_forward_whose_only_target_defers_is_temporary(vtree, start):
+    t, env = vtree
+    sticky_user(t)
+    fwd = t.root + b"/fwd"
+    t.write(fwd + b"/.qmail-st-default", b"&sticky@mx.example\n", 0o644)
+    t.write(fwd + b"/.qmail-nohome-default", b"&anyone@gone.example\n", 0o644)
+    chown_tree(fwd, FWD_UID, FWD_UID)
+    d = start({**env, "VERIFY_DEEP": "1"})
+    assert d.ask(b"fwd-st-x@mx.example", extended=True)[:1] == b"\xf2"
+    assert d.ask(b"fwd-nohome-x@mx.example", extended=True)[:1] == b"\xf2"
+
+
+def test_a_writable_dot_qmail_file_defers(vtree, start):
+    t, env = vtree
+    fwd = t.root + b"/fwd"
+    t.write(fwd + b"/.qmail-open", b"./Maildir/\n", 0o646)
+    t.write(fwd + b"/.qmail", b"./Maildir/\n", 0o646)
+    chown_tree(fwd, FWD_UID, FWD_UID)
+    d = start({**env, "VERIFY_DEEP": "1"})
+    for addr in (b"fwd-open", b"fwd"):                                 # [10], [9] in 1.32
+        assert d.ask(addr + b"@mx.example", extended=True) == \
+            b"\xf2qmail-local: .qmail file is writable"[:33]
+    assert d.ask_unanswered(b"fwd-open@mx.example") is None
+
+
+def test_a_default_that_is_not_a_regular_file_is_passed_over(vtree, start):
+    t, env = vtree
+    fwd = t.root + b"/fwd"
+    os.mkfifo(fwd + b"/.qmail-gone-fifo-default")
+    os.mkdir(fwd + b"/.qmail-gone-dir-default")
+    chown_tree(fwd, FWD_UID, FWD_UID)
+    d = start({**env, "VERIFY_DEEP": "1", "VERIFY_VPOPMAIL": "files"})
+    for addr in (b"fwd-gone-fifo-x", b"fwd-gone-dir-x"):              # on to .qmail-gone-default
+        assert d.ask(addr + b"@mx.example", extended=True) == b"\xf1" + addr
 
 
 def test_an_unreadable_store_is_temporary_never_denied(vtree, start):

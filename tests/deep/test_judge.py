@@ -117,7 +117,7 @@ def test_forwards_valid_if_any_target_is_or_anything_delivers():
     assert plain(b"&a@here\n|bouncesaying no\n", never).code == UNDELIVERABLE
 
 
-def test_follow_detects_loops_and_caps_depth():
+def test_follow_bounces_loops_and_caps_depth():
     files = {b"a@h": b"&b@h\n", b"b@h": b"&A@h\n", b"c@h": b"&d@h\n", b"d@h": b"./Maildir/\n"}
 
     def lookup(address, path):
@@ -125,7 +125,8 @@ def test_follow_detects_loops_and_caps_depth():
         if content is None:
             return NO
         return plain(content, lambda t: follow(t, path, lookup))
-    assert follow(b"a@h", (), lookup) == (TEMPORARY, "forward loop")
+    assert follow(b"B@h", (b"a@h", b"b@h"), lookup) == (UNDELIVERABLE, "forward loop")
+    assert follow(b"a@h", (), lookup) == (UNDELIVERABLE, "every forward target is undeliverable")
     assert follow(b"c@h", (), lookup).code == DELIVERABLE
     chain = {b"n%d@h" % i: b"&n%d@h\n" % (i + 1) for i in range(10)}
     chain[b"n10@h"] = b"./Maildir/\n"

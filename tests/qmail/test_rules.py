@@ -84,13 +84,66 @@ def test_user_name_parts_of_32_bytes_or_more_are_not_looked_up():
     assert verdict(b"a" * 31 + b"@example.com", s) == (DELIVERABLE, 9, b"a" * 31)
 
 
-def test_stat_failures_other_than_enoent_are_deliverable_and_reported():
-    s = FakeSystem(None, [KIM], files={b"/h/kim/.qmail-x/y": errno.ENOTDIR})
-    v = decide(b"kim-x/y@example.com", C, s)
+def test_a_name_through_a_file_is_passed_over_as_qmail_local_passes_it():
+    s = FakeSystem(None, [KIM], files={b"/h/kim/.qmail-x/y": errno.ENOTDIR,
+                                       b"/h/kim/.qmail-default": 0})
+    assert verdict(b"kim-x/y@example.com", s) == (DELIVERABLE, 12, b"kim-x/y")
+    s.files.pop(b"/h/kim/.qmail-default")
+    assert verdict(b"kim-x/y@example.com", s) == (UNDELIVERABLE, 14, b"kim-x/y")
+
+
+@pytest.mark.parametrize("ext", [b"a/b-c", b"c"])
+def test_a_home_that_is_not_a_folder_answers_its_first_stat_as_1_32_did(ext):
+    s = FakeSystem(None, [KIM], files={p: errno.ENOTDIR
+                                       for p in dotqmail_paths(b"/h/kim", b"-", ext)})
+    v = decide(b"kim-" + ext + b"@example.com", C, s)
     assert (v.code, v.position, v.stat_path, v.stat_errno) == \
-        (DELIVERABLE, 11, b"/h/kim/.qmail-x/y", errno.ENOTDIR)
-    s = FakeSystem(None, [KIM], files={b"/h/kim/.qmail-default": errno.EACCES})
+        (DELIVERABLE, 11, b"/h/kim/.qmail-" + ext, errno.ENOTDIR)
+
+
+@pytest.mark.parametrize("err", [errno.EACCES, errno.EPERM, errno.EINVAL])
+def test_other_stat_failures_are_deliverable_and_reported(err):
+    s = FakeSystem(None, [KIM], files={b"/h/kim/.qmail-x": err})
+    v = decide(b"kim-x@example.com", C, s)
+    assert (v.code, v.position, v.stat_path, v.stat_errno) == \
+        (DELIVERABLE, 11, b"/h/kim/.qmail-x", err)
+    s = FakeSystem(None, [KIM], files={b"/h/kim/.qmail-default": err})
     assert verdict(b"kim-x@example.com", s) == (DELIVERABLE, 13, b"kim-x")
+
+
+@pytest.mark.parametrize("err", [errno.EIO, errno.ENOMEM, errno.ESTALE, errno.ENOLCK])
+def test_a_temporary_stat_failure_is_temporary_as_qmail_local_defers(err):
+    s = FakeSystem(None, [KIM], files={b"/h/kim/.qmail-x": err})
+    v = decide(b"kim-x@example.com", C, s)
+    assert (v.code, v.position, v.user, v.stat_errno) == (TEMPORARY, 11, b"kim-x", 0)
+    assert v.reason.startswith("unable to stat /h/kim/.qmail-x: ")
+    s = FakeSystem(None, [KIM], files={b"/h/kim/.qmail-default": err})
+    assert verdict(b"kim-x@example.com", s) == (TEMPORARY, 13, b"kim-x")
+
+
+class PassedOver(FakeSystem):
+    """Every name fails in a way qmail-local passes over: too long, or
+    (with a '/' in it) through a file."""
+
+    def __init__(self):
+        super().__init__(None, [KIM])
+
+    def first_stat(self, uid, gid, paths):
+        paths = list(paths)
+        self.files = {p: errno.ENOTDIR if b"/" in p[len(KIM.home) + 1:] else errno.ENAMETOOLONG
+                      for p in paths}
+        return super().first_stat(uid, gid, paths)
+
+
+@given(st.binary(max_size=60).map(lambda b: b.translate(bytes(b"a-/"[i % 3] for i in range(256)))))
+@example(b"-" * 60)
+@example(b"/" + b"-" * 59)
+def test_a_search_that_passes_over_every_name_stats_each_name_once(ext):
+    s = PassedOver()
+    assert verdict(b"kim-" + ext + b"@example.com", s)[:2] == (UNDELIVERABLE, 14)
+    names = [p for _, _, p in s.stats_as]
+    assert names == list(dotqmail_paths(b"/h/kim", b"-", ext))
+    assert len(names) <= len(ext) + 2
 
 
 def test_dot_qmail_stats_are_made_as_the_user_of_the_home():

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from qmailverify.errors import Trouble
-from qmailverify.qmail.model import Controls, StatHit
+from qmailverify.qmail.model import GOES_ON, Controls, StatHit
 from qmailverify.system.userdb import parse_passwd
 from qmailverify.testing.newu import compile_assign
 
@@ -106,8 +106,8 @@ class FakeSystem:
         for i, path in enumerate(paths):
             self.stats.append((uid, gid, path))
             err = self.stat(path)
-            if err != errno.ENOENT:
-                return StatHit(i, err, path)
+            if err not in GOES_ON and path not in self.world.owners:    # a home: a folder
+                return StatHit(i, err, path, 0o100644 if err == 0 else 0)
         return StatHit(-1)
 
     def stat(self, path: bytes) -> int:
