@@ -49,6 +49,22 @@ def virtual_prefix(addr: bytes, at: int, vdoms: dict) -> bytes | None:
     return prefix
 
 
+def local_name(addr: bytes, c: Controls) -> tuple[bytes, int, bytes | None, int]:
+    """Steps 1 to 5: (address after rewrite(), index of its last @, the
+    local name qmail-local gets, 0).  When qmail does not deliver the
+    address here the name is None and the last item the position that
+    says so: 1 (no virtualdomains key matches) or 2 (an empty prefix)."""
+    a, at = rewrite(addr, c)
+    if a[at + 1:].lower() in c.locals:              # 4
+        return a, at, a[:at], 0
+    prefix = virtual_prefix(a, at, c.virtualdomains)   # 5
+    if prefix is None:
+        return a, at, None, 1
+    if not prefix:
+        return a, at, None, 2
+    return a, at, prefix + b"-" + a[:at], 0
+
+
 def users_lookup(cdb, name: bytes) -> bytes | None:
     """Step 6, qmail-lspawn's lookup: the users/cdb value for name, with
     the rest of a wildcard match appended; None if nothing matches.
@@ -129,17 +145,10 @@ def decide(addr: bytes, c: Controls, system: System,
     deep (deep.Deep, VERIFY_DEEP=1) judges a -default file that ends the
     search (position 15) instead of answering deliverable [12]; it may
     raise outcome.NeedLookup.  None: the 1.32 answers."""
-    a, at = rewrite(addr, c)
-    local, domain = a[:at], a[at + 1:]
-    if domain.lower() in c.locals:                  # 4
-        name = local
-    else:                                           # 5
-        prefix = virtual_prefix(a, at, c.virtualdomains)
-        if prefix is None:
-            return Verdict(DELIVERABLE, 1)
-        if not prefix:
-            return Verdict(DELIVERABLE, 2)
-        name = prefix + b"-" + local
+    a, at, name, outside = local_name(addr, c)
+    if name is None:
+        return Verdict(DELIVERABLE, outside)
+    domain = a[at + 1:]
 
     try:                                            # 6
         cdb = system.users()
