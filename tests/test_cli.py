@@ -10,8 +10,8 @@ from helpers import executable
 
 from qmailverify import __version__
 
-PROGRAMS = ["qmail-verify", "verify-query", "verify-migrate", "qmail-verify-conf",
-            "qmail-verify-demo", "qmail-verify-status"]
+PROGRAMS = ["qmail-verify", "verify-query", "verify-migrate", "qmail-verify-conf", "qmail-verify-http",
+            "qmail-verify-http-conf", "qmail-verify-demo", "qmail-verify-status"]
 
 
 def run(args, stdout=subprocess.PIPE, **kw):

@@ -26,6 +26,7 @@ MAY_IMPORT = {
     "shim": {"base", "protocol", "qmail"},
     "testing": {"base", "protocol", "qmail"},
     "tools": {"base", "protocol", "qmail", "testing"},
+    "http": {"base", "protocol"},
 }
 
 
@@ -98,3 +99,4 @@ def test_a_broken_rule_is_found(tmp_path):
     bad.write_text("from qmailverify.daemon.loop import Daemon\n")
     assert "daemon" not in MAY_IMPORT["shim"]
     assert package_of(next(iter(imported(bad)))) == "daemon"
+

@@ -96,3 +96,17 @@ def test_the_other_pages_say_what_their_tests_show():
                  "qmail-verify-status.8", "qmail-verify-demo.1"):
         body = text(page)
         assert "-h Print the usage and exit 0" in body or "-h prints the usage" in body, page
+
+
+def test_qmail_verify_http_8_has_the_answer_table_and_what_each_client_does():
+    page = text("qmail-verify-http.8")
+    for row in ("a vpopmail user's mailbox 200 242 0xf2 250 (and LMTP) DECLINED",
+                "not delivered here 200 255 0xff 550 DECLINED",
+                "not deliverable 200 0 550 DENY, 550",
+                "temporary: the daemon's 503 450 DECLINED",
+                "qpsmtpd cannot defer a recipient through it",
+                "0x11 to 0x14, 0x21, 0x22, 0xf5 and 0xfe are never sent",
+                "fatal: refusing to run as root", "Connection: close"):
+        assert row in page, row
+    for page in ("qmail-verify-http.8", "qmail-verify-http-conf.8"):
+        assert "-h prints the usage" in text(page), page

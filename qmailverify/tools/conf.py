@@ -41,12 +41,12 @@ SOFTLIMIT = 64_000_000        # measured floor 20 MB; see INSTALL
 MULTILOG = "multilog t s16777215 n20 ./main"
 
 
-def program_path(name: str = "qmail-verify") -> str:
+def program_path(name: str = "qmail-verify", me: str = "qmail-verify-conf") -> str:
     """The absolute path of this installation's program (not a wrapper
     found on PATH, such as a pyenv shim)."""
     path = installed.program(name)
     if path is None:
-        raise Fatal(f"qmail-verify-conf: fatal: unable to find the {name} installed "
+        raise Fatal(f"{me}: fatal: unable to find the {name} installed "
                     f"with me (looked in {', '.join(installed.folders())})", 111)
     return path
 
@@ -108,11 +108,11 @@ def parseargs(argv: list[str], env=os.environ) -> ConfOptions:
     return ConfOptions(acct, logacct, directory.rstrip("/") or "/", listen, qmailhome)
 
 
-def account(name: str) -> pwd.struct_passwd:
+def account(name: str, me: str = "qmail-verify-conf") -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(name)
     except KeyError:
-        raise Fatal(f"qmail-verify-conf: fatal: unknown account {name}", 111) from None
+        raise Fatal(f"{me}: fatal: unknown account {name}", 111) from None
 
 
 def write_file(path: str, content: str, mode: int) -> None:
@@ -128,18 +128,23 @@ def write_file(path: str, content: str, mode: int) -> None:
 
 
 def make(a: ConfOptions, program: str) -> None:
-    account(a.acct)
-    log = account(a.logacct)
-    directory = a.dir
+    write_service(a.dir, a.acct, a.logacct,
+                  render(a.acct, a.logacct, a.listen, a.qmailhome, program))
+
+
+def write_service(directory: str, acct: str, logacct: str, files,
+                  me: str = "qmail-verify-conf") -> None:
+    """Make directory with files (render()'s list), or nothing at all."""
+    account(acct, me)
+    log = account(logacct, me)
     try:
         os.mkdir(directory, 0o2755)
     except OSError as e:
-        raise Fatal(f"qmail-verify-conf: fatal: unable to create {directory}: "
+        raise Fatal(f"{me}: fatal: unable to create {directory}: "
                     f"{errtext(e.errno)}", 111) from None
     try:
         os.chmod(directory, 0o2755)
-        for rel, content, mode, logowned in render(a.acct, a.logacct, a.listen, a.qmailhome,
-                                                   program):
+        for rel, content, mode, logowned in files:
             path = os.path.join(directory, rel)
             if content is None:
                 os.mkdir(path, mode)
@@ -154,24 +159,29 @@ def make(a: ConfOptions, program: str) -> None:
     except OSError as e:
         shutil.rmtree(directory, ignore_errors=True)
         where = e.filename or directory
-        raise Fatal(f"qmail-verify-conf: fatal: unable to write {where}: "
+        raise Fatal(f"{me}: fatal: unable to write {where}: "
                     f"{errtext(e.errno)}", 111) from None
 
 
 def run(argv: list[str]) -> int:
     a = parseargs(argv)
     make(a, program_path())
-    d = a.dir
+    print(hint(a.dir, "qmail-verify-conf") + "\n"
+          f"  reload:    svc -h {service_folder()}/{os.path.basename(a.dir)}"
+          "   (after editing control files)")
+    return 0
+
+
+def hint(d: str, me: str) -> str:
+    """What to do with the service directory d now."""
     folder = service_folder()
     svc = f"{folder}/{os.path.basename(d)}"
     why = ("Debian's daemontools-run; djb's layout uses /service" if folder == "/etc/service"
            else "djb's layout; Debian's daemontools-run uses /etc/service, not here")
-    print(f"qmail-verify-conf: made {d}\n"
-          f"  start it:  ln -s {d} {svc}\n"
-          f"             ({folder} is the folder svscan watches: {why})\n"
-          f"  check it:  svstat {svc}; tail {d}/log/main/current\n"
-          f"  reload:    svc -h {svc}   (after editing control files)")
-    return 0
+    return (f"{me}: made {d}\n"
+            f"  start it:  ln -s {d} {svc}\n"
+            f"             ({folder} is the folder svscan watches: {why})\n"
+            f"  check it:  svstat {svc}; tail {d}/log/main/current")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,67 +7,16 @@ import shutil
 import signal
 import subprocess
 import sysconfig
-import time
 from pathlib import Path
 
 import pytest
-from helpers import executable, free_port, world_tempdir
+from helpers import executable, free_port
+from supervised import need, svstat_pid, wait
 
 from qmailverify.protocol.client import ask
 from qmailverify.tools.conf import render, service_folder
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def need(*programs):
-    if os.geteuid() != 0:
-        pytest.skip("needs root (service files are owned by root and the log account)")
-    for p in programs:
-        if shutil.which(p) is None:
-            pytest.skip(f"{p} (Debian's daemontools) is not installed")
-
-
-def wait(predicate, what, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def svstat_pid(service: Path) -> int | None:
-    out = subprocess.run(["svstat", str(service)], capture_output=True, text=True).stdout
-    m = re.search(r": up \(pid (\d+)\)", out)
-    return int(m.group(1)) if m else None
-
-
-@pytest.fixture
-def svscan():
-    need("svscan", "supervise", "svc", "svstat", "multilog", "envdir", "softlimit", "setuidgid")
-    root = world_tempdir("qv-svscan-")
-    services = root / "service"
-    services.mkdir()
-    out = open(root / "svscan.out", "wb")
-    proc = subprocess.Popen(["svscan", str(services)], stdout=out, stderr=out,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    yield root, services
-    for link in services.iterdir():
-        subprocess.run(["svc", "-dx", str(link), str(link / "log")], capture_output=True)
-    proc.terminate()
-    proc.wait(10)
-    # everything started here runs under root: nothing may be left behind
-    def leftovers():
-        ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-        return [line for line in ps.splitlines() if str(root) in line]
-    try:
-        wait(lambda: not leftovers(), "supervise and the daemon to exit", timeout=15)
-    finally:
-        for line in leftovers():
-            os.kill(int(line.split()[0]), signal.SIGKILL)
-        out.close()
-        shutil.rmtree(root)
 
 
 def conf(*args, env=None):
