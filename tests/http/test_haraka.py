@@ -4,8 +4,8 @@ test) in front of qmail-verify-http and a real qmail-verify in deep mode
 over a vpopmail tree, driven over SMTP: what a sender sees at RCPT.
 
 Haraka runs on 127.0.0.1 with that plugin and a discarding queue alone
-(rcpt_to.in_host_list is not loaded: it would accept every address of
-host_list); per-domain sections of config/qmail-deliverable.ini send
+(rcpt_to.in_host_list beside it would accept every address of
+host_list: the last test shows it); per-domain sections of config/qmail-deliverable.ini send
 some domains to a qmail-verify-http whose daemon is down or silent."""
 
 import os
@@ -44,7 +44,8 @@ def why_no_haraka() -> str | None:
 class Haraka:
     """Haraka started with config dir of our own, listening on port."""
 
-    def __init__(self, http_port: int, domains: dict):
+    def __init__(self, http_port: int, domains: dict, plugins=("qmail-deliverable",),
+                 host_list=()):
         self.root = Path(tempfile.mkdtemp(prefix="qv-haraka-"))
         self.port = free_tcp_port()
         config = self.root / "config"
@@ -52,7 +53,8 @@ class Haraka:
         (config / "smtp.ini").write_text(f"listen=127.0.0.1:{self.port}\nnodes=0\n")
         # Haraka reads its greeting and limits from connection.ini: its own, as shipped
         shutil.copy(MODULES / "Haraka" / "config" / "connection.ini", config)
-        (config / "plugins").write_text("qmail-deliverable\nqueue/discard\n")
+        (config / "plugins").write_text("".join(p + "\n" for p in plugins) + "queue/discard\n")
+        (config / "host_list").write_text("".join(d + "\n" for d in host_list))
         (config / "log.ini").write_text("[main]\nlevel=info\n")
         ini = f"host=127.0.0.1\nport={http_port}\n" + "".join(
             f"\n[{domain}]\nhost=127.0.0.1\nport={port}\n" for domain, port in domains.items())
@@ -103,8 +105,8 @@ def haraka():
         pytest.skip(why)
     started = []
 
-    def _haraka(http_port: int, domains: dict = {}) -> Haraka:
-        h = Haraka(http_port, domains)
+    def _haraka(http_port: int, domains: dict = {}, **kw) -> Haraka:
+        h = Haraka(http_port, domains, **kw)
         started.append(h)
         return h
 
@@ -153,3 +155,16 @@ def test_haraka_defers_never_refuses_when_the_answer_is_temporary(
     assert rcpt(s, "fwd@mx.example") == 250             # the rest still answered
     s.quit()
     assert "error validating email address" in h.log()
+
+
+def test_the_pitfall_rcpt_to_in_host_list_beside_the_plugin_accepts_missing_mailboxes(
+        haraka, deep_daemon, front):
+    """INSTALL's warning: the plugin leaves a missing mailbox to the next
+    plugin, and in_host_list accepts every address of host_list."""
+    d, t = deep_daemon
+    h = haraka(front(d.port).port, plugins=("qmail-deliverable", "rcpt_to.in_host_list"),
+               host_list=("example.com",))
+    s = h.session()
+    assert rcpt(s, "nobody@example.com") == 250
+    assert rcpt(s, "nobody@mx.example") == 550        # not in host_list: refused as before
+    s.quit()
