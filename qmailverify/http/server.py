@@ -1,7 +1,8 @@
 """The HTTP side of qmail-verify-http: one thread, one selector, h11
 (sans-I/O HTTP/1.1) for every byte of HTTP, qd1.py for what to answer,
-and the daemon asked over UDP (client.PendingQuery, one connected socket
-a query) without waiting for it.
+and the daemon asked over UDP without waiting for it: an extended query
+with the detail fields (wire.py) on a connected socket (Asker) that is
+used again for the next query once its own was answered.
 
 Limits a hostile client cannot pass:
 
@@ -16,8 +17,8 @@ Limits a hostile client cannot pass:
     sends one byte a second is cut off like a silent one) and to read
     each response;
   - one request a connection is answered at a time: while the daemon is
-    asked, the connection is not read, so a client that pipelines can
-    fill only the kernel's buffers.
+    asked, at most HEAD_MAX more bytes of the connection are read and
+    kept, so a client that pipelines can fill only the kernel's buffers.
 
 HTTP/1.1 connections are kept open unless the client says "Connection:
 close"; HTTP/1.0 ones are closed after the response (h11 does not keep
@@ -33,11 +34,13 @@ from typing import NamedTuple
 import h11
 
 from qmailverify.http import qd1
-from qmailverify.protocol.client import PendingQuery, timeout_answer
+from qmailverify.protocol.client import RECV_MAX, answer_of, socket_failure, timeout_answer
+from qmailverify.protocol.wire import make_query
 
 HEAD_MAX = 8192
 RECV = 16384
 SWEEP = 0.25           # how often deadlines are looked at, seconds
+SPARE = 64             # idle daemon sockets kept for the next queries
 
 
 def head_size(r: h11.Request) -> int:
@@ -53,6 +56,27 @@ class Limits(NamedTuple):
     timeout: float = 5.0        # seconds the daemon has to answer
 
 
+class Asker:
+    """A connected UDP socket to the daemon, with at most one query out.
+
+    A socket whose every query was answered is used again (the daemon
+    sends one reply a query, so nothing late can come on it); one whose
+    query timed out or failed is closed."""
+    __slots__ = ("sock", "conn", "deadline")
+
+    def __init__(self, daemon: tuple[str, int]):
+        self.sock = socket.socket(socket.AF_INET6 if ":" in daemon[0] else socket.AF_INET,
+                                  socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.conn = None
+        self.deadline = 0.0
+        try:
+            self.sock.connect(daemon)
+        except OSError:
+            self.sock.close()
+            raise
+
+
 class Conn:
     """One client connection and the request it is being answered."""
     __slots__ = ("sock", "peer", "h11", "out", "query", "request", "body",
@@ -63,7 +87,7 @@ class Conn:
         self.peer = peer
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=HEAD_MAX)
         self.out = b""           # response bytes the socket has not taken yet
-        self.query = None        # the PendingQuery in flight
+        self.query = None        # the Asker whose query is in flight
         self.request = None      # the h11.Request being read
         self.body = 0            # its body's bytes so far
         self.deadline = deadline
@@ -81,6 +105,7 @@ class Server:
         self.log = log if log is not None else []       # lines, without the program's name
         self.sel = selectors.DefaultSelector()
         self.conns: set[Conn] = set()
+        self.spare: list[Asker] = []
         self.listening = False
         listener.setblocking(False)
         self.listen(True)
@@ -105,14 +130,17 @@ class Server:
     def sweep(self, now: float) -> None:
         for c in list(self.conns):
             if c.query is not None:
-                if c.query.expired(now):
-                    self.answered(c, timeout_answer())
+                if now >= c.query.deadline:
+                    self.answered(c, timeout_answer(), keep=False)
             elif now >= c.deadline:
                 self.close(c)
 
     def close_all(self) -> None:
         for c in list(self.conns):
             self.close(c)
+        for a in self.spare:
+            self.drop(a)
+        self.spare = []
         self.listen(False)
         self.sel.close()
 
@@ -150,8 +178,7 @@ class Server:
             return
         self.conns.discard(c)
         if c.query is not None:
-            self.sel.unregister(c.query)
-            c.query.close()
+            self.drop(c.query)
             c.query = None
         self.watch(c, 0)
         c.sock.close()
@@ -172,7 +199,13 @@ class Server:
             self.close(c)
             return
         c.h11.receive_data(data)
-        self.process(c)
+        if c.query is None:
+            self.process(c)
+        elif not data:               # gone while the daemon is asked: answer, then close
+            c.closing = True
+            self.watch(c, 0)
+        elif len(c.h11.trailing_data[0]) > HEAD_MAX:
+            self.watch(c, 0)         # enough kept for later: read again after the answer
 
     def process(self, c: Conn) -> None:
         """Read events until a request is complete (then ask) or h11
@@ -206,26 +239,52 @@ class Server:
         if isinstance(parsed, qd1.Response):
             self.respond(c, parsed)
             return
-        q = PendingQuery(parsed.address, self.daemon, timeout=self.limits.timeout, detail=True)
-        failed = q.send()
-        if failed is not None:
-            q.close()
-            self.respond(c, qd1.answer(parsed, failed))
+        try:
+            a = self.spare.pop() if self.spare else self.asker()
+        except OSError as e:                   # no socket to be had
+            self.respond(c, qd1.answer(parsed, socket_failure(e)))
             return
-        c.query, c.request = q, parsed
-        self.watch(c, 0)                     # not read while the daemon is asked
-        self.sel.register(q, selectors.EVENT_READ, lambda mask, c=c: self.daemon_ready(c))
+        try:
+            a.sock.send(make_query(parsed.address, detail=True))
+        except OSError as e:
+            self.drop(a)
+            self.respond(c, qd1.answer(parsed, socket_failure(e)))
+            return
+        a.conn, a.deadline = c, time.monotonic() + self.limits.timeout
+        c.query, c.request = a, parsed
 
-    def daemon_ready(self, c: Conn) -> None:
-        a = c.query.receive()
-        if a is not None:
-            self.answered(c, a)
+    def asker(self) -> Asker:
+        a = Asker(self.daemon)
+        self.sel.register(a.sock, selectors.EVENT_READ, lambda mask, a=a: self.daemon_ready(a))
+        return a
 
-    def answered(self, c: Conn, a) -> None:
-        q, c.query = c.query, None
-        self.sel.unregister(q)
-        q.close()
-        self.respond(c, qd1.answer(c.request, a))
+    def drop(self, a: Asker) -> None:
+        self.sel.unregister(a.sock)
+        a.sock.close()
+
+    def daemon_ready(self, a: Asker) -> None:
+        try:
+            data = a.sock.recv(RECV_MAX)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            if a.conn is not None:
+                self.answered(a.conn, socket_failure(e), keep=False)
+            return
+        answer = answer_of(data, detail=True)
+        if answer is not None and a.conn is not None:
+            self.answered(a.conn, answer)
+
+    def answered(self, c: Conn, answer, keep: bool = True) -> None:
+        """Respond to c with the daemon's answer; its Asker is kept for
+        the next query (keep), or closed."""
+        a, c.query = c.query, None
+        a.conn = None
+        if keep and len(self.spare) < SPARE:
+            self.spare.append(a)
+        else:
+            self.drop(a)
+        self.respond(c, qd1.answer(c.request, answer))
 
     def respond(self, c: Conn, r: qd1.Response) -> None:
         headers = [(b"Content-Type", b"text/plain")]

@@ -72,7 +72,7 @@ class PendingQuery:
             self.sock.connect(self.server)
             self.sock.send(make_query(self.address, self.extended, self.ip, self.detail))
         except OSError as e:
-            return _socket_failure(e)
+            return socket_failure(e)
         return None
 
     def receive(self) -> Answer | None:
@@ -81,23 +81,8 @@ class PendingQuery:
         except BlockingIOError:
             return None
         except OSError as e:
-            return _socket_failure(e)
-        reply = parse_reply(data)
-        if reply is None:
-            return None
-        if self.detail:
-            user, variant, local = split_detail(reply.user)
-            if reply.code == TEMPORARY:
-                return Answer(TEMPORARY, reason=user.decode("ascii", "replace"),
-                              position=reply.position, remote=True)
-            return Answer(reply.code, user, position=reply.position, remote=True,
-                          variant=variant, local=local)
-        user, refusals = split_count(reply.user) if self.ip else (reply.user, None)
-        if reply.code == TEMPORARY:
-            reason = user.decode("ascii", "replace")
-            return Answer(TEMPORARY, reason=reason, position=reply.position, remote=True,
-                          refusals=refusals)
-        return Answer(reply.code, user, position=reply.position, remote=True, refusals=refusals)
+            return socket_failure(e)
+        return answer_of(data, self.ip, self.detail)
 
     def expired(self, now: float | None = None) -> bool:
         return (now or time.monotonic()) >= self.deadline
@@ -106,7 +91,29 @@ class PendingQuery:
         self.sock.close()
 
 
-def _socket_failure(e: OSError) -> Answer:
+def answer_of(data: bytes, ip: bytes | None = None, detail: bool = False) -> Answer | None:
+    """The Answer a reply datagram gives to a query that carried ip, or
+    asked for the detail; None if the datagram is empty."""
+    reply = parse_reply(data)
+    if reply is None:
+        return None
+    if detail:
+        user, variant, local = split_detail(reply.user)
+        if reply.code == TEMPORARY:
+            return Answer(TEMPORARY, reason=user.decode("ascii", "replace"),
+                          position=reply.position, remote=True)
+        return Answer(reply.code, user, position=reply.position, remote=True,
+                      variant=variant, local=local)
+    user, refusals = split_count(reply.user) if ip else (reply.user, None)
+    if reply.code == TEMPORARY:
+        reason = user.decode("ascii", "replace")
+        return Answer(TEMPORARY, reason=reason, position=reply.position, remote=True,
+                      refusals=refusals)
+    return Answer(reply.code, user, position=reply.position, remote=True, refusals=refusals)
+
+
+def socket_failure(e: OSError) -> Answer:
+    """TEMPORARY for a socket error of ours (it ends a qmail-smtpd session)."""
     text = errtext(e.errno) if e.errno else str(e)
     if e.errno == errno.ECONNREFUSED:
         text = "connection refused"

@@ -9,93 +9,13 @@ host_list: the last test shows it); per-domain sections of config/qmail-delivera
 some domains to a qmail-verify-http whose daemon is down or silent."""
 
 import os
-import re
-import shutil
-import signal
 import smtplib
-import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
-from helpers import free_port, free_tcp_port, wait_until
+from haraka import Haraka, why_no_haraka
+from helpers import free_port, free_tcp_port
 
 pytestmark = pytest.mark.system
-
-HERE = Path(__file__).resolve().parent
-MODULES = HERE / "node_modules"
-NODE_MIN = 20
-
-
-def why_no_haraka() -> str | None:
-    """Why the Haraka tests cannot run here (None: they can)."""
-    node = shutil.which("node")
-    if node is None:
-        return f"no node on PATH: Haraka needs Node.js {NODE_MIN} or newer"
-    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
-    major = re.match(r"v(\d+)", version)
-    if major is None or int(major.group(1)) < NODE_MIN:
-        return f"node {version or '(no version)'} is older than {NODE_MIN}: Haraka needs it"
-    if not (MODULES / "Haraka" / "bin" / "haraka").exists():
-        return "Haraka is not installed in tests/http/node_modules (sh bin/dev test runs npm ci)"
-    return None
-
-
-class Haraka:
-    """Haraka started with config dir of our own, listening on port."""
-
-    def __init__(self, http_port: int, domains: dict, plugins=("qmail-deliverable",),
-                 host_list=()):
-        self.root = Path(tempfile.mkdtemp(prefix="qv-haraka-"))
-        self.port = free_tcp_port()
-        config = self.root / "config"
-        config.mkdir()
-        (config / "smtp.ini").write_text(f"listen=127.0.0.1:{self.port}\nnodes=0\n")
-        # Haraka reads its greeting and limits from connection.ini: its own, as shipped
-        shutil.copy(MODULES / "Haraka" / "config" / "connection.ini", config)
-        (config / "plugins").write_text("".join(p + "\n" for p in plugins) + "queue/discard\n")
-        (config / "host_list").write_text("".join(d + "\n" for d in host_list))
-        (config / "log.ini").write_text("[main]\nlevel=info\n")
-        ini = f"host=127.0.0.1\nport={http_port}\n" + "".join(
-            f"\n[{domain}]\nhost=127.0.0.1\nport={port}\n" for domain, port in domains.items())
-        (config / "qmail-deliverable.ini").write_text(ini)
-        self.logpath = self.root / "haraka.log"
-        self.log_file = open(self.logpath, "wb")
-        self.proc = subprocess.Popen(
-            [shutil.which("node"), str(MODULES / "Haraka" / "bin" / "haraka"), "-c", str(self.root)],
-            stdin=subprocess.DEVNULL, stdout=self.log_file, stderr=subprocess.STDOUT,
-            env={"PATH": os.environ["PATH"], "YES_REALLY_DO_DISCARD": "1"})
-        try:
-            wait_until(lambda: self.proc.poll() is None and "Listening on" in self.log()
-                       or self.proc.poll() is not None, timeout=60)
-        except AssertionError:
-            self.stop()
-            raise
-        if self.proc.poll() is not None:
-            self.stop()
-            raise AssertionError(f"Haraka exited: {self.log()}")
-
-    def log(self) -> str:
-        return self.logpath.read_text(errors="replace")
-
-    def session(self) -> smtplib.SMTP:
-        s = smtplib.SMTP("127.0.0.1", self.port, timeout=60)
-        s.ehlo("client.example")
-        code, text = s.mail("sender@client.example")
-        assert code == 250, text
-        return s
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log_file.close()
-        shutil.rmtree(self.root, ignore_errors=True)
-
 
 @pytest.fixture
 def haraka():
