@@ -69,18 +69,21 @@ def render(acct: str, logacct: str, listen: str, qmailhome: str,
            "# installation; INSTALL puts it in /opt/qmailverify/bin\n"
            "exec 2>&1\n"
            f"exec envdir ./env softlimit -m {SOFTLIMIT} {drop}{program}\n")
+    return service_files(run, logacct, {"QMAILHOME": qmailhome, "LISTEN": listen})
+
+
+def service_files(run: str, logacct: str, env: dict) -> list[tuple[str, str | None, int, bool]]:
+    """A service directory with run, env/ (a file for each of env, in
+    order) and log/ (multilog as logacct): (path, content or None for a
+    folder, mode, owned by the log account)."""
     logrun = ("#!/bin/sh\n"
               f"exec setuidgid {logacct} {MULTILOG}\n")
-    return [
-        ("run", run, 0o755, False),
-        ("env", None, 0o2755, False),
-        ("env/QMAILHOME", qmailhome + "\n", 0o644, False),
-        ("env/LISTEN", listen + "\n", 0o644, False),
-        ("log", None, 0o2755, False),
-        ("log/run", logrun, 0o755, False),
-        ("log/main", None, 0o2755, True),
-        ("log/status", "", 0o644, True),
-    ]
+    return ([("run", run, 0o755, False), ("env", None, 0o2755, False)]
+            + [(f"env/{name}", value + "\n", 0o644, False) for name, value in env.items()]
+            + [("log", None, 0o2755, False),
+               ("log/run", logrun, 0o755, False),
+               ("log/main", None, 0o2755, True),
+               ("log/status", "", 0o644, True)])
 
 
 class ConfOptions(NamedTuple):

@@ -20,7 +20,7 @@ import sys
 from qmailverify.cli import guarded, help_or_version
 from qmailverify.errors import Fatal
 from qmailverify.protocol.addrspec import AddressError, format_server, parse_server
-from qmailverify.tools.conf import MULTILOG, SOFTLIMIT, hint, program_path, write_service
+from qmailverify.tools.conf import SOFTLIMIT, hint, program_path, service_files, write_service
 
 ME = "qmail-verify-http-conf"
 USAGE = f"{ME}: usage: {ME} acct logacct /dir [listen [server]]"
@@ -37,18 +37,7 @@ def render(acct: str, logacct: str, listen: str, server: str,
            "# virtual environment)\n"
            "exec 2>&1\n"
            f"exec envdir ./env softlimit -m {SOFTLIMIT} setuidgid {acct} {program}\n")
-    logrun = ("#!/bin/sh\n"
-              f"exec setuidgid {logacct} {MULTILOG}\n")
-    return [
-        ("run", run, 0o755, False),
-        ("env", None, 0o2755, False),
-        ("env/LISTEN", listen + "\n", 0o644, False),
-        ("env/VERIFY_SERVER", server + "\n", 0o644, False),
-        ("log", None, 0o2755, False),
-        ("log/run", logrun, 0o755, False),
-        ("log/main", None, 0o2755, True),
-        ("log/status", "", 0o644, True),
-    ]
+    return service_files(run, logacct, {"LISTEN": listen, "VERIFY_SERVER": server})
 
 
 def address(text: str, port: int, what: str) -> str:
