@@ -38,6 +38,7 @@ from statistics import median
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from haraka import Haraka, why_no_haraka  # noqa: E402  (the tests' own Haraka)
+from helpers import unprivileged  # noqa: E402  (uid 65534, with what it needs to reach us)
 
 P1 = HERE.parent / "tests" / "data" / "P1.json"
 MODES = (("keep-alive", False), ("close", True))
@@ -63,14 +64,6 @@ def wait_http(port: int, timeout: float = 15.0) -> None:
 def fetch(port: int, target: str) -> bytes:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{target}", timeout=10) as r:
         return r.read()
-
-
-def unprivileged(program: str) -> list[str]:
-    wrapper = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    if subprocess.run(wrapper + [program, "-V"], capture_output=True).returncode:
-        # an installation nobody may not reach (a clone under /root)
-        wrapper += ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
-    return wrapper
 
 
 def load(port: int, n: int, seconds: float, targetfile: Path, close: bool) -> dict:

@@ -79,7 +79,7 @@ class Asker:
 
 class Conn:
     """One client connection and the request it is being answered."""
-    __slots__ = ("sock", "peer", "h11", "out", "query", "request", "body",
+    __slots__ = ("sock", "peer", "h11", "out", "query", "request", "asked", "body",
                  "deadline", "closing", "events", "callback")
 
     def __init__(self, sock, peer: bytes, deadline: float):
@@ -89,6 +89,7 @@ class Conn:
         self.out = b""           # response bytes the socket has not taken yet
         self.query = None        # the Asker whose query is in flight
         self.request = None      # the h11.Request being read
+        self.asked = None        # what the daemon is asked for it (qd1.Request)
         self.body = 0            # its body's bytes so far
         self.deadline = deadline
         self.closing = False     # close once out is sent
@@ -251,7 +252,7 @@ class Server:
             self.respond(c, qd1.answer(parsed, socket_failure(e)))
             return
         a.conn, a.deadline = c, time.monotonic() + self.limits.timeout
-        c.query, c.request = a, parsed
+        c.query, c.asked = a, parsed
 
     def asker(self) -> Asker:
         a = Asker(self.daemon)
@@ -284,7 +285,7 @@ class Server:
             self.spare.append(a)
         else:
             self.drop(a)
-        self.respond(c, qd1.answer(c.request, answer))
+        self.respond(c, qd1.answer(c.asked, answer))
 
     def respond(self, c: Conn, r: qd1.Response) -> None:
         headers = [(b"Content-Type", b"text/plain")]
@@ -296,7 +297,8 @@ class Server:
         try:
             data = c.h11.send(h11.Response(status_code=r.status, headers=headers,
                                            reason=qd1.REASONS.get(r.status, b"")))
-            if r.body and r.status != 204:
+            head = c.request is not None and c.request.method == b"HEAD"
+            if r.body and r.status != 204 and not head:
                 data += c.h11.send(h11.Data(data=r.body))
             data += c.h11.send(h11.EndOfMessage())
         except h11.LocalProtocolError:          # e.g. a HEAD-less state h11 refuses
@@ -311,6 +313,7 @@ class Server:
             self.next_request(c)
 
     def next_request(self, c: Conn) -> None:
+        c.request = c.asked = None
         try:
             c.h11.start_next_cycle()
         except h11.LocalProtocolError:

@@ -93,6 +93,21 @@ def test_keep_alive_pipelining_and_connection_close(deep_daemon, front):
         assert closed(s)
 
 
+def test_another_method_is_403_head_included(deep_daemon, front):
+    d, t = deep_daemon
+    h = front(d.port)
+    with connect(h) as s:
+        s.sendall(b"HEAD /qd1/deliverable?bob%40example.com HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = s.recv(4096)
+        assert head.startswith(b"HTTP/1.1 403 ") and head.endswith(b"\r\n\r\n")
+        assert closed(s)
+    assert request(h, "/qd1/deliverable?bob%40example.com", "X: POST\r\n") == (200, b"242")
+    with connect(h) as s:
+        s.sendall(b"POST /qd1/deliverable?bob%40example.com HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Length: 3\r\n\r\nabc")
+        assert read_response(s, bytearray())[:1] == (403,)
+
+
 def test_http_1_0_gets_its_answer_and_the_connection_closed(deep_daemon, front):
     d, t = deep_daemon
     h = front(d.port)
