@@ -114,10 +114,11 @@ def run(argv: list[str]) -> int:
         raise Stop
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)      # nothing to reload: the daemon has the rules
     server.log.append(f"Listening on {format_server(*listen)}, asking qmail-verify at "
                       f"{format_server(*daemon)}.".encode())
     try:
-        flushed = time.monotonic()
+        flushed = 0.0
         while True:
             # the log is written a few times a second, or when it holds
             # many lines: under load a line a request costs no write of its own

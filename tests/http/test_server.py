@@ -3,6 +3,7 @@ front of a real qmail-verify: the answers, HTTP/1.0 and 1.1 with and
 without keep-alive, and the limits a hostile client meets."""
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -138,6 +139,8 @@ def test_bad_http_gets_its_4xx_and_the_server_goes_on(deep_daemon, front, junk, 
         assert closed(s)
     assert request(h, "/qd1/deliverable?bob%40example.com") == (200, b"242")
     assert "Traceback" not in h.log() and h.proc.poll() is None
+    h.signal(signal.SIGHUP)                       # nothing to reload: it goes on
+    assert request(h, "/qd1/deliverable?bob%40example.com") == (200, b"242")
 
 
 def test_a_slow_client_holds_up_no_one_and_is_cut_off(deep_daemon, front):
