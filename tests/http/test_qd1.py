@@ -3,6 +3,8 @@ and the number each of the daemon's answers becomes, the table of
 qmail-verify-http(8)."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qmailverify.http.qd1 import Request, Response, answer, parse
 from qmailverify.protocol.client import Answer, timeout_answer
@@ -86,3 +88,15 @@ def test_qmail_local_is_the_name_qmail_local_gets_or_204_when_not_here():
 def test_the_log_words_are_cleaned():
     r = answer(Request(b"deliverable", b"a:b<c>@x"), Answer(DELIVERABLE, b"u", position=9))
     assert r.log == b"deliverable a_b_c_@x 200 0xf1"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([b"GET", b"POST", b"get"]),
+       st.one_of(st.binary(max_size=60),
+                 st.binary(max_size=40).map(lambda b: b"/qd1/deliverable?" + b)))
+def test_any_target_is_a_request_for_a_printable_address_or_a_4xx(method, target):
+    r = parse(method, target)
+    if isinstance(r, Request):
+        assert method == b"GET" and r.address and all(0x20 <= b < 0x7F for b in r.address)
+    else:
+        assert r.status in (400, 403) and all(0x20 <= b < 0x7F for b in r.log)
