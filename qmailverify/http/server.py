@@ -135,6 +135,8 @@ class Server:
                     self.answered(c, timeout_answer(), keep=False)
             elif now >= c.deadline:
                 self.close(c)
+        if not self.listening and len(self.conns) < self.limits.connections:
+            self.listen(True)
 
     def close_all(self) -> None:
         for c in list(self.conns):
@@ -160,7 +162,12 @@ class Server:
                 sock, addr = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:          # out of descriptors, or the client already gone
+            except ConnectionAbortedError:       # the client already gone
+                continue
+            except OSError:
+                # out of descriptors or memory: the backlog waits for the
+                # next sweep instead of waking the loop again at once
+                self.listen(False)
                 return
             sock.setblocking(False)
             try:

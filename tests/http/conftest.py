@@ -6,16 +6,18 @@ from helpers import Daemon, executable, free_tcp_port, unprivileged
 
 @pytest.fixture
 def front():
-    """front(daemon_port, **env) -> the installed qmail-verify-http, started
-    as uid 65534 on a free TCP port, asking the qmail-verify at
-    127.0.0.1:daemon_port; stopped after the test."""
+    """front(daemon_port, wrapper=(), **env) -> the installed
+    qmail-verify-http, started (through wrapper) as uid 65534 on a free
+    TCP port, asking the qmail-verify at 127.0.0.1:daemon_port; stopped
+    after the test."""
     started = []
 
-    def _front(daemon_port: int, **env) -> Daemon:
+    def _front(daemon_port: int, wrapper=(), **env) -> Daemon:
         program = executable("qmail-verify-http")
         port = free_tcp_port()
         d = Daemon({"LISTEN": f"127.0.0.1:{port}", "VERIFY_SERVER": f"127.0.0.1:{daemon_port}",
-                    **env}, wrapper=unprivileged(program), port=port, program=program)
+                    **env}, wrapper=[*wrapper, *unprivileged(program)], port=port,
+                   program=program)
         started.append(d)
         d.wait_for("Listening on")
         return d

@@ -225,3 +225,23 @@ def test_it_refuses_root_and_bad_settings_in_one_line():
     r = run({"LISTEN": "127.0.0.1:80"}, wrapper)          # a port below 1024, not root
     assert (r.returncode, r.stderr) == (111, "qmail-verify-http: fatal: unable to listen on "
                                              "127.0.0.1:80: access denied\n")
+
+
+def test_out_of_descriptors_it_waits_instead_of_spinning_then_serves_again(deep_daemon, front):
+    d, t = deep_daemon
+    h = front(d.port, VERIFY_HTTP_IDLE="30", wrapper=["prlimit", "--nofile=16:16"])
+    held = [connect(h) for _ in range(24)]          # more than it has descriptors for
+    try:
+        wait_until(lambda: len(os.listdir(f"/proc/{h.proc.pid}/fd")) >= 16)
+
+        def cpu_ticks():
+            fields = open(f"/proc/{h.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+        before = cpu_ticks()
+        time.sleep(1.0)
+        assert cpu_ticks() - before < 50           # not a loop of failing accepts
+    finally:
+        for s in held:
+            s.close()
+    assert wait_until(lambda: request(h, "/qd1/deliverable?bob%40example.com")) == (200, b"242")
+    assert h.proc.poll() is None and "Traceback" not in h.log()
