@@ -114,6 +114,20 @@ def has_root_ids(pid: int) -> bool:
                    if line.startswith(("Uid:", "Gid:")))
 
 
+def unprivileged(program: str, uid: int = 65534) -> list[str]:
+    """A wrapper that runs the installed program as uid (for root).
+
+    Where the installation or its interpreter lies where uid may not go
+    (a clone or pyenv under /root, mode 0700), the program is lent the
+    right to search and read any folder; an installation as INSTALL
+    makes it needs no such help."""
+    wrapper = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    probe = subprocess.run(wrapper + [program, "-V"], capture_output=True, env={})
+    if probe.returncode != 0:
+        wrapper += ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    return wrapper
+
+
 def env_for(paths, **extra):
     """The daemon's environment for a tree built by tree.build()."""
     env = {"QMAILHOME": str(paths["qmail"]), "VERIFY_PASSWD": str(paths["passwd"])}

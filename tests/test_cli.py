@@ -13,7 +13,8 @@ from qmailverify import __version__
 pytestmark = pytest.mark.system   # runs the installed programs, as root
 
 PROGRAMS = ["qmail-verify", "verify-query", "verify-migrate", "qmail-verify-conf",
-            "qmail-logmsg-conf", "qmail-verify-demo", "qmail-verify-status"]
+            "qmail-logmsg-conf", "qmail-verify-http", "qmail-verify-http-conf",
+            "qmail-verify-demo", "qmail-verify-status"]
 
 
 def run(args, stdout=subprocess.PIPE, **kw):

@@ -45,7 +45,7 @@ def clone():
     for d in (work / "bin", stubs, tools):
         d.mkdir(parents=True)
     shutil.copy(REPO / "bin" / "dev", work / "bin" / "dev")
-    for name in ("sh", "dirname", "id", "rm", "mkdir", "touch", "chmod", "cat"):
+    for name in ("sh", "dirname", "id", "rm", "mkdir", "touch", "chmod", "cat", "cmp", "cp"):
         (tools / name).symlink_to(shutil.which(name))
     record = root / "record"
     record.touch()
@@ -139,7 +139,35 @@ def test_test_without_root_names_what_is_missing(clone):
         "bin/dev: warning: the tests that need them will skip: install daemontools ucspi-tcp "
         "groff-base man-db procps util-linux mariadb-server (apt-get install daemontools "
         "ucspi-tcp groff-base man-db procps util-linux mariadb-server)",
+        "bin/dev: warning: no node on PATH: the Haraka tests will skip (install Node.js 20 or "
+        "newer)",
         "bin/dev: warning: not root: the tests that need root (most) will skip"]
+
+
+@pytest.mark.system
+def test_test_installs_haraka_with_node_20_once_and_names_an_older_node(clone):
+    (clone["root"] / "python3-venv").touch()
+    stubs, record_file = clone["root"] / "stubs", clone["record"]
+    script(stubs / "node", "echo v18.19.0\n")
+    r = dev(clone, "test")
+    assert "bin/dev: warning: node v18.19.0 is older than 20: the Haraka tests will skip " \
+           "(install Node.js 20 or newer)\n" in r.stderr
+    assert not any(line.startswith("npm") for line in record(clone))
+    script(stubs / "node", "echo v20.20.2\n")
+    script(stubs / "npm", f"""echo "npm $* in $(pwd)" >> {record_file}
+mkdir -p node_modules
+""")
+    http = clone["work"] / "tests" / "http"
+    http.mkdir(parents=True)
+    (http / "package-lock.json").write_text("{}\n")
+    dev(clone, "test")
+    dev(clone, "test")                                   # the same lock: not again
+    assert [line for line in record(clone) if line.startswith("npm")] == [
+        f"npm ci --omit=optional --no-audit --no-fund --loglevel=error in {http}"]
+    (http / "package-lock.json").write_text('{"changed": 1}\n')
+    r = dev(clone, "test")
+    assert len([line for line in record(clone) if line.startswith("npm")]) == 2
+    assert "Haraka" not in r.stderr
 
 
 @pytest.mark.system

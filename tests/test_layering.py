@@ -30,6 +30,7 @@ MAY_IMPORT = {
     "testing": {"base", "protocol", "qmail"},
     "tools": {"base", "protocol", "qmail", "testing"},
     "fuzz": {"base", "protocol", "qmail", "hub", "system", "deep", "daemon", "shim", "testing"},
+    "http": {"base", "protocol"},
 }
 
 

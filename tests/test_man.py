@@ -146,3 +146,15 @@ def test_a_variable_missing_from_its_page_is_found(tmp_path):
     code.write_text('import os\nos.environ.get("VERIFY_NOWHERE")\n')
     assert variables_read(code) == {"VERIFY_NOWHERE"}
     assert not re.search(r"\bVERIFY_NOWHERE\b", (REPO / "man" / "qmail-verify.8").read_text())
+def test_qmail_verify_http_8_has_the_answer_table_and_what_each_client_does():
+    page = text("qmail-verify-http.8")
+    for row in ("a vpopmail user's mailbox 200 242 0xf2 250 (and LMTP) DECLINED",
+                "not delivered here 200 255 0xff 550 DECLINED",
+                "not deliverable 200 0 550 DENY, 550",
+                "temporary: the daemon's 503 450 DECLINED",
+                "qpsmtpd cannot defer a recipient through it",
+                "0x11 to 0x14, 0x21, 0x22, 0xf5 and 0xfe are never sent",
+                "fatal: refusing to run as root", "Connection: close"):
+        assert row in page, row
+    for page in ("qmail-verify-http.8", "qmail-verify-http-conf.8"):
+        assert "-h prints the usage" in text(page), page

@@ -12,14 +12,18 @@ is never "not deliverable".  A client that asked for the extended reply
 gets "temporary" with the reason; a legacy one gets no reply at all (it
 then says 451).  LostPrivileges is the one exception that escapes: the
 daemon must stop rather than answer with the wrong ids.
+
+A query that asks for the detail (wire.py: qmail-verify-http's) gets the
+variant deep mode found and the local name after the reply, the name
+from the same steps decide() takes (rules.local_name).
 """
 
 
 from qmailverify.clean import clean
 from qmailverify.errors import LostPrivileges, NeedLookup
 from qmailverify.protocol.reply import Outcome, answer_verdict
-from qmailverify.protocol.wire import parse_query, query_ip
-from qmailverify.qmail.rules import decide
+from qmailverify.protocol.wire import parse_query, query_ip, wants_detail, with_detail
+from qmailverify.qmail.rules import decide, local_name
 
 NOT_A_QUERY = Outcome(None, [], None)       # an empty datagram
 
@@ -43,4 +47,8 @@ def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
         return Outcome(None, [b"warning: internal error answering " + clean(query.address)
                               + b": " + type(e).__name__.encode() + b"; not answered."],
                        "unanswered")
-    return answer_verdict(query, v, trace, query_ip(datagram) if trace else None)
+    out = answer_verdict(query, v, trace, query_ip(datagram) if trace else None)
+    if query.extended and out.reply is not None and wants_detail(datagram):
+        name = local_name(query.address, controls)[2]
+        out = out._replace(reply=with_detail(out.reply, v.variant, name))
+    return out

@@ -82,7 +82,7 @@ class Deep:
                 return vdeliver(args, found.ext, found.host, self.store, users, self.build)
 
         out = judge(facts, forward, vdelivermail)
-        return Verdict(out.code, DEEP, found.user, reason=out.reason)
+        return Verdict(out.code, DEEP, found.user, reason=out.reason, variant=out.variant)
 
 
 def make_deep(settings, env, system):

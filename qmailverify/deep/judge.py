@@ -64,6 +64,7 @@ PATRN = 0o002          # notqmail conf-patrn: mode bits not allowed in ~ and ~/.
 class Judgement(NamedTuple):
     code: int            # protocol.wire.DELIVERABLE, UNDELIVERABLE or TEMPORARY
     reason: str
+    variant: bytes = b""  # deliverable through vdelivermail: how (wire.VARIANTS)
 
 
 def qmail_local_defer(home_mode: int, file_mode: int) -> str:
@@ -103,7 +104,7 @@ def judge(facts: DeepFacts, forward: Callable[[bytes], Judgement],
     parsed = dotqmail.parse_dotqmail(facts.content, bool(facts.file_mode & 0o100))
     if parsed.empty:
         return Judgement(DELIVERABLE, "empty .qmail file: default delivery")
-    delivered = ""
+    delivered, variant = "", b""
     targets = []
     for line in parsed.lines:
         if line.kind in (dotqmail.MAILDIR, dotqmail.MBOX):
@@ -120,13 +121,14 @@ def judge(facts: DeepFacts, forward: Callable[[bytes], Judgement],
                 out = vdelivermail(prog.args)
                 if out.code != DELIVERABLE:
                     return out
-                delivered = delivered or out.reason
+                if not delivered:
+                    delivered, variant = out.reason, out.variant
             else:
                 return Judgement(DELIVERABLE, "program")
     if parsed.defer:
         return Judgement(TEMPORARY, "qmail-local: " + parsed.defer)
     if delivered:
-        return Judgement(DELIVERABLE, delivered)
+        return Judgement(DELIVERABLE, delivered, variant)
     if not targets:
         return Judgement(DELIVERABLE, "no delivery line")
     temporary = None

@@ -13,9 +13,10 @@ import time
 from collections import namedtuple  # not typing: qmail-logmsg starts per connection
 
 from qmailverify.errors import errtext
-from qmailverify.protocol.wire import TEMPORARY, make_query, parse_reply, split_count
+from qmailverify.protocol.wire import TEMPORARY, make_query, parse_reply, split_count, split_detail
 
 TIMEOUT = 5.0
+RECV_MAX = 65536      # a detail reply's local name may be as long as a query
 
 
 # code: DELIVERABLE, UNDELIVERABLE or TEMPORARY; user: controlling user, when
@@ -24,9 +25,11 @@ TIMEOUT = 5.0
 # remote: the daemon itself answered (a TEMPORARY from it concerns this
 # address only; one made here, a socket error or a timeout, ends the
 # session); refusals: the daemon's count of refused recipients for the
-# client IP the query carried (wire.py), None when it gave none
-class Answer(namedtuple("Answer", "code user reason position timeout remote refusals",
-                        defaults=(b"", "", 0, False, False, None))):
+# client IP the query carried (wire.py), None when it gave none; variant and
+# local: a detail query's fields (wire.py), b"" and None when absent
+class Answer(namedtuple("Answer",
+                        "code user reason position timeout remote refusals variant local",
+                        defaults=(b"", "", 0, False, False, None, b"", None))):
     __slots__ = ()
 
     def log_message(self) -> str:
@@ -47,9 +50,10 @@ class PendingQuery:
     or None if nothing usable came (keep waiting until the deadline)."""
 
     def __init__(self, address: bytes, server: tuple[str, int], extended: bool = True,
-                 timeout: float = TIMEOUT, ip: bytes | None = None):
+                 timeout: float = TIMEOUT, ip: bytes | None = None, detail: bool = False):
         self.address = address
         self.ip = ip
+        self.detail = detail
         self.server = server
         self.extended = extended
         self.deadline = None
@@ -66,27 +70,19 @@ class PendingQuery:
         self.deadline = time.monotonic() + self.timeout
         try:
             self.sock.connect(self.server)
-            self.sock.send(make_query(self.address, self.extended, self.ip))
+            self.sock.send(make_query(self.address, self.extended, self.ip, self.detail))
         except OSError as e:
-            return _socket_failure(e)
+            return socket_failure(e)
         return None
 
     def receive(self) -> Answer | None:
         try:
-            data = self.sock.recv(2048)
+            data = self.sock.recv(RECV_MAX if self.detail else 2048)
         except BlockingIOError:
             return None
         except OSError as e:
-            return _socket_failure(e)
-        reply = parse_reply(data)
-        if reply is None:
-            return None
-        user, refusals = split_count(reply.user) if self.ip else (reply.user, None)
-        if reply.code == TEMPORARY:
-            reason = user.decode("ascii", "replace")
-            return Answer(TEMPORARY, reason=reason, position=reply.position, remote=True,
-                          refusals=refusals)
-        return Answer(reply.code, user, position=reply.position, remote=True, refusals=refusals)
+            return socket_failure(e)
+        return answer_of(data, self.ip, self.detail)
 
     def expired(self, now: float | None = None) -> bool:
         return (now or time.monotonic()) >= self.deadline
@@ -95,7 +91,29 @@ class PendingQuery:
         self.sock.close()
 
 
-def _socket_failure(e: OSError) -> Answer:
+def answer_of(data: bytes, ip: bytes | None = None, detail: bool = False) -> Answer | None:
+    """The Answer a reply datagram gives to a query that carried ip, or
+    asked for the detail; None if the datagram is empty."""
+    reply = parse_reply(data)
+    if reply is None:
+        return None
+    if detail:
+        user, variant, local = split_detail(reply.user)
+        if reply.code == TEMPORARY:
+            return Answer(TEMPORARY, reason=user.decode("ascii", "replace"),
+                          position=reply.position, remote=True)
+        return Answer(reply.code, user, position=reply.position, remote=True,
+                      variant=variant, local=local)
+    user, refusals = split_count(reply.user) if ip else (reply.user, None)
+    if reply.code == TEMPORARY:
+        reason = user.decode("ascii", "replace")
+        return Answer(TEMPORARY, reason=reason, position=reply.position, remote=True,
+                      refusals=refusals)
+    return Answer(reply.code, user, position=reply.position, remote=True, refusals=refusals)
+
+
+def socket_failure(e: OSError) -> Answer:
+    """TEMPORARY for a socket error of ours (it ends a qmail-smtpd session)."""
     text = errtext(e.errno) if e.errno else str(e)
     if e.errno == errno.ECONNREFUSED:
         text = "connection refused"

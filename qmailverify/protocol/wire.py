@@ -34,6 +34,25 @@ count.  A user never holds a NUL (users/cdb ends it with one), so the
 reply's first NUL starts the count.  A 1.32 daemon ignores the IP with
 everything else after the first NUL and replies without a count; a legacy
 client never sends an IP, so never sees a count.
+
+Detail (ours, for qmail-verify-http): an extended query may instead end
+with the field DETAIL_TAG, asking how the address would be delivered:
+
+    address NUL "QV2" NUL "detail"          e.g. b"bob@example.com\0QV2\0detail"
+
+The reply to it (and only to it) is the reply any extended query gets,
+status byte and user (or reason) cut to REPLY_MAX as ever, then:
+
+    NUL "variant=" WORD      when deep mode knows how vpopmail delivers
+                             it: one of VARIANTS (absent otherwise)
+    NUL "local=" NAME        the local name qmail-local would get (the
+                             local part, or the virtualdomains prefix,
+                             '-' and the local part); absent when qmail
+                             does not deliver the address here
+
+NAME, last, takes the rest of the datagram, so the reply may pass
+REPLY_MAX by the length of NAME.  A 1.32 daemon replies without the
+fields; a legacy client never asks, so never sees them.
 """
 
 from collections import namedtuple  # not typing: qmail-logmsg starts per connection
@@ -50,6 +69,15 @@ IP_TAG = b"ip="
 IP_MAX = 45
 IP_CHARS = frozenset(b"0123456789abcdefABCDEF.:")
 COUNT_MAX = 9999
+
+DETAIL_TAG = b"detail"
+VARIANT_TAG = b"variant="
+LOCAL_TAG = b"local="
+# how vdelivermail delivers a deliverable address (deep mode): a user's
+# own mailbox, a valias row, the domain's catch-all, or (qmail-ext
+# builds) the mailbox of the part before the first '-'
+MAILBOX, VALIAS, CATCH_ALL, QMAIL_EXT = b"mailbox", b"valias", b"catch-all", b"qmail-ext"
+VARIANTS = (MAILBOX, VALIAS, CATCH_ALL, QMAIL_EXT)
 
 DELIVERABLE = 0
 UNDELIVERABLE = 1
@@ -86,10 +114,40 @@ def query_ip(datagram: bytes) -> bytes | None:
     return ip if 0 < len(ip) <= IP_MAX and IP_CHARS.issuperset(ip) else None
 
 
-def make_query(address: bytes, extended: bool = True, ip: bytes | None = None) -> bytes:
-    """The datagram a client sends for address (an ip only with extended)."""
-    tail = (EXTENDED_TAG + (b"\0" + IP_TAG + ip if ip else b"")) if extended else b""
-    return address + b"\0" + tail
+def make_query(address: bytes, extended: bool = True, ip: bytes | None = None,
+               detail: bool = False) -> bytes:
+    """The datagram a client sends for address (an ip, or detail, only
+    with extended; detail wins over an ip)."""
+    if not extended:
+        return address + b"\0"
+    if detail:
+        return address + b"\0" + EXTENDED_TAG + b"\0" + DETAIL_TAG
+    return address + b"\0" + EXTENDED_TAG + (b"\0" + IP_TAG + ip if ip else b"")
+
+
+def wants_detail(datagram: bytes) -> bool:
+    """Does an extended query ask for the detail fields?"""
+    return datagram[:QUERY_MAX].split(b"\0", 1)[1:] == [EXTENDED_TAG + b"\0" + DETAIL_TAG]
+
+
+def with_detail(reply: bytes, variant: bytes, local: bytes | None) -> bytes:
+    """A reply to a detail query: the fields after the reply (REPLY_MAX)."""
+    return (reply + (b"\0" + VARIANT_TAG + variant if variant else b"")
+            + (b"\0" + LOCAL_TAG + local if local is not None else b""))
+
+
+def split_detail(user: bytes) -> tuple[bytes, bytes, bytes | None]:
+    """A detail reply's user (or reason), variant (b"" if none) and local
+    name (None if none)."""
+    user, nul, rest = user.partition(b"\0")
+    variant, local = b"", None
+    while nul:
+        if rest.startswith(LOCAL_TAG):
+            return user, variant, rest[len(LOCAL_TAG):]
+        field, nul, rest = rest.partition(b"\0")
+        if field.startswith(VARIANT_TAG):
+            variant = field[len(VARIANT_TAG):]
+    return user, variant, local
 
 
 def with_count(reply: bytes, count: int) -> bytes:

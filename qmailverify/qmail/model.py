@@ -115,6 +115,7 @@ class Verdict(NamedTuple):
     stat_path: bytes = b""      # a stat that failed, to be logged...
     stat_errno: int = 0         # ...with its errno
     reason: str = ""            # for TEMPORARY: what went wrong; deep mode: why
+    variant: bytes = b""        # deep mode, deliverable: how vdelivermail delivers (wire.VARIANTS)
 
 
 MAX_READ = 8192        # bytes of a -default file read; more is "temporary"

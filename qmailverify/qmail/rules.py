@@ -13,8 +13,7 @@ import errno
 
 from qmailverify.clean import cleantext
 from qmailverify.errors import Trouble, errtext, is_temporary
-from qmailverify.protocol.wire import (DELIVERABLE, NOT_OURS, TEMPORARY, UNDELIVERABLE,
-                                      VIRTUAL_EXCEPTION)
+from qmailverify.protocol.wire import (DELIVERABLE, TEMPORARY, UNDELIVERABLE)
 from qmailverify.qmail.model import Controls, Found, StatHit, System, Verdict
 
 GETPW_USERLEN = 32   # qmail-getpw: a user name part must be shorter
@@ -51,6 +50,22 @@ def virtual_prefix(addr: bytes, at: int, vdoms: dict) -> bytes | None:
     if prefix is None:
         prefix = vdoms.get(b"")
     return prefix
+
+
+def local_name(addr: bytes, c: Controls) -> tuple[bytes, int, bytes | None, int]:
+    """Steps 1 to 5: (address after rewrite(), index of its last @, the
+    local name qmail-local gets, 0).  When qmail does not deliver the
+    address here the name is None and the last item the position that
+    says so: 1 (no virtualdomains key matches) or 2 (an empty prefix)."""
+    a, at = rewrite(addr, c)
+    if a[at + 1:].lower() in c.locals:              # 4
+        return a, at, a[:at], 0
+    prefix = virtual_prefix(a, at, c.virtualdomains)   # 5
+    if prefix is None:
+        return a, at, None, 1
+    if not prefix:
+        return a, at, None, 2
+    return a, at, prefix + b"-" + a[:at], 0
 
 
 def users_lookup(cdb, name: bytes) -> bytes | None:
@@ -164,17 +179,10 @@ def decide(addr: bytes, c: Controls, system: System,
     search is then made for an empty extension too: ~/.qmail), and judges
     a -default file that ends the search instead of answering deliverable
     [12]; it may raise errors.NeedLookup.  None: the 1.32 answers."""
-    a, at = rewrite(addr, c)
-    local, domain = a[:at], a[at + 1:]
-    if domain.lower() in c.locals:                  # 4
-        name = local
-    else:                                           # 5
-        prefix = virtual_prefix(a, at, c.virtualdomains)
-        if prefix is None:
-            return Verdict(DELIVERABLE, NOT_OURS)
-        if not prefix:
-            return Verdict(DELIVERABLE, VIRTUAL_EXCEPTION)
-        name = prefix + b"-" + local
+    a, at, name, outside = local_name(addr, c)
+    if name is None:
+        return Verdict(DELIVERABLE, outside)
+    domain = a[at + 1:]
 
     try:                                            # 6
         cdb = system.users()

@@ -33,7 +33,6 @@ import sys
 from typing import NamedTuple
 
 from qmailverify.cli import guarded, help_or_version
-from qmailverify.errors import Fatal
 from qmailverify.tools import servicedir
 
 PROG = "qmail-logmsg-conf"

@@ -10,7 +10,7 @@ from helpers import FakeSystem
 from qmailverify.daemon.answer import get_reply
 from qmailverify.daemon.stats import Counts
 from qmailverify.errors import LostPrivileges, Trouble
-from qmailverify.protocol.wire import TEMPORARY, make_query, make_reply
+from qmailverify.protocol.wire import DETAIL_TAG, TEMPORARY, make_query, make_reply, with_detail
 from qmailverify.qmail.model import Controls, Passwd
 
 C = Controls.build(b"example.com", [b"example.com"])
@@ -121,3 +121,17 @@ def test_the_decision_core_imports_nothing_that_reads_files():
                "qmailverify.system.cdbsource", "qmailverify.shim.rcpthosts", "qmailverify.daemon.startup",
                "qmailverify.daemon.main"}
     assert not loaded & readers, loaded & readers
+
+
+def test_a_detail_query_gets_the_local_name_after_the_reply_it_would_get_anyway():
+    vdoms = Controls.build(b"example.com", [b"example.com"],
+                           virtualdomains=[b"virt.example:kim", b"out.example:"])
+    for addr, name in ((b"kim-x@example.com", b"kim-x"), (b"x@virt.example", b"kim-x"),
+                       (b"ghost@example.com", b"ghost"), (b"x@example.org", None),
+                       (b"x@out.example", None)):
+        plain = get_reply(make_query(addr), vdoms, system())
+        out = get_reply(make_query(addr, detail=True), vdoms, system())
+        assert out.lines == plain.lines and out.counted == plain.counted
+        assert out.reply == with_detail(plain.reply, b"", name), addr
+    legacy = get_reply(b"kim@example.com\0" + DETAIL_TAG, C, system())
+    assert legacy.reply == b"\x90kim"                  # not extended: no fields

@@ -261,7 +261,7 @@ def test_runs_as_a_single_uid_without_root(start, request):
     """The single-uid virtual-domain setup: not root, stats made as itself."""
     import sysconfig
 
-    from helpers import world_tempdir
+    from helpers import unprivileged, world_tempdir
 
     from qmailverify.testing import tree
     if os.geteuid() != 0:
@@ -276,15 +276,9 @@ def test_runs_as_a_single_uid_without_root(start, request):
     paths = tree.build(spec, world_tempdir())
     request.addfinalizer(lambda: shutil.rmtree(paths["root"]))
     script = os.path.join(sysconfig.get_path("scripts"), "qmail-verify")
-    wrapper = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
-    probe = subprocess.run(wrapper + [script, "-x"], capture_output=True, env={})
-    if probe.returncode != 100:
-        # The installation or its interpreter lies where uid 65534 may not
-        # go (a clone or pyenv under /root, mode 0700): lend the daemon the
-        # right to search and read any folder.  Every file of this tree
-        # belongs to uid 65534, so its answers are the ones it would give
-        # without; an installation as INSTALL makes it needs no such help.
-        wrapper += ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    # Every file of this tree belongs to uid 65534, so the answers are the
+    # ones the daemon gives without the right unprivileged() may lend it.
+    wrapper = unprivileged(script, uid)
     d = start({"QMAILHOME": str(paths["qmail"]), "VERIFY_PASSWD": str(paths["passwd"])},
               wrapper=wrapper, program=script)
     status = open(f"/proc/{d.proc.pid}/status").read()

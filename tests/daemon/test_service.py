@@ -8,50 +8,17 @@ import shutil
 import signal
 import subprocess
 import sysconfig
-import time
 from pathlib import Path
 
 import pytest
-from helpers import executable, free_port, need_system as need, wait, world_tempdir
+from helpers import executable, free_port, need_system as need, wait
+from supervised import svstat_pid
 
 from qmailverify.protocol.client import ask
 from qmailverify.tools import logmsgconf, servicedir
 from qmailverify.tools.conf import render
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def svstat_pid(service: Path) -> int | None:
-    out = subprocess.run(["svstat", str(service)], capture_output=True, text=True).stdout
-    m = re.search(r": up \(pid (\d+)\)", out)
-    return int(m.group(1)) if m else None
-
-
-@pytest.fixture
-def svscan():
-    need("svscan", "supervise", "svc", "svstat", "multilog", "envdir", "softlimit", "setuidgid")
-    root = world_tempdir("qv-svscan-")
-    services = root / "service"
-    services.mkdir()
-    out = open(root / "svscan.out", "wb")
-    proc = subprocess.Popen(["svscan", str(services)], stdout=out, stderr=out,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-    yield root, services
-    for link in services.iterdir():
-        subprocess.run(["svc", "-dx", str(link), str(link / "log")], capture_output=True)
-    proc.terminate()
-    proc.wait(10)
-    # everything started here runs under root: nothing may be left behind
-    def leftovers():
-        ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-        return [line for line in ps.splitlines() if str(root) in line]
-    try:
-        wait(lambda: not leftovers(), "supervise and the daemon to exit", timeout=15)
-    finally:
-        for line in leftovers():
-            os.kill(int(line.split()[0]), signal.SIGKILL)
-        out.close()
-        shutil.rmtree(root)
 
 
 def conf(*args, env=None):
@@ -282,7 +249,8 @@ def test_nothing_assumes_usr_local_bin():
     found = []
     for folder in ("bin", "service", "man", "doc", "qmailverify", "bench", "tests", ".ci"):
         for path in (REPO / folder).rglob("*"):
-            if path.is_file() and "__pycache__" not in path.parts:
+            # not the npm packages the Haraka tests install (not ours, not in git)
+            if path.is_file() and not {"__pycache__", "node_modules"} & set(path.parts):
                 if b"/usr/local/" + b"bin" in path.read_bytes():
                     found.append(str(path.relative_to(REPO)))
     for name in ("README", "INSTALL", "SECURITY", "setup.cfg"):

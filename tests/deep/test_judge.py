@@ -75,7 +75,7 @@ def test_plesk_style_bouncesaying_tree(tmp_path):
     (home / ".qmail-default").chmod(0o600)
     (home / ".qmail-bob").write_bytes(b"./bob/Maildir/\n")
     out = judge(facts_of(os.fsencode(home), b".qmail-default"), never)
-    assert out == (UNDELIVERABLE, "bouncesaying")
+    assert out == (UNDELIVERABLE, "bouncesaying", b"")
     (home / ".qmail-default").write_bytes(b"| /usr/bin/bouncesaying 'No.' /opt/shop/bin/known-user\n")
     assert judge(facts_of(os.fsencode(home), b".qmail-default"), never).code == DELIVERABLE
 
@@ -96,9 +96,9 @@ def test_mailbox_program_and_other_lines_are_valid():
 
 def test_qmail_local_deferrals_in_its_order():
     c = b"|bouncesaying gone\n"
-    assert judge(DeepFacts(0o40707, 0o100600, c), never) == (TEMPORARY, "qmail-local: home directory is writable")
-    assert judge(DeepFacts(0o41700, 0o100600, c), never) == (TEMPORARY, "qmail-local: home directory is sticky")
-    assert judge(DeepFacts(0o40700, 0o100602, c), never) == (TEMPORARY, "qmail-local: .qmail file is writable")
+    assert judge(DeepFacts(0o40707, 0o100600, c), never) == (TEMPORARY, "qmail-local: home directory is writable", b"")
+    assert judge(DeepFacts(0o41700, 0o100600, c), never) == (TEMPORARY, "qmail-local: home directory is sticky", b"")
+    assert judge(DeepFacts(0o40700, 0o100602, c), never) == (TEMPORARY, "qmail-local: .qmail file is writable", b"")
     assert judge(DeepFacts(0o40770, 0o100660, c), never).code == UNDELIVERABLE   # group bits are allowed
     assert plain(b"\n./Maildir/\n").code == TEMPORARY
     assert plain(b"./Maildir/\n", mode=0o100700).code == TEMPORARY
@@ -125,11 +125,12 @@ def test_follow_bounces_loops_and_caps_depth():
         if content is None:
             return NO
         return plain(content, lambda t: follow(t, path, lookup))
-    assert follow(b"B@h", (b"a@h", b"b@h"), lookup) == (UNDELIVERABLE, "forward loop")
-    assert follow(b"a@h", (), lookup) == (UNDELIVERABLE, "every forward target is undeliverable")
+    assert follow(b"B@h", (b"a@h", b"b@h"), lookup) == (UNDELIVERABLE, "forward loop", b"")
+    assert follow(b"a@h", (), lookup) == (UNDELIVERABLE, "every forward target is undeliverable",
+                                          b"")
     assert follow(b"c@h", (), lookup).code == DELIVERABLE
     chain = {b"n%d@h" % i: b"&n%d@h\n" % (i + 1) for i in range(10)}
     chain[b"n10@h"] = b"./Maildir/\n"
     files.update(chain)
-    assert follow(b"n0@h", (), lookup) == (TEMPORARY, "forwards nested too deep")
+    assert follow(b"n0@h", (), lookup) == (TEMPORARY, "forwards nested too deep", b"")
     assert follow(b"n7@h", (), lookup).code == DELIVERABLE

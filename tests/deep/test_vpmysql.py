@@ -18,6 +18,7 @@ from qmailverify.deep.vpopmail.mysqlconf import (
     settings_loader,
 )
 from qmailverify.errors import NeedLookup, Trouble
+from qmailverify.protocol import wire
 from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 from qmailverify.testing.mariadb import ONE, PER_DOMAIN, VALIAS, MariaDB
 
@@ -78,7 +79,7 @@ def test_one_table_layout(db, tree):
     assert ask(store, tree, b"bob").code == DELIVERABLE
     assert ask(store, tree, b"BOB", b"example.net").code == DELIVERABLE        # alias domain
     assert ask(store, tree, b"nopop").code == DELIVERABLE
-    assert ask(store, tree, b"locked") == (UNDELIVERABLE, "vdelivermail: account is locked")
+    assert ask(store, tree, b"locked") == (UNDELIVERABLE, "vdelivermail: account is locked", b"")
     assert ask(store, tree, b"nobody").code == UNDELIVERABLE
     assert ask(store, tree, b"bob-x").code == UNDELIVERABLE
     assert ask(store, tree, b"bob-x", build=Build(qmail_ext=True)).code == DELIVERABLE
@@ -99,7 +100,7 @@ def test_table_per_domain_layout(db, tree):
 def test_valias_table(db, tree):
     store = MysqlStore(tcp(db))
     on = Build(valias=True)
-    assert ask(store, tree, b"info", build=on) == (DELIVERABLE, "vdelivermail: valias")
+    assert ask(store, tree, b"info", build=on) == (DELIVERABLE, "vdelivermail: valias", wire.VALIAS)
     assert ask(store, tree, b"sales-north", build=on).code == DELIVERABLE
     assert ask(store, tree, b"info").code == UNDELIVERABLE        # a build without valias
     assert ask(store, tree, b"nobody", build=on).code == UNDELIVERABLE

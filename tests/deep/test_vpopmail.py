@@ -16,7 +16,14 @@ from qmailverify.deep.vpopmail.delivery import (
     vdeliver,
 )
 from qmailverify.errors import Trouble
-from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from qmailverify.protocol.wire import (
+    CATCH_ALL,
+    DELIVERABLE,
+    MAILBOX,
+    QMAIL_EXT,
+    TEMPORARY,
+    UNDELIVERABLE,
+)
 
 BOUNCE = (b"", b"bounce-no-mailbox")
 DELETE = (b"", b"delete")
@@ -36,19 +43,20 @@ def ask(tree, ext, host=b"example.com", args=BOUNCE, build=Build(), store=None):
 
 
 def test_known_users_are_delivered_unknown_refused(tree):
-    assert ask(tree, b"bob").code == DELIVERABLE
+    assert ask(tree, b"bob") == (DELIVERABLE, "vdelivermail: user", MAILBOX)
     assert ask(tree, b"Joe.Smith", b"EXAMPLE.com").code == DELIVERABLE
-    assert ask(tree, b"nobody") == (UNDELIVERABLE, "vdelivermail: no such user")
+    assert ask(tree, b"nobody") == (UNDELIVERABLE, "vdelivermail: no such user", b"")
     assert ask(tree, b"nobody", args=DELETE).code == UNDELIVERABLE
 
 
 def test_only_bounce_mail_flag_refuses_a_known_user(tree):
-    assert ask(tree, b"locked") == (UNDELIVERABLE, "vdelivermail: account is locked")
+    assert ask(tree, b"locked") == (UNDELIVERABLE, "vdelivermail: account is locked", b"")
     assert ask(tree, b"nopop").code == DELIVERABLE
 
 
 def test_catch_alls_take_unknown_users(tree):
-    assert ask(tree, b"nobody", args=(b"", b"someone@elsewhere.example")).code == DELIVERABLE
+    assert ask(tree, b"nobody", args=(b"", b"someone@elsewhere.example")) == (
+        DELIVERABLE, "vdelivermail: catch-all", CATCH_ALL)
     assert ask(tree, b"nobody", args=(b"", b"/home/vpopmail/domains/example.com/catchall")).code == DELIVERABLE
     # but never a locked account
     assert ask(tree, b"locked", args=(b"", b"someone@elsewhere.example")).code == UNDELIVERABLE
@@ -66,7 +74,8 @@ def test_a_domain_missing_from_assign_has_no_users(tree):
 
 def test_extension_rule_with_and_without_qmail_ext(tree):
     assert ask(tree, b"bob-lists").code == UNDELIVERABLE
-    assert ask(tree, b"bob-lists", build=Build(qmail_ext=True)).code == DELIVERABLE
+    assert ask(tree, b"bob-lists", build=Build(qmail_ext=True)) == (
+        DELIVERABLE, "vdelivermail: user", QMAIL_EXT)
     # vdelivermail cuts at the FIRST '-' only
     tree.add_domain(b"dash.example", [(b"a-b", 0)])
     assert ask(tree, b"a-b-c", b"dash.example", build=Build(qmail_ext=True)).code == UNDELIVERABLE
@@ -74,7 +83,7 @@ def test_extension_rule_with_and_without_qmail_ext(tree):
 
 
 def test_invalid_bytes_bounce_as_vdelivermail_does(tree):
-    assert ask(tree, b"bob%x", args=(b"", b"x@y.example")) == (UNDELIVERABLE, "vdelivermail: invalid username")
+    assert ask(tree, b"bob%x", args=(b"", b"x@y.example")) == (UNDELIVERABLE, "vdelivermail: invalid username", b"")
     assert ask(tree, b"b\xe9b").code == UNDELIVERABLE
     assert ask(tree, b"bob", b"ex_ample.com").code == UNDELIVERABLE
 

@@ -3,14 +3,20 @@ ends, which queries ask for the extended reply, and how replies read."""
 
 from qmailverify.protocol.wire import (
     DELIVERABLE,
+    DETAIL_TAG,
     EXTENDED_TAG,
     QUERY_MAX,
     TEMPORARY,
     UNDELIVERABLE,
+    VARIANTS,
     make_query,
     make_reply,
     parse_query,
     parse_reply,
+    query_ip,
+    split_detail,
+    wants_detail,
+    with_detail,
 )
 
 
@@ -48,3 +54,23 @@ def test_replies_read_as_legacy_clients_read_them():
     assert parse_reply(b"\xe2why") == (TEMPORARY, 14, b"why")
     assert parse_reply(b"\x17") == (UNDELIVERABLE, 1, b"")      # any other low nibble
     assert parse_reply(b"") is None
+
+
+def test_a_detail_query_is_extended_and_asks_for_the_fields_after_the_reply():
+    q = make_query(b"bob@example.com", detail=True)
+    assert q == b"bob@example.com\0" + EXTENDED_TAG + b"\0" + DETAIL_TAG
+    assert parse_query(q) == (b"bob@example.com", True) and wants_detail(q)
+    assert query_ip(q) is None                  # never counted as an SMTP client's IP
+    for other in (make_query(b"a@b"), make_query(b"a@b", ip=b"192.0.2.7"), b"a@b\0detail",
+                  q + b"\0", q + b"x", b"a@b\0" + EXTENDED_TAG + b"\0" + DETAIL_TAG.upper()):
+        assert not wants_detail(other), other
+
+
+def test_the_detail_fields_follow_the_reply_and_read_back_whatever_the_name_holds():
+    reply = make_reply(DELIVERABLE, 15, b"example.com")
+    for variant in (b"",) + VARIANTS:
+        for local in (None, b"", b"example.com-bob", b"a\0local=b", b"x" * 1200):
+            sent = with_detail(reply, variant, local)
+            assert sent.startswith(reply) and (sent == reply) == (not variant and local is None)
+            assert split_detail(parse_reply(sent).user) == (b"example.com", variant, local)
+    assert split_detail(b"kim") == (b"kim", b"", None)       # a 1.32 daemon's reply

@@ -38,7 +38,15 @@ from typing import NamedTuple, Protocol
 
 from qmailverify.deep.judge import Judgement
 from qmailverify.errors import Trouble
-from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from qmailverify.protocol.wire import (
+    CATCH_ALL,
+    DELIVERABLE,
+    MAILBOX,
+    QMAIL_EXT,
+    TEMPORARY,
+    UNDELIVERABLE,
+    VALIAS,
+)
 
 BOUNCE_MAIL = 0x10           # vpopmail.h: pw_gid flag, "bounce mail"
 BOUNCE_ALL = b"bounce-no-mailbox"
@@ -149,21 +157,21 @@ def vdeliver(args: tuple, ext: bytes, host: bytes, store: Store, users_cdb,
         assign = assign_of(users_cdb, host)
         domain = assign.domain.lower() if assign is not None else host
         if build.valias and _has_valias(store, user, base, domain):
-            return Judgement(DELIVERABLE, "vdelivermail: valias")
-        pw = store.user(user, domain, assign)
+            return Judgement(DELIVERABLE, "vdelivermail: valias", VALIAS)
+        pw, variant = store.user(user, domain, assign), MAILBOX
         if pw is None and base != user:
-            pw = store.user(base, domain, assign)
+            pw, variant = store.user(base, domain, assign), QMAIL_EXT
     except Trouble as t:
         return Judgement(TEMPORARY, f"vdelivermail: {t}")
     if pw is not None:
         if pw.gid & BOUNCE_MAIL:
             return Judgement(UNDELIVERABLE, "vdelivermail: account is locked")
-        return Judgement(DELIVERABLE, "vdelivermail: user")
+        return Judgement(DELIVERABLE, "vdelivermail: user", variant)
     if bounce == DELETE_ALL:
         return Judgement(UNDELIVERABLE, "vdelivermail: no such user, mail deleted")
     if bounce == BOUNCE_ALL:
         return Judgement(UNDELIVERABLE, "vdelivermail: no such user")
-    return Judgement(DELIVERABLE, "vdelivermail: catch-all")
+    return Judgement(DELIVERABLE, "vdelivermail: catch-all", CATCH_ALL)
 
 
 def _has_valias(store: Store, user: bytes, base: bytes, domain: bytes) -> bool:
