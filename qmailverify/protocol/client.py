@@ -10,7 +10,6 @@ timeout.
 import _socket as socket  # the C module: importing socket costs qmail-logmsg ~5 ms a connection
 import errno
 import time
-from collections import namedtuple  # not typing: qmail-logmsg starts per connection
 
 from qmailverify.errors import errtext
 from qmailverify.protocol.wire import TEMPORARY, make_query, parse_reply, split_count, split_detail
@@ -27,10 +26,21 @@ RECV_MAX = 65536      # a detail reply's local name may be as long as a query
 # session); refusals: the daemon's count of refused recipients for the
 # client IP the query carried (wire.py), None when it gave none; variant and
 # local: a detail query's fields (wire.py), b"" and None when absent
-class Answer(namedtuple("Answer",
-                        "code user reason position timeout remote refusals variant local",
-                        defaults=(b"", "", 0, False, False, None, b"", None))):
-    __slots__ = ()
+class Answer:
+    """What a client learns of one address (a plain class, not a
+    namedtuple: see protocol/wire.py's ParsedQuery)."""
+    __slots__ = ("code", "user", "reason", "position", "timeout", "remote", "refusals",
+                 "variant", "local")
+
+    def __init__(self, code: int, user: bytes = b"", reason: str = "", position: int = 0,
+                 timeout: bool = False, remote: bool = False, refusals: int | None = None,
+                 variant: bytes = b"", local: bytes | None = None):
+        self.code, self.user, self.reason, self.position = code, user, reason, position
+        self.timeout, self.remote, self.refusals = timeout, remote, refusals
+        self.variant, self.local = variant, local
+
+    def __repr__(self) -> str:
+        return "Answer(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
 
     def log_message(self) -> str:
         """The qmail-smtpd log message for a TEMPORARY answer (spec 7)."""

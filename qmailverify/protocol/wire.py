@@ -55,8 +55,6 @@ REPLY_MAX by the length of NAME.  A 1.32 daemon replies without the
 fields; a legacy client never asks, so never sees them.
 """
 
-from collections import namedtuple  # not typing: qmail-logmsg starts per connection
-
 QUERY_MAX = 900
 REPLY_MAX = 33
 EXTENDED_TAG = b"QV2"
@@ -91,7 +89,18 @@ NOT_OURS = 1
 VIRTUAL_EXCEPTION = 2
 
 
-ParsedQuery = namedtuple("ParsedQuery", "address extended")        # bytes, bool
+# The two results below are tuples with names, written out rather than
+# made by collections.namedtuple: qmail-logmsg starts per connection, and
+# importing collections (with operator, keyword and reprlib) and building
+# the classes would cost each session more than these lines do.
+class ParsedQuery(tuple):
+    """(address, extended): a query datagram as the daemon reads it."""
+    __slots__ = ()
+    address = property(lambda self: self[0])       # bytes
+    extended = property(lambda self: self[1])      # bool: the extended reply asked for
+
+    def __new__(cls, address: bytes, extended: bool):
+        return tuple.__new__(cls, (address, extended))
 
 
 def parse_query(datagram: bytes) -> ParsedQuery | None:
@@ -170,9 +179,15 @@ def make_reply(code: int, position: int, user: bytes = b"") -> bytes:
     return (_STATUS[(position & 0x0F) << 4 | (code & 0x0F)] + user)[:REPLY_MAX]
 
 
-# code: DELIVERABLE, UNDELIVERABLE or TEMPORARY; position: the rule that
-# decided, 1 to 14 (0 if unknown); user: controlling user, for TEMPORARY the reason
-Reply = namedtuple("Reply", "code position user")
+class Reply(tuple):
+    """(code, position, user): a reply datagram as a client reads it."""
+    __slots__ = ()
+    code = property(lambda self: self[0])          # DELIVERABLE, UNDELIVERABLE or TEMPORARY
+    position = property(lambda self: self[1])      # the rule that decided, 1 to 15 (0: unknown)
+    user = property(lambda self: self[2])          # controlling user; for TEMPORARY the reason
+
+    def __new__(cls, code: int, position: int, user: bytes):
+        return tuple.__new__(cls, (code, position, user))
 
 
 def parse_reply(datagram: bytes) -> Reply | None:
