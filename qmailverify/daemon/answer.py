@@ -14,29 +14,45 @@ daemon must stop rather than answer with the wrong ids.
 """
 
 
-from qmailverify.clean import clean
+from qmailverify.clean import clean, cleantext
 from qmailverify.errors import LostPrivileges, NeedLookup
 from qmailverify.protocol.reply import Outcome, answer_verdict
-from qmailverify.protocol.wire import parse_query, query_ip
+from qmailverify.protocol.wire import TEMPORARY, parse_query, query_ip
+from qmailverify.qmail.budget import LIMITS, Budget, Costly, OverBudget
+from qmailverify.qmail.model import Verdict
 from qmailverify.qmail.rules import decide
 
 NOT_A_QUERY = Outcome(None, [], None)       # an empty datagram
 
 
 def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
-              brk: bytes = b"-", deep=None, trace: bool = False) -> Outcome:
+              brk: bytes = b"-", deep=None, trace: bool = False,
+              costly: Costly | None = None, limits: dict = LIMITS) -> Outcome:
     """The reply to datagram and what to log; system.begin_query() is
     called once, before the decision asks it anything.  deep: deep.Deep
     (VERIFY_DEEP=1) or None; trace: add the decision trace line (trace.py).
-    outcome.NeedLookup escapes: the loop parks the query (parking.py)."""
+    outcome.NeedLookup escapes: the loop parks the query (parking.py).
+
+    The decision runs on a budget of limits (budget.py): one that runs out
+    is a temporary answer, logged once, and costly (the loop's
+    budget.Costly) remembers what made it, so that asking again costs a
+    lookup and no search."""
     query = parse_query(datagram)
     if query is None:
         return NOT_A_QUERY
     try:
+        if costly is not None and costly.address(query.address):
+            raise OverBudget("recent")
         system.begin_query()
-        v = decide(query.address, controls, system, alias, brk, deep)
+        v = decide(query.address, controls, system, alias, brk, deep,
+                   Budget(limits, costly=costly))
     except (LostPrivileges, NeedLookup):
         raise
+    except OverBudget as e:
+        if costly is not None:
+            costly.over(query.address, e)
+        where = f" searching {cleantext(e.home)}" if e.home is not None else ""
+        v = Verdict(TEMPORARY, 0, reason=e.reason(), detail=e.reason() + where)
     except Exception as e:    # a bug of ours must not stop the daemon
         return Outcome(None, [b"warning: internal error answering " + clean(query.address)
                               + b": " + type(e).__name__.encode() + b"; not answered."],

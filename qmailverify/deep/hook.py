@@ -7,7 +7,11 @@ and lets judge() decide; the answer carries position 15 (DEEP)
 and judge()'s reason.  Forwards are followed through decide() itself
 with a child Deep that knows the path so far (deepmode.follow: loops and
 depth beyond MAX_DEPTH are temporary), so a target is judged exactly as
-a query for it would be.  vdelivermail lines are judged by
+a query for it would be.  All of them share the query's budget
+(budget.py): a forward target is judged once a query however many files
+name it, at most FORWARDS_MAX targets are followed, and a file is read
+once a query; a -default file forwarding to its own addresses thus costs
+at most that many decisions, not one for every path through it.  vdelivermail lines are judged by
 vpopmail.vdeliver() over the store VERIFY_VPOPMAIL names (files:
 vpasswd.FileStore opening as the domain's uid/gid; mysql: vpmysql in
 non-blocking use, whose NeedLookup goes up to the daemon's loop, see
@@ -21,6 +25,7 @@ from qmailverify.deep.judge import Judgement, follow, judge
 from qmailverify.deep.vpopmail.delivery import Build, build_from_env, vdeliver
 from qmailverify.errors import Trouble
 from qmailverify.protocol.wire import TEMPORARY
+from qmailverify.qmail.budget import FORWARDS, READS, ROWS, Budget
 from qmailverify.qmail.model import Found, Verdict
 
 DEEP = 15                       # the position of every deep-mode answer
@@ -36,34 +41,69 @@ class Deep:
         self.chain = chain      # the addresses forwarded through so far, lowercased
         self.max_waiting = 1000  # queries that may wait for a slow store (parking.py)
 
-    def verdict(self, system, controls, found: Found) -> Verdict:
-        """rules.decide()'s answer for a search that ended at found.path."""
-        try:
-            facts = system.deep_facts(found.uid, found.gid, found.home, found.path)
-        except Trouble as t:
-            return Verdict(TEMPORARY, DEEP, found.user, reason=str(t))
+    def verdict(self, system, controls, found: Found, budget: Budget | None = None) -> Verdict:
+        """rules.decide()'s answer for a search that ended at found.path.
+        budget: the query's (a fresh one if None); every forward target
+        is judged once a query, at most FORWARDS_MAX of them, and each
+        file read once."""
+        if budget is None:
+            budget = Budget()
+        slot = (found.uid, found.gid, found.path)
+        facts = budget.facts.get(slot)
+        if facts is None:
+            budget.spend(READS)
+            try:
+                facts = system.deep_facts(found.uid, found.gid, found.home, found.path)
+            except Trouble as t:
+                facts = t
+            budget.facts[slot] = facts
+        if isinstance(facts, Trouble):
+            return Verdict(TEMPORARY, DEEP, found.user, reason=facts.kind, detail=str(facts))
         chain = self.chain or (found.addr.lower(),)
 
         def lookup(target: bytes, path: tuple) -> Judgement:
             from qmailverify.qmail.rules import decide  # rules imports model, not us
-            child = Deep(self.store, self.build, self.alias, self.brk, path)
-            v = decide(target, controls, system, self.alias, self.brk, child)
-            return Judgement(v.code, v.reason or f"position {v.position}")
+            key = path[-1]
+            out = budget.judged.get(key)
+            if out is None:
+                budget.spend(FORWARDS)
+                child = Deep(self.store, self.build, self.alias, self.brk, path)
+                v = decide(target, controls, system, self.alias, self.brk, child, budget)
+                out = budget.judged[key] = Judgement(v.code, v.reason or f"position {v.position}",
+                                                     v.detail)
+            return out
 
         def forward(target: bytes) -> Judgement:
             return follow(target, chain, lookup)
 
         vdelivermail = None
         if self.store is not None:
+            store = ChargedStore(self.store, budget)
+
             def vdelivermail(args: tuple) -> Judgement:
                 try:
                     users = system.users()
                 except Trouble as t:
-                    return Judgement(TEMPORARY, f"vdelivermail: {t}")
-                return vdeliver(args, found.ext, found.host, self.store, users, self.build)
+                    return Judgement(TEMPORARY, f"vdelivermail: {t.kind}", f"vdelivermail: {t}")
+                return vdeliver(args, found.ext, found.host, store, users, self.build)
 
         out = judge(facts, forward, vdelivermail)
-        return Verdict(out.code, DEEP, found.user, reason=out.reason)
+        return Verdict(out.code, DEEP, found.user, reason=out.reason, detail=out.detail)
+
+
+class ChargedStore:
+    """A vpopmail store whose every lookup is a row of the query's budget."""
+
+    def __init__(self, store, budget: Budget):
+        self.store, self.budget = store, budget
+
+    def user(self, name: bytes, domain: bytes, assign):
+        self.budget.spend(ROWS)
+        return self.store.user(name, domain, assign)
+
+    def valias(self, alias: bytes, domain: bytes):
+        self.budget.spend(ROWS)
+        return self.store.valias(alias, domain)
 
 
 def make_deep(settings, env, system):

@@ -80,9 +80,22 @@ MAX_DEPTH = 5          # forwards followed through at most this many files
 PATRN = 0o002          # notqmail conf-patrn: mode bits not allowed in ~ and ~/.qmail
 
 
-class Judgement(NamedTuple):
+class _Judged(NamedTuple):
     code: int            # wire.DELIVERABLE, UNDELIVERABLE or TEMPORARY
-    reason: str
+    reason: str          # for the client: no path, no errno text
+
+
+class Judgement(_Judged):
+    """(code, reason), and .detail for the log when it says more than
+    reason (a path, an errno's words); equal to the plain pair."""
+
+    detail = ""
+
+    def __new__(cls, code: int, reason: str, detail: str = ""):
+        self = super().__new__(cls, code, reason)
+        if detail:
+            self.detail = detail
+        return self
 
 
 def qmail_local_defer(home_mode: int, file_mode: int) -> str:

@@ -100,6 +100,7 @@ class Verdict(NamedTuple):
     stat_path: bytes = b""      # a stat that failed, to be logged...
     stat_errno: int = 0         # ...with its errno
     reason: str = ""            # for TEMPORARY: what went wrong; deep mode: why
+    detail: str = ""            # the log's version of reason, with paths and errno words
 
 
 MAX_READ = 8192        # bytes of a -default file read; more is "temporary"

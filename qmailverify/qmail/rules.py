@@ -11,6 +11,7 @@ the rule that made it.
 
 from qmailverify.errors import Trouble
 from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from qmailverify.qmail.budget import DECISIONS, ROWS, STATS
 from qmailverify.qmail.model import Controls, Found, System, Verdict
 
 GETPW_USERLEN = 32   # qmail-getpw: a user name part must be shorter
@@ -58,7 +59,7 @@ def users_lookup(cdb, name: bytes) -> bytes | None:
     value of the empty key: usually one, '-'), and '!' itself."""
     wild = cdb.get(b"")
     if wild is None:
-        raise Trouble("users/cdb has no wildcard entry")
+        raise Trouble("users/cdb has no wildcard entry", "users/cdb unusable")
     lower = b"!" + name.lower()
     value = cdb.get(lower + b"\0")
     if value is not None:
@@ -79,17 +80,22 @@ def users_lookup(cdb, name: bytes) -> bytes | None:
     return None
 
 
-def passwd_lookup(system: System, name: bytes, brk: bytes):
+def passwd_lookup(system: System, name: bytes, brk: bytes, budget=None):
     """Step 7, qmail-getpw's userext(): (entry, dash, ext) or None.
 
     qmail-getpw cuts name for a user name at its end, then at each
     separator (brk), from the back; a user name part must be shorter
-    than GETPW_USERLEN."""
+    than GETPW_USERLEN.  Each entry asked for is a row of the budget,
+    each owner stat a stat."""
     getpw, owner, low = system.getpw, system.owner, name.lower()
     cut = len(name)
     while cut >= 0:
         if cut < GETPW_USERLEN:
+            if budget is not None:
+                budget.spend(ROWS)
             pw = getpw(low[:cut])
+            if pw is not None and pw.uid != 0 and budget is not None:
+                budget.spend(STATS)
             if pw is not None and pw.uid != 0 and owner(pw.home) == pw.uid:
                 if cut == len(name):
                     return pw, b"", b""
@@ -113,6 +119,13 @@ def dotqmail_paths(home: bytes, dash: bytes, ext: bytes):
     yield base + b"default"
 
 
+def charged(paths, budget):
+    """paths, one stat of budget spent before each is handed out."""
+    for path in paths:
+        budget.spend(STATS)
+        yield path
+
+
 def fastforward_keys(addr: bytes) -> list[bytes]:
     """The keys fastforward's cdb may hold for addr, most specific first."""
     low = addr.lower()
@@ -123,12 +136,16 @@ def fastforward_keys(addr: bytes) -> list[bytes]:
 
 
 def decide(addr: bytes, c: Controls, system: System,
-           alias: bytes = b"alias", brk: bytes = b"-", deep=None) -> Verdict:
+           alias: bytes = b"alias", brk: bytes = b"-", deep=None, budget=None) -> Verdict:
     """Would qmail deliver addr locally?  addr is the query, as bytes.
 
     deep (deep.Deep, VERIFY_DEEP=1) judges a -default file that ends the
     search (position 15) instead of answering deliverable [12]; it may
-    raise outcome.NeedLookup.  None: the 1.32 answers."""
+    raise outcome.NeedLookup.  None: the 1.32 answers.  budget
+    (budget.Budget) counts the steps; it raises budget.OverBudget, which
+    goes up to the caller with the decision unfinished."""
+    if budget is not None:
+        budget.spend(DECISIONS)
     a, at = rewrite(addr, c)
     local, domain = a[:at], a[at + 1:]
     if domain.lower() in c.locals:                  # 4
@@ -145,7 +162,7 @@ def decide(addr: bytes, c: Controls, system: System,
         cdb = system.users()
         value = users_lookup(cdb, name) if cdb is not None else None
     except Trouble as t:
-        return Verdict(TEMPORARY, 6, reason=str(t))
+        return Verdict(TEMPORARY, 6, reason=t.kind, detail=str(t))
     via_alias = False
     if value is not None:
         fields = value.split(b"\0")
@@ -157,8 +174,10 @@ def decide(addr: bytes, c: Controls, system: System,
         ext = fields[5] if len(fields) > 5 else b""
     else:                                           # 7
         try:
-            found = passwd_lookup(system, name, brk)
+            found = passwd_lookup(system, name, brk, budget)
             if found is None:
+                if budget is not None:
+                    budget.spend(ROWS)
                 pw = system.getpw(alias)
                 if pw is None:
                     return Verdict(UNDELIVERABLE, 8, alias)
@@ -167,15 +186,19 @@ def decide(addr: bytes, c: Controls, system: System,
                 pw, dash, ext = found
                 user = name
         except Trouble as t:
-            return Verdict(TEMPORARY, 7, reason=str(t))
+            return Verdict(TEMPORARY, 7, reason=t.kind, detail=str(t))
         uid, gid, home = pw.uid, pw.gid, pw.home
 
     if not dash:                                    # 8
         return Verdict(DELIVERABLE, 9, user)
+    paths = dotqmail_paths(home, dash, ext)
+    if budget is not None:
+        budget.search(home)
+        paths = charged(paths, budget)
     try:
-        index, err, path = system.first_stat(uid, gid, dotqmail_paths(home, dash, ext))
+        index, err, path = system.first_stat(uid, gid, paths)
     except Trouble as t:
-        return Verdict(TEMPORARY, 11, reason=str(t))
+        return Verdict(TEMPORARY, 11, reason=t.kind, detail=str(t))
     if index < 0:
         return Verdict(UNDELIVERABLE, 14, user)
     if index == 0:
@@ -192,9 +215,9 @@ def decide(addr: bytes, c: Controls, system: System,
                     ff.get(k) is not None for k in fastforward_keys(addr)):
                 return Verdict(UNDELIVERABLE, 12, user)
         except Trouble as t:
-            return Verdict(TEMPORARY, 12, reason=str(t))
+            return Verdict(TEMPORARY, 12, reason=t.kind, detail=str(t))
     if deep is not None and index > 0 and ff is None:   # fastforward's answer stands
-        return deep.verdict(system, c, Found(a, domain, user, uid, gid, home, path, ext))
+        return deep.verdict(system, c, Found(a, domain, user, uid, gid, home, path, ext), budget)
     return Verdict(DELIVERABLE, position, user)
 
 

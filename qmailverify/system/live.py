@@ -117,7 +117,8 @@ class LiveSystem:
             return os.stat(path).st_uid
         except OSError as e:
             if is_temporary(e.errno):
-                raise Trouble(f"unable to stat {cleantext(path)}: {errtext(e.errno)}") from None
+                raise Trouble(f"unable to stat {cleantext(path)}: {errtext(e.errno)}",
+                              "unable to stat a home directory") from None
             return None
         except ValueError:
             return None

@@ -20,6 +20,7 @@ from qmailverify.clean import cleantext
 from qmailverify.errors import Trouble, errtext
 from qmailverify.qmail.model import MAX_READ, DeepFacts
 
+READ_KIND = "unable to read a .qmail file"
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
@@ -27,11 +28,12 @@ def read_default_file(home: bytes, path: bytes) -> DeepFacts:
     try:
         home_mode = os.stat(home).st_mode
     except (OSError, ValueError) as e:
-        raise Trouble(f"unable to stat {cleantext(home)}: {_reason(e)}") from None
+        raise Trouble(f"unable to stat {cleantext(home)}: {_reason(e)}",
+                      "unable to stat a home directory") from None
     try:
         fd = os.open(path, _FLAGS)
     except (OSError, ValueError) as e:
-        raise Trouble(f"unable to open {cleantext(path)}: {_reason(e)}") from None
+        raise Trouble(f"unable to open {cleantext(path)}: {_reason(e)}", READ_KIND) from None
     try:
         file_mode = os.fstat(fd).st_mode
         chunks, total = [], 0
@@ -42,7 +44,7 @@ def read_default_file(home: bytes, path: bytes) -> DeepFacts:
             chunks.append(chunk)
             total += len(chunk)
     except OSError as e:
-        raise Trouble(f"unable to read {cleantext(path)}: {_reason(e)}") from None
+        raise Trouble(f"unable to read {cleantext(path)}: {_reason(e)}", READ_KIND) from None
     finally:
         os.close(fd)
     return DeepFacts(home_mode, file_mode, b"".join(chunks))

@@ -40,6 +40,7 @@ from qmailverify.errors import NeedLookup, Trouble
 
 TTL = 1.0
 MAX_ENTRIES = 10000
+DB_KIND = "vpopmail database unavailable"
 ER_NO_SUCH_TABLE = 1146
 
 
@@ -132,13 +133,13 @@ class MysqlStore:
                         rows = ()
                         break
                     self.close()
-                    raise Trouble(f"vpopmail database: {_why(e)}") from None
+                    raise Trouble(f"vpopmail database: {_why(e)}", DB_KIND) from None
                 except (pymysql.err.MySQLError, OSError) as e:
                     self.close()
                     quick = self.clock() - start < self.timeout / 2
                     if attempt == 1 and kept and quick:
                         continue
-                    raise Trouble(f"vpopmail database: {_why(e)}") from None
+                    raise Trouble(f"vpopmail database: {_why(e)}", DB_KIND) from None
         if kind == "valias":
             return [r[0] for r in rows]
         if not rows:

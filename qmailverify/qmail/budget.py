@@ -1,0 +1,159 @@
+"""The work one query may cost, counted in steps, so that no home
+directory, address or forward list can hold the daemon for the others.
+
+qmail-verify runs as root and does work that local users and remote
+senders control: the names a long extension makes the .qmail search stat
+(one per '-'), the symbolic links a user plants in a home (the kernel
+walks each before it fails), the forwards a -default file lists (deep
+mode follows each through a decision of its own), the entries a user
+database is asked for.  A Budget counts each kind of step before it is
+taken and raises OverBudget when one kind runs out; the decision then
+stops where it is and the answer is temporary (spec 6: silence to a
+legacy client, status 2 to an extended one), never "no such mailbox" and
+never a free pass.
+
+The limits, and why (LIMITS; doc/DESIGN and bench/README give the
+figures):
+
+  stats       64  .qmail names and home owners stat'ed; an ordinary
+                  query needs the extension's dashes plus two (the
+                  busiest address of the large test tree: 23)
+  reads       16  .qmail files read (deep mode; each file once a query)
+  decisions   17  rules.decide() runs: the query and each forward
+  forwards    16  forward targets followed (deep mode), each judged once
+                  a query whatever the file lists (FORWARDS_MAX)
+  rows        64  user database entries and vpopmail rows asked for
+
+and CPU: CPU_MAX seconds of the thread's own CPU time (system time
+included: a planted chain of symbolic links costs the kernel, not us),
+read from the CLOCK_FROM'th step on, so an ordinary query never reads
+the clock.
+
+Pure: the clock is passed in; the daemon's is time.thread_time.
+"""
+
+import time
+
+STATS, READS, DECISIONS, FORWARDS, ROWS = "stats", "reads", "decisions", "forwards", "rows"
+CPU = "cpu"
+
+FORWARDS_MAX = 16
+LIMITS = {STATS: 64, READS: 16, DECISIONS: FORWARDS_MAX + 1, FORWARDS: FORWARDS_MAX, ROWS: 64}
+CPU_MAX = 0.03          # seconds of the thread's CPU time a query may take
+CLOCK_FROM = 4          # steps before the clock is first read
+
+# What a kind's running out says about where the cost came from: the
+# address itself (a long extension: the next address is a new search),
+# or the files of the home searched (a forward list, a planted link).
+FROM_ADDRESS = frozenset((STATS, ROWS))
+
+
+class OverBudget(Exception):
+    """A query ran out of one kind of step (.kind); .home is the first
+    home its search reached (None if it reached none)."""
+
+    def __init__(self, kind: str, home: bytes | None = None):
+        super().__init__(kind)
+        self.kind = kind
+        self.home = home
+
+    def reason(self) -> str:
+        """The client's words: what kind of trouble, nothing of the home."""
+        if self.kind == "recent":
+            return "too costly to decide, tried recently"
+        return f"too costly to decide ({self.kind})"
+
+
+class Budget:
+    """One query's allowance; shared by every decision the query makes
+    (deep mode's forwards included).  spend() before each step."""
+
+    __slots__ = ("left", "steps", "clock", "cpu_max", "started", "home", "judged",
+                 "facts", "costly")
+
+    def __init__(self, limits: dict = LIMITS, clock=time.thread_time,
+                 cpu_max: float = CPU_MAX, costly=None):
+        self.left = dict(limits)
+        self.steps = 0
+        self.clock = clock
+        self.cpu_max = cpu_max
+        self.started = None
+        self.home = None            # the first home searched
+        self.judged = {}            # deep mode: forward target -> its judgement
+        self.facts = {}             # deep mode: (uid, gid, path) -> what was read
+        self.costly = costly        # Costly: homes and addresses recently over
+
+    def spend(self, kind: str, n: int = 1) -> None:
+        left = self.left[kind] - n
+        self.left[kind] = left
+        if left < 0:
+            raise OverBudget(kind, self.home)
+        self.steps += n
+        if self.steps >= CLOCK_FROM:
+            now = self.clock()
+            if self.started is None:
+                self.started = now
+            elif now - self.started > self.cpu_max:
+                raise OverBudget(CPU, self.home)
+
+    def search(self, home: bytes) -> None:
+        """A .qmail search in home is about to start."""
+        if self.home is None:
+            self.home = home
+        if self.costly is not None and self.costly.home(home):
+            raise OverBudget("recent", self.home)
+
+    def used(self, limits: dict = LIMITS) -> dict:
+        """How many steps of each kind were taken."""
+        return {k: limits[k] - max(v, 0) for k, v in self.left.items()}
+
+
+class Costly:
+    """Homes and addresses whose decision ran over its budget in the last
+    `hold` seconds: a query for them is answered temporary at once, so
+    that repeating a costly query costs almost nothing.  A home is held
+    when its own files made the cost (time, reads, forwards, decisions),
+    so any address searching it is; an address when the address made it
+    (a long extension), so a remote sender cannot get a shared home (a
+    virtual domain's) held by sending long addresses to it.  At most
+    `entries` of each are held, the oldest dropped first."""
+
+    def __init__(self, hold: float = 60.0, entries: int = 4096, clock=time.monotonic):
+        self.hold = hold
+        self.entries = entries
+        self.clock = clock
+        self.homes: dict = {}
+        self.addresses: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.homes) + len(self.addresses)
+
+    def _held(self, table: dict, key) -> bool:
+        until = table.get(key)
+        if until is None:
+            return False
+        if self.clock() < until:
+            return True
+        del table[key]
+        return False
+
+    def home(self, home: bytes) -> bool:
+        return bool(self.homes) and self._held(self.homes, home)
+
+    def address(self, address: bytes) -> bool:
+        return bool(self.addresses) and self._held(self.addresses, address.lower())
+
+    def over(self, address: bytes, e: OverBudget) -> None:
+        """Remember what made e."""
+        if e.kind == "recent":
+            return
+        if e.kind in FROM_ADDRESS or e.home is None:
+            self._add(self.addresses, address.lower())
+        else:
+            self._add(self.homes, e.home)
+
+    def _add(self, table: dict, key) -> None:
+        table.pop(key, None)
+        while len(table) >= self.entries:
+            del table[next(iter(table))]
+        table[key] = self.clock() + self.hold
