@@ -83,7 +83,10 @@ class Daemon:
     dispatch = dispatch
 
     def handle_hup(self, name: str) -> None:
-        """Re-read the control files; keep the old ones if that fails."""
+        """Re-read the control files; keep the old ones if that fails.
+        Read with root's ids, all of them: between two waits the loop's
+        gid may still be the last user's (identity.py)."""
+        self.system.settle()
         try:
             self.controls = controlfiles.load(self.settings.qmailhome)
         except ControlError as e:
