@@ -40,12 +40,18 @@ def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
     query = parse_query(datagram)
     if query is None:
         return NOT_A_QUERY
+    if costly is not None:
+        costly.last_cost = 0.0
     try:
         if costly is not None and costly.address(query.address):
             raise OverBudget("recent")
         system.begin_query()
-        v = decide(query.address, controls, system, alias, brk, deep,
-                   Budget(limits, costly=costly))
+        budget = Budget(limits, costly=costly)
+        try:
+            v = decide(query.address, controls, system, alias, brk, deep, budget)
+        finally:
+            if costly is not None:
+                costly.charge(budget.home, budget.cost())
     except (LostPrivileges, NeedLookup):
         raise
     except OverBudget as e:

@@ -136,6 +136,8 @@ class Daemon:
             if outcome is None:             # not a hub domain: decided here
                 outcome = get_reply(datagram, self.controls, self.system, s.alias, s.brk,
                                     self.deep, s.trace, self.costly)
+                if self.costly.last_cost:
+                    self.queue.charge(peer, self.costly.last_cost)
         except NeedLookup as need:
             outcome = park_query(self, need, datagram, peer, since)
             if outcome is None:

@@ -30,6 +30,14 @@ holds up only its own domains' queries, never a queue behind it.  A lane
 of a store that has several may hold at most LANE_SHARE of the parked
 queries; the rest stay free for the others.
 
+Accounts: a store may also say which account a key's fetch is charged
+to (MysqlStore.account: the SQL domain).  An account starts at most
+FILLS fetches a second; a miss beyond that is "temporary" at once.  A
+sender that floods a domain with addresses never seen makes the fetch
+thread (PyMySQL is pure Python: it competes with the loop for the
+interpreter) work for that domain at a bounded rate, and the loop stays
+free for everyone else; the cost falls on that domain's misses.
+
 The loop's side: what the Daemon (loop.py) does with a query that raised outcome.NeedLookup,
 and with parked queries when their lookup is done or their time is up.
 
@@ -62,6 +70,7 @@ from qmailverify.qmail.model import Verdict
 PARK_MAX = 3.0
 MAX_PARKED = 1000
 LANE_SHARE = 0.25         # of MAX_PARKED that one lane (a far server, a store) may hold
+FILLS = 200.0             # fetches a second one account (an SQL domain) may start
 
 
 class Parked(NamedTuple):
@@ -84,6 +93,7 @@ class Parking:
         self._in_lane: collections.Counter = collections.Counter()   # lane -> parked
         self._lane_of: dict = {}          # slot -> lane
         self._done: collections.deque = collections.deque()
+        self._tokens: dict = {}           # account -> [tokens, when last counted]
 
     def __len__(self) -> int:
         return self._count
@@ -100,6 +110,9 @@ class Parking:
             return False
         waiting = self._waiting.get(slot)
         if waiting is None:
+            account_fn = getattr(need.store, "account", None)
+            if account_fn is not None and not self._token(account_fn(need.key), item.since):
+                return False
             waiting = self._waiting[slot] = []
             self._lane_of[slot] = lane
             todo = self._lanes.get(lane)
@@ -111,6 +124,22 @@ class Parking:
         waiting.append(item)
         self._count += 1
         self._in_lane[lane] += 1
+        return True
+
+    def _token(self, account, now: float) -> bool:
+        """May account start another fetch now?  FILLS a second, as many
+        at once after a quiet second."""
+        bucket = self._tokens.get(account)
+        if bucket is None:
+            if len(self._tokens) >= self.max_parked:
+                self._tokens.clear()
+            bucket = self._tokens[account] = [FILLS, now]
+        tokens = min(FILLS, bucket[0] + (now - bucket[1]) * FILLS)
+        bucket[1] = now
+        if tokens < 1:
+            bucket[0] = tokens
+            return False
+        bucket[0] = tokens - 1
         return True
 
     def _left(self, slot, items: list) -> None:

@@ -29,6 +29,14 @@ included: a planted chain of symbolic links costs the kernel, not us),
 read from the CLOCK_FROM'th step on, so an ordinary query never reads
 the clock.
 
+Fairness by cost: what a query that read the clock cost is charged to
+the first home it searched (Costly.charge); a home whose searches take
+more than HOME_SHARE of a second of CPU within a second is held for
+BUSY_HOLD seconds, its queries temporary at once, however the sender
+spreads them over sockets and addresses.  The loop charges the same
+cost to the sender's socket (fairqueue.py), which then waits its turn
+for as many turns as the cost is long.
+
 Pure: the clock is passed in; the daemon's is time.thread_time.
 """
 
@@ -40,7 +48,9 @@ CPU = "cpu"
 FORWARDS_MAX = 16
 LIMITS = {STATS: 64, READS: 16, DECISIONS: FORWARDS_MAX + 1, FORWARDS: FORWARDS_MAX, ROWS: 64}
 CPU_MAX = 0.03          # seconds of the thread's CPU time a query may take
-CLOCK_FROM = 4          # steps before the clock is first read
+CLOCK_FROM = 8          # steps before the clock is first read
+HOME_SHARE = 0.1        # seconds of CPU a second one home's searches may take...
+BUSY_HOLD = 10.0        # ...or its queries are temporary for this long
 
 # What a kind's running out says about where the cost came from: the
 # address itself (a long extension: the next address is a new search),
@@ -103,6 +113,11 @@ class Budget:
         if self.costly is not None and self.costly.home(home):
             raise OverBudget("recent", self.home)
 
+    def cost(self) -> float:
+        """The CPU time spent since the clock was first read (0.0 if it
+        never was: an ordinary query, cheap by its steps)."""
+        return 0.0 if self.started is None else max(0.0, self.clock() - self.started)
+
     def used(self, limits: dict = LIMITS) -> dict:
         """How many steps of each kind were taken."""
         return {k: limits[k] - max(v, 0) for k, v in self.left.items()}
@@ -118,12 +133,17 @@ class Costly:
     virtual domain's) held by sending long addresses to it.  At most
     `entries` of each are held, the oldest dropped first."""
 
-    def __init__(self, hold: float = 60.0, entries: int = 4096, clock=time.monotonic):
+    def __init__(self, hold: float = 60.0, entries: int = 4096, clock=time.monotonic,
+                 share: float = HOME_SHARE, busy_hold: float = BUSY_HOLD):
         self.hold = hold
         self.entries = entries
         self.clock = clock
+        self.share = share
+        self.busy_hold = busy_hold
         self.homes: dict = {}
         self.addresses: dict = {}
+        self.spent: dict = {}          # home -> [second it counts in, CPU spent in it]
+        self.last_cost = 0.0           # the last query's, for the loop's fair queue
 
     def __len__(self) -> int:
         return len(self.homes) + len(self.addresses)
@@ -152,8 +172,23 @@ class Costly:
         else:
             self._add(self.homes, e.home)
 
-    def _add(self, table: dict, key) -> None:
+    def charge(self, home: bytes | None, cost: float) -> None:
+        """A query that searched home (first) cost this much CPU."""
+        self.last_cost = cost
+        if home is None or not cost:
+            return
+        second = int(self.clock())
+        spent = self.spent.get(home)
+        if spent is None or spent[0] != second:
+            if len(self.spent) >= self.entries:
+                self.spent.clear()
+            spent = self.spent[home] = [second, 0.0]
+        spent[1] += cost
+        if spent[1] > self.share:
+            self._add(self.homes, home, self.busy_hold)
+
+    def _add(self, table: dict, key, hold: float | None = None) -> None:
         table.pop(key, None)
         while len(table) >= self.entries:
             del table[next(iter(table))]
-        table[key] = self.clock() + self.hold
+        table[key] = self.clock() + (self.hold if hold is None else hold)

@@ -91,3 +91,24 @@ def test_a_lane_may_hold_a_share_of_the_parked_queries():
     assert not parking.park(NeedLookup(store, ("a", 9)), Parked(b"a", 9, now))
     assert parking.park(NeedLookup(store, ("b", 1)), Parked(b"b", 1, now))
     store.go.set()
+
+
+class Domains(SlowStore):
+    """A store whose fetches are charged to the key's domain, as
+    MysqlStore's are."""
+
+    @staticmethod
+    def account(key):
+        return key[1]
+
+
+def test_an_account_starts_at_most_fills_fetches_a_second():
+    from qmailverify.daemon.parking import FILLS
+    store, parking = Domains(), Parking(max_parked=10000)
+    t0 = 500.0
+    flood = [parking.park(NeedLookup(store, (i, b"sql.example")), Parked(b"x", i, t0))
+             for i in range(int(FILLS) + 50)]
+    assert flood.count(True) == FILLS                   # the rest: temporary at once
+    assert parking.park(NeedLookup(store, (0, b"other.example")), Parked(b"y", 1, t0))
+    assert parking.park(NeedLookup(store, ("n", b"sql.example")), Parked(b"z", 1, t0 + 0.01))
+    store.go.set()

@@ -149,3 +149,36 @@ def test_deep_mode_without_a_budget_gets_one_of_its_own():
     with pytest.raises(OverBudget):
         decide(b"mallory-f0@mx.example", C, s, deep=Deep())
     assert s.reads == 1
+
+
+def test_a_home_whose_searches_take_more_than_its_share_is_held_a_while():
+    from qmailverify.qmail.budget import BUSY_HOLD, HOME_SHARE
+    clock = Clock()
+    costly = Costly(clock=clock)
+    for _ in range(4):                                    # 4 x 20 ms within one second
+        costly.charge(b"/home/mallory", 0.02)
+        costly.charge(b"/home/joe", 0.001)
+    assert not costly.home(b"/home/mallory")              # 80 ms: within its share
+    costly.charge(b"/home/mallory", HOME_SHARE)
+    assert costly.home(b"/home/mallory") and not costly.home(b"/home/joe")
+    clock.now = BUSY_HOLD + 0.5
+    assert not costly.home(b"/home/mallory")
+
+
+def test_a_long_query_knows_what_it_cost_and_a_short_one_reads_no_clock():
+    clock = Clock()
+
+    class Slow(FakeSystem):                    # each stat costs 1 ms of our CPU
+        def first_stat(self, uid, gid, paths):
+            for _ in paths:
+                clock.now += 0.001
+            return super().first_stat(uid, gid, ())
+
+    s = Slow(passwd=[MAL])
+    addr = b"mallory-" + b"-x" * 20 + b"@mx.example"
+    b = Budget(clock=clock)
+    decide(addr, C, s, budget=b)
+    assert 0.015 < b.cost() < 0.025                       # read from the eighth step
+    short = Budget(clock=None)                            # never read: None is not callable
+    decide(b"mallory@mx.example", C, s, budget=short)
+    assert short.cost() == 0.0

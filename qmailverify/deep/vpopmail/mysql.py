@@ -77,6 +77,11 @@ class MysqlStore:
     def valias(self, alias: bytes, domain: bytes) -> list[bytes]:
         return self._get(("valias", alias, domain))
 
+    @staticmethod
+    def account(key):
+        """What a fetch is charged to (parking.py): its domain."""
+        return key[2]
+
     # -- the cache
     def _get(self, key):
         now = self.clock()
