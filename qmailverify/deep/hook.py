@@ -21,12 +21,12 @@ make_deep() builds the Deep from the daemon's Settings; None when deep
 mode is off, so every answer stays the 1.32 one.
 """
 
-from qmailverify.deep.judge import Judgement, follow, judge
+from qmailverify.deep.judge import Judgement, follow, judge, parse_of
 from qmailverify.deep.vpopmail.delivery import Build, build_from_env, vdeliver
 from qmailverify.errors import Trouble
 from qmailverify.protocol.wire import TEMPORARY
 from qmailverify.qmail.budget import FORWARDS, READS, ROWS, Budget
-from qmailverify.qmail.model import Found, Verdict
+from qmailverify.qmail.model import MAX_READ, Found, Verdict
 
 DEEP = 15                       # the position of every deep-mode answer
 
@@ -49,14 +49,16 @@ class Deep:
         if budget is None:
             budget = Budget()
         slot = (found.uid, found.gid, found.path)
-        facts = budget.facts.get(slot)
-        if facts is None:
+        read = budget.facts.get(slot)
+        if read is None:
             budget.spend(READS)
             try:
                 facts = system.deep_facts(found.uid, found.gid, found.home, found.path)
+                read = (facts, parse_of(facts) if len(facts.content) <= MAX_READ else None)
             except Trouble as t:
-                facts = t
-            budget.facts[slot] = facts
+                read = (t, None)
+            budget.facts[slot] = read
+        facts, parsed = read
         if isinstance(facts, Trouble):
             return Verdict(TEMPORARY, DEEP, found.user, reason=facts.kind, detail=str(facts))
         chain = self.chain or (found.addr.lower(),)
@@ -87,7 +89,7 @@ class Deep:
                     return Judgement(TEMPORARY, f"vdelivermail: {t.kind}", f"vdelivermail: {t}")
                 return vdeliver(args, found.ext, found.host, store, users, self.build)
 
-        out = judge(facts, forward, vdelivermail)
+        out = judge(facts, forward, vdelivermail, parsed)
         return Verdict(out.code, DEEP, found.user, reason=out.reason, detail=out.detail)
 
 

@@ -120,18 +120,26 @@ def follow(target: bytes, path: tuple, lookup) -> Judgement:
     return lookup(target, path + (key,))
 
 
+def parse_of(facts: DeepFacts) -> dotqmail.Parsed:
+    """The lines of the file facts holds, as qmail-local reads them."""
+    return dotqmail.parse_dotqmail(facts.content, bool(facts.file_mode & 0o100))
+
+
 def judge(facts: DeepFacts, forward: Callable[[bytes], Judgement],
-          vdelivermail: Callable[[tuple], Judgement] | None = None) -> Judgement:
+          vdelivermail: Callable[[tuple], Judgement] | None = None,
+          parsed: dotqmail.Parsed | None = None) -> Judgement:
     """What the -default file makes of the mail.  forward(address) judges
     a forward target (see follow()); vdelivermail(args), if vpopmail is
     configured, is vpopmail.vdeliver with the query's EXT and HOST bound.
-    May raise outcome.NeedLookup (from either)."""
+    parsed: the file's lines if already parsed (parse_of()).  May raise
+    outcome.NeedLookup (from either)."""
     why = qmail_local_defer(facts.home_mode, facts.file_mode)
     if why:
         return Judgement(TEMPORARY, "qmail-local: " + why)
     if len(facts.content) > MAX_READ:
         return Judgement(TEMPORARY, "the .qmail file is too long to judge")
-    parsed = dotqmail.parse_dotqmail(facts.content, bool(facts.file_mode & 0o100))
+    if parsed is None:
+        parsed = parse_of(facts)
     if parsed.empty:
         return Judgement(DELIVERABLE, "empty .qmail file: default delivery")
     delivered = ""

@@ -72,7 +72,7 @@ class OverBudget(Exception):
     def reason(self) -> str:
         """The client's words: what kind of trouble, nothing of the home."""
         if self.kind == "recent":
-            return "too costly to decide, tried recently"
+            return "too costly, tried recently"
         return f"too costly to decide ({self.kind})"
 
 

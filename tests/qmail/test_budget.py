@@ -82,7 +82,7 @@ def test_running_out_is_temporary_logged_once_and_a_repeat_costs_no_search():
                             b" failure: too costly to decide (stats) searching /home/mallory."]
     searched = len(s.stats_as)
     again = get_reply(make_query(DASHES.upper()), C, s, costly=costly)
-    assert again.reply == make_reply(TEMPORARY, 0, b"too costly to decide, tried recently")
+    assert again.reply == make_reply(TEMPORARY, 0, b"too costly, tried recently")
     assert len(s.stats_as) == searched                           # not one stat more
     # the address made the cost, not the home: mallory's others still answer
     assert get_reply(b"mallory@mx.example", C, s, costly=costly).reply == make_reply(
@@ -95,7 +95,7 @@ def test_a_home_whose_files_made_the_cost_is_held_for_every_address():
     costly.over(b"mallory-x@mx.example", OverBudget(CPU, b"/home/mallory"))
     s = FakeSystem(passwd=[MAL, JOE], files={b"/home/joe/.qmail-y": 0})
     out = get_reply(make_query(b"mallory-other@mx.example"), C, s, costly=costly)
-    assert out.reply == make_reply(TEMPORARY, 0, b"too costly to decide, tried recently")
+    assert out.reply == make_reply(TEMPORARY, 0, b"too costly, tried recently")
     assert [p for _, _, p in s.stats_as] == []
     assert get_reply(b"joe-y@mx.example", C, s, costly=costly).reply[0] == 10 << 4
     clock.now = 61                                          # held a minute, not for good
