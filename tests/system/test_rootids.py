@@ -48,7 +48,7 @@ def test_root_without_dac_capabilities_opens_its_own_files_as_gid_0(p1_tree, sta
                "setpriv", "--inh-caps=-dac_override,-dac_read_search",
                "--bounding-set=-dac_override,-dac_read_search", "--"]
     d = start({"QMAILHOME": str(p1_tree["qmail"])}, wrapper=wrapper)
-    daemon = wait_until(lambda: [p for p in children(d.proc.pid)] or None)[0]
+    daemon = wait_until(lambda: children(d.proc.pid) or None)[0]
     assert d.ask(b"pat-x@example.com") is not None
     status = open(f"/proc/{daemon}/status").read()
     assert int(re.search(r"CapEff:\s*(\w+)", status).group(1), 16) & 0b110 == 0
@@ -83,6 +83,8 @@ def test_root_without_dac_capabilities_opens_its_own_files_as_gid_0(p1_tree, sta
     finally:
         stop.set()
         sender.join()
+    os.kill(daemon, signal.SIGTERM)       # the daemon itself: strace would leave it behind
+    wait_until(lambda: not os.path.exists(f"/proc/{daemon}"))
     d.stop()
     text = trace.read_text()
     opens = opens_with_gids(text)
