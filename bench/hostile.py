@@ -26,8 +26,10 @@ dashes    kim's home holds, for each of the 243 names the .qmail search of
           every 20 ms.
 sqlflood  VERIFY_DEEP=1 VERIFY_VPOPMAIL=mysql on a MariaDB of its own:
           two processes send addresses never seen (random) in the SQL
-          domain as fast as they can for S seconds; 100 probes for a
+          domain, --rate a second in all (50,000), for S seconds; 100 probes for a
           plain local user (kim@mx.example), one each S/100 seconds.
+          --domain mx.example floods the local domain instead (no SQL):
+          the baseline of the same machine under the same flood.
 
 Prints the hostile query's answer and time (deep), the probes answered of
 those sent with p50/p99/max latency, and the kernel's drops on the
@@ -232,15 +234,21 @@ def dashes(a) -> None:
         shutil.rmtree(root)
 
 
-def flood_sender(port: int, seconds: float, seed: int) -> None:
+def flood_sender(port: int, seconds: float, seed: int, rate: float, domain: bytes) -> None:
     rnd = random.Random(seed)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setblocking(False)
-    stop_at = time.monotonic() + seconds
+    start_at = time.monotonic()
+    stop_at = start_at + seconds
+    sent = 0
     while time.monotonic() < stop_at:
+        ahead = sent / rate - (time.monotonic() - start_at)
+        if ahead > 0:
+            time.sleep(ahead)
+        sent += 64
         for _ in range(64):
             try:
-                s.sendto(b"r%016x@example.com" % rnd.getrandbits(64), ("127.0.0.1", port))
+                s.sendto(b"r%016x@%s" % (rnd.getrandbits(64), domain), ("127.0.0.1", port))
             except (BlockingIOError, ConnectionRefusedError):
                 pass
         try:
@@ -288,7 +296,9 @@ def sqlflood(a) -> None:
             "VERIFY_VPOPMAIL_MYSQL": f"127.0.0.1|{db.port}|vpopmail|s3cret|vpopmail"}, port)
         try:
             drops0 = udp_drops(port)
-            senders = [multiprocessing.Process(target=flood_sender, args=(port, a.seconds, i))
+            senders = [multiprocessing.Process(target=flood_sender,
+                                               args=(port, a.seconds, i, a.rate / 2,
+                                                     a.domain.encode()))
                        for i in range(2)]
             for p in senders:
                 p.start()
@@ -296,7 +306,7 @@ def sqlflood(a) -> None:
             probe.send(100, a.seconds / 100)
             for p in senders:
                 p.join()
-            print(f"sqlflood for {a.seconds:.0f} s: {probe.report()};"
+            print(f"flood of {a.domain} at {a.rate:.0f}/s for {a.seconds:.0f} s: {probe.report()};"
                   f" kernel drops {udp_drops(port) - drops0}")
         finally:
             stop(proc)
@@ -313,6 +323,9 @@ def main() -> int:
     p.add_argument("--forwards", type=int, default=25)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--sockets", type=int, default=8)
+    p.add_argument("--rate", type=float, default=50000, help="sqlflood: datagrams a second")
+    p.add_argument("--domain", default="example.com",
+                   help="sqlflood: the flood's domain (mx.example: local, not SQL, a baseline)")
     p.add_argument("--wait", type=float, default=120.0, help="deep: seconds the hostile query may take")
     a = p.parse_args()
     if os.geteuid() != 0:

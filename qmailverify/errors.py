@@ -78,3 +78,4 @@ class NeedLookup(Exception):
         super().__init__(key)
         self.store = store
         self.key = key
+        self.home = None        # the home the query searched, if known

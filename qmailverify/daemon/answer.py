@@ -49,6 +49,9 @@ def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
         budget = Budget(limits, costly=costly)
         try:
             v = decide(query.address, controls, system, alias, brk, deep, budget)
+        except NeedLookup as need:
+            need.home = budget.home          # what it searched, should it be refused
+            raise
         finally:
             if costly is not None:
                 costly.charge(budget.home, budget.cost())

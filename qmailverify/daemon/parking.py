@@ -36,7 +36,11 @@ FILLS fetches a second; a miss beyond that is "temporary" at once.  A
 sender that floods a domain with addresses never seen makes the fetch
 thread (PyMySQL is pure Python: it competes with the loop for the
 interpreter) work for that domain at a bounded rate, and the loop stays
-free for everyone else; the cost falls on that domain's misses.
+free for everyone else; the cost falls on that domain's misses.  The
+home the refused query searched (the domain's folder) is then held for
+REFUSED_HOLD seconds (budget.Costly): the flood's next queries there are
+"temporary" before the search, at the cost of a lookup, and the loop
+keeps up with reading the socket.
 
 The loop's side: what the Daemon (loop.py) does with a query that raised outcome.NeedLookup,
 and with parked queries when their lookup is done or their time is up.
@@ -71,6 +75,7 @@ PARK_MAX = 3.0
 MAX_PARKED = 1000
 LANE_SHARE = 0.25         # of MAX_PARKED that one lane (a far server, a store) may hold
 FILLS = 200.0             # fetches a second one account (an SQL domain) may start
+REFUSED_HOLD = 1.0        # seconds a home whose fetch was refused is held (budget.Costly)
 
 
 class Parked(NamedTuple):
@@ -219,6 +224,9 @@ def park_query(daemon, need, datagram: bytes, peer, since: float | None):
     daemon.counts.late += 1
     if isinstance(need.store, HubCache):
         return give_up(daemon, datagram, "too many queries wait for hub servers", HUB_POSITION)
+    home = getattr(need, "home", None)
+    if home is not None:       # the next misses there stop before the search: cheap
+        daemon.costly.busy(home, REFUSED_HOLD)
     return give_up(daemon, datagram, "too many queries wait for the vpopmail database")
 
 

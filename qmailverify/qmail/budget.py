@@ -174,6 +174,10 @@ class Costly:
         else:
             self._add(self.homes, e.home)
 
+    def busy(self, home: bytes, hold: float) -> None:
+        """Hold home for hold seconds: what it needs is short (parking.py)."""
+        self._add(self.homes, home, hold)
+
     def charge(self, home: bytes | None, cost: float) -> None:
         """A query that searched home (first) cost this much CPU."""
         self.last_cost = cost
