@@ -4,6 +4,7 @@ spend, and what everyone else sees meanwhile.
     sudo python3 bench/hostile.py deep [--forwards N] [--program PATH]
     sudo python3 bench/hostile.py dashes [--seconds S] [--sockets K] [--program PATH]
     sudo python3 bench/hostile.py sqlflood [--seconds S] [--program PATH]
+    (each also [--workers N]: VERIFY_WORKERS)
 
 Each builds its tree in a temporary folder (root is needed: homes belong
 to other uids), starts the qmail-verify named by --program (the installed
@@ -70,8 +71,12 @@ def build_p1(root: Path) -> dict:
     return tree.build(json.loads(P1.read_text()), root)
 
 
+WORKERS = "1"
+
+
 def start(program: str, env: dict, port: int) -> subprocess.Popen:
-    full = {"PATH": os.environ["PATH"], "LISTEN": f"127.0.0.1:{port}", **env}
+    full = {"PATH": os.environ["PATH"], "LISTEN": f"127.0.0.1:{port}",
+            "VERIFY_WORKERS": WORKERS, **env}
     proc = subprocess.Popen([program], env=full, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
@@ -326,8 +331,11 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=50000, help="sqlflood: datagrams a second")
     p.add_argument("--domain", default="example.com",
                    help="sqlflood: the flood's domain (mx.example: local, not SQL, a baseline)")
+    p.add_argument("--workers", default="1", help="VERIFY_WORKERS for the daemon")
     p.add_argument("--wait", type=float, default=120.0, help="deep: seconds the hostile query may take")
     a = p.parse_args()
+    global WORKERS
+    WORKERS = a.workers
     if os.geteuid() != 0:
         print("hostile: run it as root (the homes belong to other uids)", file=sys.stderr)
         return 111

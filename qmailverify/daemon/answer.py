@@ -18,7 +18,7 @@ from qmailverify.clean import clean, cleantext
 from qmailverify.errors import LostPrivileges, NeedLookup
 from qmailverify.protocol.reply import Outcome, answer_verdict
 from qmailverify.protocol.wire import TEMPORARY, parse_query, query_ip
-from qmailverify.qmail.budget import LIMITS, Budget, Costly, OverBudget
+from qmailverify.qmail.budget import LIMITS, RECENT, Budget, Costly, OverBudget
 from qmailverify.qmail.model import Verdict
 from qmailverify.qmail.rules import decide
 
@@ -44,7 +44,7 @@ def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
         costly.last_cost = 0.0
     try:
         if costly is not None and costly.address(query.address):
-            raise OverBudget("recent")
+            raise OverBudget(RECENT)
         system.begin_query()
         budget = Budget(limits, costly=costly)
         try:

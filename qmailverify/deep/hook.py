@@ -25,7 +25,7 @@ from qmailverify.deep.judge import Judgement, follow, judge, parse_of
 from qmailverify.deep.vpopmail.delivery import Build, build_from_env, vdeliver
 from qmailverify.errors import Trouble
 from qmailverify.protocol.wire import TEMPORARY
-from qmailverify.qmail.budget import FORWARDS, READS, ROWS, Budget
+from qmailverify.qmail.budget import Budget
 from qmailverify.qmail.model import MAX_READ, Found, Verdict
 
 DEEP = 15                       # the position of every deep-mode answer
@@ -48,10 +48,12 @@ class Deep:
         file read once."""
         if budget is None:
             budget = Budget()
+        if budget.facts is None:
+            budget.facts, budget.judged = {}, {}
         slot = (found.uid, found.gid, found.path)
         read = budget.facts.get(slot)
         if read is None:
-            budget.spend(READS)
+            budget.read()
             try:
                 facts = system.deep_facts(found.uid, found.gid, found.home, found.path)
                 read = (facts, parse_of(facts) if len(facts.content) <= MAX_READ else None)
@@ -68,7 +70,7 @@ class Deep:
             key = path[-1]
             out = budget.judged.get(key)
             if out is None:
-                budget.spend(FORWARDS)
+                budget.forward()
                 child = Deep(self.store, self.build, self.alias, self.brk, path)
                 v = decide(target, controls, system, self.alias, self.brk, child, budget)
                 out = budget.judged[key] = Judgement(v.code, v.reason or f"position {v.position}",
@@ -100,11 +102,11 @@ class ChargedStore:
         self.store, self.budget = store, budget
 
     def user(self, name: bytes, domain: bytes, assign):
-        self.budget.spend(ROWS)
+        self.budget.row()
         return self.store.user(name, domain, assign)
 
     def valias(self, alias: bytes, domain: bytes):
-        self.budget.spend(ROWS)
+        self.budget.row()
         return self.store.valias(alias, domain)
 
 

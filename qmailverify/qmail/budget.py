@@ -28,8 +28,8 @@ hostile address or file would take unbounded:
 
 and CPU: CPU_MAX seconds of the thread's own CPU time (system time
 included: a planted chain of symbolic links costs the kernel, not us),
-read from the CLOCK_FROM'th step on, so an ordinary query never reads
-the clock.
+read before each stat and read from the CLOCK_FROM'th on, so an ordinary
+query never reads the clock (a read costs about as much as a stat).
 
 Fairness by cost: what a query that read the clock cost is charged to
 the first home it searched (Costly.charge); a home whose searches take
@@ -46,11 +46,12 @@ import time
 
 STATS, READS, DECISIONS, FORWARDS, ROWS = "stats", "reads", "decisions", "forwards", "rows"
 CPU = "cpu"
+RECENT, BUSY = "recent", "busy"     # held by Costly: over budget lately, or too many lookups
 
 FORWARDS_MAX = 24
 LIMITS = {STATS: 128, READS: 16, DECISIONS: FORWARDS_MAX + 1, FORWARDS: FORWARDS_MAX, ROWS: 64}
 CPU_MAX = 0.03          # seconds of the thread's CPU time a query may take
-CLOCK_FROM = 8          # steps before the clock is first read
+CLOCK_FROM = 4          # stats and reads before the clock is first read
 HOME_SHARE = 0.1        # seconds of CPU a second one home's searches may take...
 BUSY_HOLD = 10.0        # ...or its queries are temporary for this long
 
@@ -71,58 +72,93 @@ class OverBudget(Exception):
 
     def reason(self) -> str:
         """The client's words: what kind of trouble, nothing of the home."""
-        if self.kind == "recent":
+        if self.kind == RECENT:
             return "too costly, tried recently"
+        if self.kind == BUSY:
+            return "busy: too many lookups waiting"
         return f"too costly to decide ({self.kind})"
 
 
 class Budget:
     """One query's allowance; shared by every decision the query makes
-    (deep mode's forwards included).  spend() before each step."""
+    (deep mode's forwards included).  One call before each step: stat(),
+    read(), decision(), forward(), row(); each raises OverBudget when its
+    kind runs out.  The clock is read by stat() and read() alone, the
+    steps whose cost a user can plant (links, long files), from the
+    CLOCK_FROM'th of them on."""
 
-    __slots__ = ("left", "steps", "clock", "cpu_max", "started", "home", "judged",
-                 "facts", "costly")
+    __slots__ = ("stats", "reads", "decisions", "forwards", "rows", "limits", "clock",
+                 "cpu_max", "started", "timed", "home", "judged", "facts", "costly")
 
     def __init__(self, limits: dict = LIMITS, clock=time.thread_time,
                  cpu_max: float = CPU_MAX, costly=None):
-        self.left = dict(limits)
-        self.steps = 0
+        self.limits = limits
+        self.stats, self.reads = limits[STATS], limits[READS]
+        self.decisions, self.forwards, self.rows = limits[DECISIONS], limits[FORWARDS], limits[ROWS]
         self.clock = clock
         self.cpu_max = cpu_max
         self.started = None
+        self.timed = CLOCK_FROM     # stats and reads before the clock is read
         self.home = None            # the first home searched
-        self.judged = {}            # deep mode: forward target -> its judgement
-        self.facts = {}             # deep mode: (uid, gid, path) -> what was read
+        self.judged = None          # deep mode: forward target -> its judgement
+        self.facts = None           # deep mode: (uid, gid, path) -> what was read
         self.costly = costly        # Costly: homes and addresses recently over
 
-    def spend(self, kind: str, n: int = 1) -> None:
-        left = self.left[kind] - n
-        self.left[kind] = left
-        if left < 0:
-            raise OverBudget(kind, self.home)
-        self.steps += n
-        if self.steps >= CLOCK_FROM:
-            now = self.clock()
-            if self.started is None:
-                self.started = now
-            elif now - self.started > self.cpu_max:
-                raise OverBudget(CPU, self.home)
+    def stat(self) -> None:
+        self.stats -= 1
+        if self.stats < 0:
+            raise OverBudget(STATS, self.home)
+        self.timed -= 1
+        if self.timed < 0:
+            self._tick()
+
+    def read(self) -> None:
+        self.reads -= 1
+        if self.reads < 0:
+            raise OverBudget(READS, self.home)
+        self.timed -= 1
+        if self.timed < 0:
+            self._tick()
+
+    def decision(self) -> None:
+        self.decisions -= 1
+        if self.decisions < 0:
+            raise OverBudget(DECISIONS, self.home)
+
+    def forward(self) -> None:
+        self.forwards -= 1
+        if self.forwards < 0:
+            raise OverBudget(FORWARDS, self.home)
+
+    def row(self) -> None:
+        self.rows -= 1
+        if self.rows < 0:
+            raise OverBudget(ROWS, self.home)
+
+    def _tick(self) -> None:
+        now = self.clock()
+        if self.started is None:
+            self.started = now
+        elif now - self.started > self.cpu_max:
+            raise OverBudget(CPU, self.home)
 
     def search(self, home: bytes) -> None:
         """A .qmail search in home is about to start."""
         if self.home is None:
             self.home = home
-        if self.costly is not None and self.costly.home(home):
-            raise OverBudget("recent", self.home)
+        if self.costly is not None:
+            held = self.costly.home(home)
+            if held:
+                raise OverBudget(held, self.home)
 
     def cost(self) -> float:
         """The CPU time spent since the clock was first read (0.0 if it
         never was: an ordinary query, cheap by its steps)."""
         return 0.0 if self.started is None else max(0.0, self.clock() - self.started)
 
-    def used(self, limits: dict = LIMITS) -> dict:
+    def used(self) -> dict:
         """How many steps of each kind were taken."""
-        return {k: limits[k] - max(v, 0) for k, v in self.left.items()}
+        return {k: self.limits[k] - max(getattr(self, k), 0) for k in self.limits}
 
 
 class Costly:
@@ -150,24 +186,25 @@ class Costly:
     def __len__(self) -> int:
         return len(self.homes) + len(self.addresses)
 
-    def _held(self, table: dict, key) -> bool:
-        until = table.get(key)
-        if until is None:
-            return False
-        if self.clock() < until:
-            return True
+    def _held(self, table: dict, key) -> str:
+        held = table.get(key)
+        if held is None:
+            return ""
+        if self.clock() < held[0]:
+            return held[1]
         del table[key]
-        return False
+        return ""
 
-    def home(self, home: bytes) -> bool:
-        return bool(self.homes) and self._held(self.homes, home)
+    def home(self, home: bytes) -> str:
+        """Why home is held (RECENT or BUSY), "" if it is not."""
+        return self.homes and self._held(self.homes, home)
 
-    def address(self, address: bytes) -> bool:
-        return bool(self.addresses) and self._held(self.addresses, address.lower())
+    def address(self, address: bytes) -> str:
+        return self.addresses and self._held(self.addresses, address.lower())
 
     def over(self, address: bytes, e: OverBudget) -> None:
         """Remember what made e."""
-        if e.kind == "recent":
+        if e.kind in (RECENT, BUSY):
             return
         if e.kind in FROM_ADDRESS or e.home is None:
             self._add(self.addresses, address.lower())
@@ -176,7 +213,7 @@ class Costly:
 
     def busy(self, home: bytes, hold: float) -> None:
         """Hold home for hold seconds: what it needs is short (parking.py)."""
-        self._add(self.homes, home, hold)
+        self._add(self.homes, home, hold, BUSY)
 
     def charge(self, home: bytes | None, cost: float) -> None:
         """A query that searched home (first) cost this much CPU."""
@@ -193,8 +230,8 @@ class Costly:
         if spent[1] > self.share:
             self._add(self.homes, home, self.busy_hold)
 
-    def _add(self, table: dict, key, hold: float | None = None) -> None:
+    def _add(self, table: dict, key, hold: float | None = None, why: str = RECENT) -> None:
         table.pop(key, None)
         while len(table) >= self.entries:
             del table[next(iter(table))]
-        table[key] = self.clock() + (self.hold if hold is None else hold)
+        table[key] = (self.clock() + (self.hold if hold is None else hold), why)

@@ -11,7 +11,6 @@ the rule that made it.
 
 from qmailverify.errors import Trouble
 from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
-from qmailverify.qmail.budget import DECISIONS, ROWS, STATS
 from qmailverify.qmail.model import Controls, Found, System, Verdict
 
 GETPW_USERLEN = 32   # qmail-getpw: a user name part must be shorter
@@ -92,10 +91,10 @@ def passwd_lookup(system: System, name: bytes, brk: bytes, budget=None):
     while cut >= 0:
         if cut < GETPW_USERLEN:
             if budget is not None:
-                budget.spend(ROWS)
+                budget.row()
             pw = getpw(low[:cut])
             if pw is not None and pw.uid != 0 and budget is not None:
-                budget.spend(STATS)
+                budget.stat()
             if pw is not None and pw.uid != 0 and owner(pw.home) == pw.uid:
                 if cut == len(name):
                     return pw, b"", b""
@@ -121,8 +120,9 @@ def dotqmail_paths(home: bytes, dash: bytes, ext: bytes):
 
 def charged(paths, budget):
     """paths, one stat of budget spent before each is handed out."""
+    stat = budget.stat
     for path in paths:
-        budget.spend(STATS)
+        stat()
         yield path
 
 
@@ -145,7 +145,7 @@ def decide(addr: bytes, c: Controls, system: System,
     (budget.Budget) counts the steps; it raises budget.OverBudget, which
     goes up to the caller with the decision unfinished."""
     if budget is not None:
-        budget.spend(DECISIONS)
+        budget.decision()
     a, at = rewrite(addr, c)
     local, domain = a[:at], a[at + 1:]
     if domain.lower() in c.locals:                  # 4
@@ -177,7 +177,7 @@ def decide(addr: bytes, c: Controls, system: System,
             found = passwd_lookup(system, name, brk, budget)
             if found is None:
                 if budget is not None:
-                    budget.spend(ROWS)
+                    budget.row()
                 pw = system.getpw(alias)
                 if pw is None:
                     return Verdict(UNDELIVERABLE, 8, alias)
