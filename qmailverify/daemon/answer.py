@@ -53,7 +53,7 @@ def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
             need.home = budget.home          # what it searched, should it be refused
             raise
         finally:
-            if costly is not None:
+            if costly is not None and budget.started is not None:   # else it cost little
                 costly.charge(budget.home, budget.cost())
     except (LostPrivileges, NeedLookup):
         raise

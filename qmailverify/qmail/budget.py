@@ -50,6 +50,8 @@ RECENT, BUSY = "recent", "busy"     # held by Costly: over budget lately, or too
 
 FORWARDS_MAX = 24
 LIMITS = {STATS: 128, READS: 16, DECISIONS: FORWARDS_MAX + 1, FORWARDS: FORWARDS_MAX, ROWS: 64}
+KINDS = (STATS, READS, DECISIONS, FORWARDS, ROWS)
+_IN_ORDER = tuple(LIMITS[k] for k in KINDS)
 CPU_MAX = 0.03          # seconds of the thread's CPU time a query may take
 CLOCK_FROM = 4          # stats and reads before the clock is first read
 HOME_SHARE = 0.1        # seconds of CPU a second one home's searches may take...
@@ -93,8 +95,8 @@ class Budget:
     def __init__(self, limits: dict = LIMITS, clock=time.thread_time,
                  cpu_max: float = CPU_MAX, costly=None):
         self.limits = limits
-        self.stats, self.reads = limits[STATS], limits[READS]
-        self.decisions, self.forwards, self.rows = limits[DECISIONS], limits[FORWARDS], limits[ROWS]
+        self.stats, self.reads, self.decisions, self.forwards, self.rows = \
+            _IN_ORDER if limits is LIMITS else (limits[k] for k in KINDS)
         self.clock = clock
         self.cpu_max = cpu_max
         self.started = None

@@ -103,27 +103,26 @@ def passwd_lookup(system: System, name: bytes, brk: bytes, budget=None):
     return None
 
 
-def dotqmail_paths(home: bytes, dash: bytes, ext: bytes):
+def dotqmail_paths(home: bytes, dash: bytes, ext: bytes, stat=None):
     """Step 8, qmail-local's qmesearch(): the files to look for, in order.
 
     First .qmail<dash><ext>, then each .qmail<dash><prefix>default where
-    prefix is ext cut after a '-' (from the back), and at its start."""
+    prefix is ext cut after a '-' (from the back), and at its start.
+    stat: called before each is handed out (a Budget's stat())."""
     safe = ext.lower().replace(b".", b":")
     base = home + b"/.qmail" + dash
+    if stat is not None:
+        stat()
     yield base + safe
     i = safe.rfind(b"-")
     while i >= 0:
+        if stat is not None:
+            stat()
         yield base + safe[:i + 1] + b"default"
         i = safe.rfind(b"-", 0, i)
-    yield base + b"default"
-
-
-def charged(paths, budget):
-    """paths, one stat of budget spent before each is handed out."""
-    stat = budget.stat
-    for path in paths:
+    if stat is not None:
         stat()
-        yield path
+    yield base + b"default"
 
 
 def fastforward_keys(addr: bytes) -> list[bytes]:
@@ -191,10 +190,11 @@ def decide(addr: bytes, c: Controls, system: System,
 
     if not dash:                                    # 8
         return Verdict(DELIVERABLE, 9, user)
-    paths = dotqmail_paths(home, dash, ext)
     if budget is not None:
         budget.search(home)
-        paths = charged(paths, budget)
+        paths = dotqmail_paths(home, dash, ext, budget.stat)
+    else:
+        paths = dotqmail_paths(home, dash, ext)
     try:
         index, err, path = system.first_stat(uid, gid, paths)
     except Trouble as t:
