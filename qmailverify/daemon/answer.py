@@ -43,7 +43,7 @@ def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
     if costly is not None:
         costly.last_cost = 0.0
     try:
-        if costly is not None and costly.address(query.address):
+        if costly is not None and costly.addresses and costly.address(query.address):
             raise OverBudget(RECENT)
         system.begin_query()
         budget = Budget(limits, costly=costly)

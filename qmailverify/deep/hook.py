@@ -71,6 +71,7 @@ class Deep:
             out = budget.judged.get(key)
             if out is None:
                 budget.forward()
+                budget.decision()
                 child = Deep(self.store, self.build, self.alias, self.brk, path)
                 v = decide(target, controls, system, self.alias, self.brk, child, budget)
                 out = budget.judged[key] = Judgement(v.code, v.reason or f"position {v.position}",

@@ -21,7 +21,8 @@ hostile address or file would take unbounded:
   stats      128  .qmail names and home owners stat'ed: the extension's
                   dashes plus two a search, each forward's search too (36)
   reads       16  .qmail files read (deep mode; each file once a query) (5)
-  decisions   25  rules.decide() runs: the query and each forward (9)
+  decisions   25  rules.decide() runs: the query and each forward (9);
+                  the query's own is counted in the limit, not spent
   forwards    24  forward targets followed (deep mode), each judged once
                   a query whatever the files list (FORWARDS_MAX) (8)
   rows        64  user database entries and vpopmail rows asked for (22)
@@ -49,7 +50,7 @@ CPU = "cpu"
 RECENT, BUSY = "recent", "busy"     # held by Costly: over budget lately, or too many lookups
 
 FORWARDS_MAX = 24
-LIMITS = {STATS: 128, READS: 16, DECISIONS: FORWARDS_MAX + 1, FORWARDS: FORWARDS_MAX, ROWS: 64}
+LIMITS = {STATS: 128, READS: 16, DECISIONS: FORWARDS_MAX, FORWARDS: FORWARDS_MAX, ROWS: 64}
 KINDS = (STATS, READS, DECISIONS, FORWARDS, ROWS)
 _IN_ORDER = tuple(LIMITS[k] for k in KINDS)
 CPU_MAX = 0.03          # seconds of the thread's CPU time a query may take
@@ -89,21 +90,29 @@ class Budget:
     steps whose cost a user can plant (links, long files), from the
     CLOCK_FROM'th of them on."""
 
-    __slots__ = ("stats", "reads", "decisions", "forwards", "rows", "limits", "clock",
-                 "cpu_max", "started", "timed", "home", "judged", "facts", "costly")
+    # what a query starts with, unless told otherwise (one is made a query:
+    # the fewer assignments, the better)
+    limits = LIMITS
+    clock = staticmethod(time.thread_time)
+    cpu_max = CPU_MAX
+    started = None
+    timed = CLOCK_FROM          # stats and reads before the clock is read
+    home = None                 # the first home searched
+    judged = None               # deep mode: forward target -> its judgement
+    facts = None                # deep mode: (uid, gid, path) -> what was read
 
-    def __init__(self, limits: dict = LIMITS, clock=time.thread_time,
-                 cpu_max: float = CPU_MAX, costly=None):
-        self.limits = limits
-        self.stats, self.reads, self.decisions, self.forwards, self.rows = \
-            _IN_ORDER if limits is LIMITS else (limits[k] for k in KINDS)
-        self.clock = clock
-        self.cpu_max = cpu_max
-        self.started = None
-        self.timed = CLOCK_FROM     # stats and reads before the clock is read
-        self.home = None            # the first home searched
-        self.judged = None          # deep mode: forward target -> its judgement
-        self.facts = None           # deep mode: (uid, gid, path) -> what was read
+    def __init__(self, limits: dict = LIMITS, clock=None, cpu_max: float | None = None,
+                 costly=None):
+        if limits is LIMITS:
+            self.stats, self.reads, self.decisions, self.forwards, self.rows = _IN_ORDER
+        else:
+            self.limits = limits
+            self.stats, self.reads, self.decisions, self.forwards, self.rows = \
+                (limits[k] for k in KINDS)
+        if clock is not None:
+            self.clock = clock
+        if cpu_max is not None:
+            self.cpu_max = cpu_max
         self.costly = costly        # Costly: homes and addresses recently over
 
     def stat(self) -> None:
@@ -137,6 +146,16 @@ class Budget:
         if self.rows < 0:
             raise OverBudget(ROWS, self.home)
 
+    def lookups(self, rows: int, stats: int) -> None:
+        """rows entries asked for and stats owner stats made (a bounded
+        loop, charged when it ends)."""
+        self.rows -= rows
+        if self.rows < 0:
+            raise OverBudget(ROWS, self.home)
+        self.stats -= stats
+        if self.stats < 0:
+            raise OverBudget(STATS, self.home)
+
     def _tick(self) -> None:
         now = self.clock()
         if self.started is None:
@@ -148,8 +167,9 @@ class Budget:
         """A .qmail search in home is about to start."""
         if self.home is None:
             self.home = home
-        if self.costly is not None:
-            held = self.costly.home(home)
+        costly = self.costly
+        if costly is not None and costly.homes:
+            held = costly.home(home)
             if held:
                 raise OverBudget(held, self.home)
 
@@ -160,7 +180,9 @@ class Budget:
 
     def used(self) -> dict:
         """How many steps of each kind were taken."""
-        return {k: self.limits[k] - max(getattr(self, k), 0) for k in self.limits}
+        used = {k: self.limits[k] - max(getattr(self, k), 0) for k in self.limits}
+        used[DECISIONS] += 1                  # the query's own
+        return used
 
 
 class Costly:

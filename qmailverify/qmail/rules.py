@@ -85,22 +85,25 @@ def passwd_lookup(system: System, name: bytes, brk: bytes, budget=None):
     qmail-getpw cuts name for a user name at its end, then at each
     separator (brk), from the back; a user name part must be shorter
     than GETPW_USERLEN.  Each entry asked for is a row of the budget,
-    each owner stat a stat."""
+    each owner stat a stat, charged when the loop ends: it asks at most
+    GETPW_USERLEN of each, whatever the name."""
     getpw, owner, low = system.getpw, system.owner, name.lower()
     cut = len(name)
+    rows = stats = 0
+    found = None
     while cut >= 0:
         if cut < GETPW_USERLEN:
-            if budget is not None:
-                budget.row()
+            rows += 1
             pw = getpw(low[:cut])
-            if pw is not None and pw.uid != 0 and budget is not None:
-                budget.stat()
-            if pw is not None and pw.uid != 0 and owner(pw.home) == pw.uid:
-                if cut == len(name):
-                    return pw, b"", b""
-                return pw, b"-", name[cut + 1:]
+            if pw is not None and pw.uid != 0:
+                stats += 1
+                if owner(pw.home) == pw.uid:
+                    found = (pw, b"", b"") if cut == len(name) else (pw, b"-", name[cut + 1:])
+                    break
         cut = name.rfind(brk, 0, cut)
-    return None
+    if budget is not None:
+        budget.lookups(rows, stats)
+    return found
 
 
 def dotqmail_paths(home: bytes, dash: bytes, ext: bytes, stat=None):
@@ -143,8 +146,6 @@ def decide(addr: bytes, c: Controls, system: System,
     raise outcome.NeedLookup.  None: the 1.32 answers.  budget
     (budget.Budget) counts the steps; it raises budget.OverBudget, which
     goes up to the caller with the decision unfinished."""
-    if budget is not None:
-        budget.decision()
     a, at = rewrite(addr, c)
     local, domain = a[:at], a[at + 1:]
     if domain.lower() in c.locals:                  # 4
