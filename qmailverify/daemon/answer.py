@@ -46,7 +46,7 @@ def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
         if costly is not None and costly.addresses and costly.address(query.address):
             raise OverBudget(RECENT)
         system.begin_query()
-        budget = Budget(limits, costly=costly)
+        budget = Budget(costly) if limits is LIMITS else Budget(costly, limits)
         try:
             v = decide(query.address, controls, system, alias, brk, deep, budget)
         except NeedLookup as need:

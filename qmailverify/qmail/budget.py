@@ -101,11 +101,11 @@ class Budget:
     judged = None               # deep mode: forward target -> its judgement
     facts = None                # deep mode: (uid, gid, path) -> what was read
 
-    def __init__(self, limits: dict = LIMITS, clock=None, cpu_max: float | None = None,
-                 costly=None):
-        if limits is LIMITS:
-            self.stats, self.reads, self.decisions, self.forwards, self.rows = _IN_ORDER
-        else:
+    def __init__(self, costly=None, limits: dict | None = None, clock=None,
+                 cpu_max: float | None = None):
+        self.stats, self.reads, self.decisions, self.forwards, self.rows = _IN_ORDER
+        self.costly = costly        # Costly: homes and addresses recently over
+        if limits is not None:
             self.limits = limits
             self.stats, self.reads, self.decisions, self.forwards, self.rows = \
                 (limits[k] for k in KINDS)
@@ -113,7 +113,6 @@ class Budget:
             self.clock = clock
         if cpu_max is not None:
             self.cpu_max = cpu_max
-        self.costly = costly        # Costly: homes and addresses recently over
 
     def stat(self) -> None:
         self.stats -= 1

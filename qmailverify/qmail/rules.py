@@ -106,26 +106,39 @@ def passwd_lookup(system: System, name: bytes, brk: bytes, budget=None):
     return found
 
 
-def dotqmail_paths(home: bytes, dash: bytes, ext: bytes, stat=None):
+def dotqmail_paths(home: bytes, dash: bytes, ext: bytes, budget=None):
     """Step 8, qmail-local's qmesearch(): the files to look for, in order.
 
     First .qmail<dash><ext>, then each .qmail<dash><prefix>default where
     prefix is ext cut after a '-' (from the back), and at its start.
-    stat: called before each is handed out (a Budget's stat())."""
+    budget: a stat of it is spent before each is handed out (inline: the
+    hot path; Budget.stat() does the rest when a count runs out)."""
     safe = ext.lower().replace(b".", b":")
     base = home + b"/.qmail" + dash
-    if stat is not None:
-        stat()
-    yield base + safe
+    if budget is None:
+        yield base + safe
+        i = safe.rfind(b"-")
+        while i >= 0:
+            yield base + safe[:i + 1] + b"default"
+            i = safe.rfind(b"-", 0, i)
+        yield base + b"default"
+        return
+    path, last = base + safe, False
     i = safe.rfind(b"-")
-    while i >= 0:
-        if stat is not None:
-            stat()
-        yield base + safe[:i + 1] + b"default"
-        i = safe.rfind(b"-", 0, i)
-    if stat is not None:
-        stat()
-    yield base + b"default"
+    while True:
+        if budget.stats > 0 and budget.timed > 0:
+            budget.stats -= 1
+            budget.timed -= 1
+        else:
+            budget.stat()               # raises, or reads the clock
+        yield path
+        if last:
+            return
+        if i >= 0:
+            path = base + safe[:i + 1] + b"default"
+            i = safe.rfind(b"-", 0, i)
+        else:
+            path, last = base + b"default", True
 
 
 def fastforward_keys(addr: bytes) -> list[bytes]:
@@ -192,10 +205,11 @@ def decide(addr: bytes, c: Controls, system: System,
     if not dash:                                    # 8
         return Verdict(DELIVERABLE, 9, user)
     if budget is not None:
-        budget.search(home)
-        paths = dotqmail_paths(home, dash, ext, budget.stat)
-    else:
-        paths = dotqmail_paths(home, dash, ext)
+        if budget.home is None:
+            budget.home = home
+        if budget.costly is not None and budget.costly.homes:
+            budget.search(home)
+    paths = dotqmail_paths(home, dash, ext, budget)
     try:
         index, err, path = system.first_stat(uid, gid, paths)
     except Trouble as t:

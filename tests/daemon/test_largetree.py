@@ -106,7 +106,7 @@ def test_a_large_ordinary_tree_answers_the_same_with_the_limits_on():
                 b = Budget()
                 limited = decide(q, controls, system, deep=deep, budget=b)
                 system.begin_query()
-                unlimited = decide(q, controls, system, deep=deep, budget=Budget(UNLIMITED))
+                unlimited = decide(q, controls, system, deep=deep, budget=Budget(limits=UNLIMITED))
                 assert limited == unlimited, q
                 seen.add((limited.code, limited.position))
                 for kind, n in b.used().items():

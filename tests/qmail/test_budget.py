@@ -6,6 +6,8 @@ search.  In process, against stand-in Systems that count each step."""
 
 import pytest
 from helpers import FakeSystem
+from hypothesis import given
+from hypothesis import strategies as st
 
 from qmailverify.daemon.answer import get_reply
 from qmailverify.deep.hook import Deep
@@ -184,3 +186,11 @@ def test_a_long_query_knows_what_it_cost_and_a_short_one_reads_no_clock():
     short = Budget(clock=never)
     decide(b"mallory@mx.example", C, s, budget=short)
     assert short.cost() == 0.0
+
+
+@given(st.binary(max_size=60).map(lambda b: b.replace(b"\0", b"")), st.sampled_from([b"-", b""]))
+def test_the_budgeted_search_names_the_same_files_and_counts_each(ext, dash):
+    from qmailverify.qmail.rules import dotqmail_paths
+    b = Budget(limits={**LIMITS, STATS: 10 ** 6})
+    assert list(dotqmail_paths(b"/h", dash, ext, b)) == list(dotqmail_paths(b"/h", dash, ext))
+    assert b.used()[STATS] == len(list(dotqmail_paths(b"/h", dash, ext)))
