@@ -332,7 +332,8 @@ def main() -> int:
     p.add_argument("--domain", default="example.com",
                    help="sqlflood: the flood's domain (mx.example: local, not SQL, a baseline)")
     p.add_argument("--workers", default="1", help="VERIFY_WORKERS for the daemon")
-    p.add_argument("--wait", type=float, default=120.0, help="deep: seconds the hostile query may take")
+    p.add_argument("--wait", type=float, default=120.0,
+                   help="deep: seconds the hostile query may take")
     a = p.parse_args()
     global WORKERS
     WORKERS = a.workers

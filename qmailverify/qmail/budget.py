@@ -29,8 +29,9 @@ hostile address or file would take unbounded:
 
 and CPU: CPU_MAX seconds of the thread's own CPU time (system time
 included: a planted chain of symbolic links costs the kernel, not us),
-read before each stat and read from the CLOCK_FROM'th on, so an ordinary
-query never reads the clock (a read costs about as much as a stat).
+read before each stat and read after the first CLOCK_FROM of them, so
+an ordinary query never reads the clock (a read costs about as much as
+a stat).
 
 Fairness by cost: what a query that read the clock cost is charged to
 the first home it searched (Costly.charge); a home whose searches take
@@ -87,8 +88,8 @@ class Budget:
     (deep mode's forwards included).  One call before each step: stat(),
     read(), decision(), forward(), row(); each raises OverBudget when its
     kind runs out.  The clock is read by stat() and read() alone, the
-    steps whose cost a user can plant (links, long files), from the
-    CLOCK_FROM'th of them on."""
+    steps whose cost a user can plant (links, long files), after the
+    first CLOCK_FROM of them."""
 
     # what a query starts with, unless told otherwise (one is made a query:
     # the fewer assignments, the better)
