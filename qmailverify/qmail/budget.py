@@ -92,7 +92,9 @@ class Budget:
     first CLOCK_FROM of them."""
 
     # what a query starts with, unless told otherwise (one is made a query:
-    # the fewer assignments, the better)
+    # the fewer assignments, the better; a count becomes the instance's own
+    # at its first step)
+    stats, reads, decisions, forwards, rows = _IN_ORDER
     limits = LIMITS
     clock = staticmethod(time.thread_time)
     cpu_max = CPU_MAX
@@ -104,7 +106,6 @@ class Budget:
 
     def __init__(self, costly=None, limits: dict | None = None, clock=None,
                  cpu_max: float | None = None):
-        self.stats, self.reads, self.decisions, self.forwards, self.rows = _IN_ORDER
         self.costly = costly        # Costly: homes and addresses recently over
         if limits is not None:
             self.limits = limits
