@@ -12,7 +12,9 @@ shared machine swings by 10%).  Prints queries/s and p50/p99 latency, and the da
 as a share of the echo server's, which is the figure that travels between
 machines.  Before measuring it checks that every reply is still exact.
 --workers N runs the daemon with VERIFY_WORKERS=N (a master and N workers
-on one port); the echo server stays one process.
+on one port); the echo server stays one process.  --program runs another
+tree's qmail-verify (its venv/bin/qmail-verify), --n 16 only that load:
+bench/compare.sh alternates two trees round by round with both.
 """
 
 import argparse
@@ -73,6 +75,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--fixture", default=str(DEFAULT_FIXTURE))
     ap.add_argument("--workers", type=int, default=1, help="VERIFY_WORKERS for the daemon")
+    ap.add_argument("--program", default="qmail-verify",
+                    help="the qmail-verify to run (another tree's venv/bin/qmail-verify)")
+    ap.add_argument("--n", type=int, nargs="+", default=[1, 16], help="queries in flight")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (the fixture's homes belong to other uids)")
@@ -93,7 +98,7 @@ def run(args, spec, paths, root):
            "VERIFY_PASSWD": str(paths["passwd"]), "LISTEN": f"127.0.0.1:{vport}",
            "VERIFY_WORKERS": str(args.workers)}
     log = open(root / "daemon.log", "wb")
-    daemon = subprocess.Popen(["qmail-verify"], env=env, stderr=log)
+    daemon = subprocess.Popen([args.program], env=env, stderr=log)
     echo = subprocess.Popen([sys.executable, str(HERE / "echo.py"), str(eport)],
                             stdout=subprocess.DEVNULL)
     try:
@@ -101,7 +106,7 @@ def run(args, spec, paths, root):
         wait_udp(eport, b"x")
         check_exact(vport, spec["cases"])
         rows = []
-        for n in (1, 16):
+        for n in args.n:
             runs = []
             for _ in range(args.rounds):      # alternate, so drift hits both alike
                 runs.append((load(eport, n, args.seconds, str(queryfile)),

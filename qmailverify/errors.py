@@ -46,7 +46,14 @@ class Trouble(Exception):
     """Our own temporary trouble while deciding (an unreadable users/cdb, a
     home directory that cannot be stat'ed for a temporary reason, ...).
 
-    str() is a short reason fit for a log line and an extended reply."""
+    str() is the detail for the admin's log line (paths cleaned, errno
+    words); .kind says what kind of trouble it is in words fit for a
+    client (an extended reply): no path, no errno text, since whoever
+    asks learns nothing of the homes and files behind an answer."""
+
+    def __init__(self, detail: str, kind: str = "local trouble"):
+        super().__init__(detail)
+        self.kind = kind
 
 
 class LostPrivileges(Exception):
@@ -71,3 +78,4 @@ class NeedLookup(Exception):
         super().__init__(key)
         self.store = store
         self.key = key
+        self.home = None        # the home the query searched, if known

@@ -19,30 +19,55 @@ from the same steps decide() takes (rules.local_name).
 """
 
 
-from qmailverify.clean import clean
+from qmailverify.clean import clean, cleantext
 from qmailverify.errors import LostPrivileges, NeedLookup
 from qmailverify.protocol.reply import Outcome, answer_verdict
-from qmailverify.protocol.wire import parse_query, query_ip, wants_detail, with_detail
+from qmailverify.protocol.wire import TEMPORARY, parse_query, query_ip, wants_detail, with_detail
+from qmailverify.qmail.budget import LIMITS, RECENT, Budget, Costly, OverBudget
+from qmailverify.qmail.model import Verdict
 from qmailverify.qmail.rules import decide, local_name
 
 NOT_A_QUERY = Outcome(None, [], None)       # an empty datagram
 
 
 def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
-              brk: bytes = b"-", deep=None, trace: bool = False) -> Outcome:
+              brk: bytes = b"-", deep=None, trace: bool = False,
+              costly: Costly | None = None, limits: dict = LIMITS) -> Outcome:
     """The reply to datagram and what to log; system.begin_query() is
     called once, before the decision asks it anything.  deep: deep.hook.Deep
     (VERIFY_DEEP=1) or None; trace: add the decision trace line
     (protocol/trace.py).  errors.NeedLookup escapes: the loop parks the
-    query (daemon/parking.py)."""
+    query (daemon/parking.py).
+
+    The decision runs on a budget of limits (qmail/budget.py): one that
+    runs out is a temporary answer, logged once, and costly (the loop's
+    budget.Costly) remembers what made it, so that asking again costs a
+    lookup and no search."""
     query = parse_query(datagram)
     if query is None:
         return NOT_A_QUERY
+    if costly is not None:
+        costly.last_cost = 0.0
     try:
+        if costly is not None and costly.addresses and costly.address(query.address):
+            raise OverBudget(RECENT)
         system.begin_query()
-        v = decide(query.address, controls, system, alias, brk, deep)
+        budget = Budget(costly) if limits is LIMITS else Budget(costly, limits)
+        try:
+            v = decide(query.address, controls, system, alias, brk, deep, budget)
+        except NeedLookup as need:
+            need.home = budget.home          # what it searched, should it be refused
+            raise
+        finally:
+            if costly is not None and budget.started is not None:   # else it cost little
+                costly.charge(budget.home, budget.cost())
     except (LostPrivileges, NeedLookup):
         raise
+    except OverBudget as e:
+        if costly is not None:
+            costly.over(query.address, e)
+        where = f" searching {cleantext(e.home)}" if e.home is not None else ""
+        v = Verdict(TEMPORARY, 0, reason=e.reason(), detail=e.reason() + where)
     except Exception as e:    # a bug of ours must not stop the daemon
         return Outcome(None, [b"warning: internal error answering " + clean(query.address)
                               + b": " + type(e).__name__.encode() + b"; not answered."],

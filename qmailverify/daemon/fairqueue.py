@@ -18,11 +18,21 @@ a sender with a single query waiting loses it only when no sender has
 two.  Those are counted in `shed`, and their senders time
 out as if the kernel had dropped them (a legacy client then says 451).
 Below the bound nothing is dropped, however many datagrams one sender
-has in flight.  Every operation is O(1) (queues are indexed by their
+has in flight.
+
+Turns share time, not queries: a sender whose query cost the loop more
+than TURN of CPU (budget.Budget.cost(), known only for queries long
+enough to read the clock) lets the others take a turn for each TURN it
+cost before it is served again (charge()), so an expensive sender gets
+a share of the daemon's time however few queries it sends.  What it
+costs is also charged to the home it searched (budget.Costly), which a
+sender cannot spread over sockets.  Every operation is O(1) (queues are indexed by their
 length), so a flood from many senders costs no more than one from one.
 """
 
 from collections import deque
+
+TURN = 0.001        # seconds of the loop's time one turn stands for
 
 
 class FairQueue:
@@ -34,6 +44,16 @@ class FairQueue:
         self.shed = 0                    # datagrams dropped at the bound, ever
         self.bylen: dict = {}            # n -> the peers with n waiting, for n >= 2 only
         self.longest = 0                 # the longest queue's length, if 2 or more
+        self.debt: dict = {}             # peer -> turns it lets pass for what it cost
+
+    def charge(self, peer, cost: float) -> None:
+        """peer's last query cost this much time: it lets one turn of
+        the others pass for each TURN of it."""
+        turns = int(cost / TURN)
+        if turns > 0:
+            if len(self.debt) >= self.bound:
+                self.debt.clear()
+            self.debt[peer] = self.debt.get(peer, 0) + turns
 
     def __len__(self) -> int:
         return self.size
@@ -85,9 +105,16 @@ class FairQueue:
         """Up to n (datagram, peer) pairs, each sender's oldest first, one
         sender after another."""
         out = []
-        turns, waiting = self.turns, self.waiting
+        turns, waiting, debt = self.turns, self.waiting, self.debt
         while turns and len(out) < n:
             peer = turns.popleft()
+            if debt and peer in debt:
+                left = debt.pop(peer) - 1
+                if left > 0:
+                    debt[peer] = left
+                if turns:                # another sender goes first
+                    turns.append(peer)
+                    continue
             queue = waiting[peer]
             out.append((queue.popleft(), peer))
             if queue:

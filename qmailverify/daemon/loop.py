@@ -31,6 +31,7 @@ from qmailverify.errors import Fatal, LostPrivileges, NeedLookup, errtext
 from qmailverify.hub.answer import hub_answer
 from qmailverify.hub.cache import HubCache
 from qmailverify.protocol.wire import QUERY_MAX
+from qmailverify.qmail.budget import Costly
 from qmailverify.qmail.controlfile import ControlError
 from qmailverify.system import controls as controlfiles
 
@@ -51,6 +52,7 @@ class Daemon:
         self.counts = Counts()
         self.sock = sock
         self.queue = FairQueue()         # read, not yet answered (fairqueue.py)
+        self.costly = Costly()           # homes and addresses over budget lately (budget.py)
         self.title = title
         self.signals = signals
         self.started = self.loaded = time.monotonic()
@@ -81,7 +83,10 @@ class Daemon:
     dispatch = dispatch
 
     def handle_hup(self, name: str) -> None:
-        """Re-read the control files; keep the old ones if that fails."""
+        """Re-read the control files; keep the old ones if that fails.
+        Read with root's ids, all of them: between two waits the loop's
+        gid may still be the last user's (identity.py)."""
+        self.system.settle()
         try:
             self.controls = controlfiles.load(self.settings.qmailhome)
         except ControlError as e:
@@ -130,7 +135,9 @@ class Daemon:
             outcome = hub_answer(datagram, self.controls.hub, self.hub, since, s.trace)
             if outcome is None:             # not a hub domain: decided here
                 outcome = get_reply(datagram, self.controls, self.system, s.alias, s.brk,
-                                    self.deep, s.trace)
+                                    self.deep, s.trace, self.costly)
+                if self.costly.last_cost:
+                    self.queue.charge(peer, self.costly.last_cost)
         except NeedLookup as need:
             outcome = park_query(self, need, datagram, peer, since)
             if outcome is None:

@@ -5,8 +5,8 @@ takes a user's ids (system/identity.py): no stat, no open-as-user and no
 users/cdb read happens in another thread.  A store that must ask the
 network (deep/vpopmail/mysql.py in non-blocking use) raises
 errors.NeedLookup instead of waiting; the loop parks the query here and
-goes on answering others.  ONE worker thread calls store.fill(key)
-(network only, bounded by the store's own timeouts), the same key once for
+goes on answering others.  A worker thread (one a lane, below) calls
+store.fill(key) (network only, bounded by the store's own timeouts), the same key once for
 every query parked on it, and wakes the loop through a pipe of our own
 (fd, which the loop watches).  The loop then takes ready() and decides
 those queries again from the start (the files may have changed; the cache
@@ -21,6 +21,25 @@ root's ids while the loop's thread stats as a user (system/identity.py),
 except where the per-thread system calls are not known and the ids are the
 process's: the store's settings are read once, as root, at start, for that
 case.
+
+Lanes: the fills of one store run one after another in a thread of
+their own, but a store may split its keys into lanes (HubCache.lane: a
+far server each) that run side by side, so that a silent far server
+holds up only its own domains' queries, never a queue behind it.  A lane
+of a store that has several may hold at most LANE_SHARE of the parked
+queries; the rest stay free for the others.
+
+Accounts: a store may also say which account a key's fetch is charged
+to (deep/vpopmail/mysql.py's MysqlStore.account: the SQL domain).  An account starts at most
+FILLS fetches a second; a miss beyond that is "temporary" at once.  A
+sender that floods a domain with addresses never seen makes the fetch
+thread (PyMySQL is pure Python: it competes with the loop for the
+interpreter) work for that domain at a bounded rate, and the loop stays
+free for everyone else; the cost falls on that domain's misses.  The
+home the refused query searched (the domain's folder) is then held for
+REFUSED_HOLD seconds (qmail/budget.py's Costly): the flood's next queries there are
+"temporary" before the search, at the cost of a lookup, and the loop
+keeps up with reading the socket.
 
 The loop's side: what the Daemon (loop.py) does with a query that raised
 errors.NeedLookup, and with parked queries when their lookup is done or
@@ -54,6 +73,9 @@ from qmailverify.qmail.model import Verdict
 
 PARK_MAX = 3.0
 MAX_PARKED = 1000
+LANE_SHARE = 0.25         # of MAX_PARKED that one lane (a far server, a store) may hold
+FILLS = 200.0             # fetches a second one account (an SQL domain) may start
+REFUSED_HOLD = 1.0        # seconds a home whose fetch was refused is held (budget.Costly)
 
 
 class Parked(NamedTuple):
@@ -72,35 +94,77 @@ class Parking:
         os.set_blocking(self._wfd, False)
         self._waiting: dict = {}          # (id(store), key) -> [Parked]; present while fetching
         self._count = 0
-        self._todo: queue.SimpleQueue = queue.SimpleQueue()
+        self._lanes: dict = {}            # lane -> its queue of fills (a thread each)
+        self._in_lane: collections.Counter = collections.Counter()   # lane -> parked
+        self._lane_of: dict = {}          # slot -> lane
         self._done: collections.deque = collections.deque()
-        self._thread = None
+        self._tokens: dict = {}           # account -> [tokens, when last counted]
 
     def __len__(self) -> int:
         return self._count
 
     def park(self, need, item: Parked) -> bool:
-        """Park item until need.store has need.key; False if too many wait."""
+        """Park item until need.store has need.key; False if too many wait,
+        in all or in its lane (LANE_SHARE of them)."""
         if self._count >= self.max_parked:
             return False
         slot = (id(need.store), need.key)
+        lane_fn = getattr(need.store, "lane", None)
+        lane = (id(need.store), lane_fn(need.key) if lane_fn else None)
+        if lane_fn and self._in_lane[lane] >= max(1, int(self.max_parked * LANE_SHARE)):
+            return False
         waiting = self._waiting.get(slot)
         if waiting is None:
+            account_fn = getattr(need.store, "account", None)
+            if account_fn is not None and not self._token(account_fn(need.key), item.since):
+                return False
             waiting = self._waiting[slot] = []
-            self._todo.put((need.store, need.key, slot))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name="store-fill", daemon=True)
-                self._thread.start()
+            self._lane_of[slot] = lane
+            todo = self._lanes.get(lane)
+            if todo is None:
+                todo = self._lanes[lane] = queue.SimpleQueue()
+                threading.Thread(target=self._work, args=(todo,), name="store-fill",
+                                 daemon=True).start()
+            todo.put((need.store, need.key, slot))
         waiting.append(item)
         self._count += 1
+        self._in_lane[lane] += 1
         return True
+
+    def _token(self, account, now: float) -> bool:
+        """May account start another fetch now?  FILLS a second, as many
+        at once after a quiet second."""
+        bucket = self._tokens.get(account)
+        if bucket is None:
+            if len(self._tokens) >= self.max_parked:
+                self._tokens.clear()
+            bucket = self._tokens[account] = [FILLS, now]
+        tokens = min(FILLS, bucket[0] + (now - bucket[1]) * FILLS)
+        bucket[1] = now
+        if tokens < 1:
+            bucket[0] = tokens
+            return False
+        bucket[0] = tokens - 1
+        return True
+
+    def _left(self, slot, items: list) -> None:
+        """items of slot are no longer parked."""
+        if items:
+            lane = self._lane_of[slot]
+            self._in_lane[lane] -= len(items)
+            if not self._in_lane[lane]:
+                del self._in_lane[lane]
 
     def ready(self) -> list[Parked]:
         """The queries whose key has been fetched, to be decided again
         (cheap when there are none: the loop asks every turn)."""
         out = []
         while self._done:
-            out += self._waiting.pop(self._done.popleft(), [])
+            slot = self._done.popleft()
+            items = self._waiting.pop(slot, [])
+            self._left(slot, items)
+            self._lane_of.pop(slot, None)
+            out += items
         self._count -= len(out)
         return out
 
@@ -120,6 +184,7 @@ class Parking:
                 late = [p for p in waiting if now - p.since >= self.park_max]
                 if late:
                     out += late
+                    self._left(slot, late)
                     self._waiting[slot] = [p for p in waiting if now - p.since < self.park_max]
         self._count -= len(out)
         return out
@@ -132,9 +197,9 @@ class Parking:
         left = max(0.0, first + self.park_max - now) + 0.001
         return left if timeout is None else min(timeout, left)
 
-    def _work(self) -> None:
+    def _work(self, todo) -> None:
         while True:
-            store, key, slot = self._todo.get()
+            store, key, slot = todo.get()
             try:
                 store.fill(key)         # a store's trouble is cached as Trouble
             except Exception:
@@ -159,6 +224,9 @@ def park_query(daemon, need, datagram: bytes, peer, since: float | None):
     daemon.counts.late += 1
     if isinstance(need.store, HubCache):
         return give_up(daemon, datagram, "too many queries wait for hub servers", HUB_POSITION)
+    home = getattr(need, "home", None)
+    if home is not None:       # the next misses there stop before the search: cheap
+        daemon.costly.busy(home, REFUSED_HOLD)
     return give_up(daemon, datagram, "too many queries wait for the vpopmail database")
 
 

@@ -61,10 +61,23 @@ MAX_DEPTH = 5          # forwards followed through at most this many files
 PATRN = 0o002          # notqmail conf-patrn: mode bits not allowed in ~ and ~/.qmail
 
 
-class Judgement(NamedTuple):
+class _Judged(NamedTuple):
     code: int            # protocol.wire.DELIVERABLE, UNDELIVERABLE or TEMPORARY
-    reason: str
+    reason: str          # for the client: no path, no errno text
     variant: bytes = b""  # deliverable through vdelivermail: how (wire.VARIANTS)
+
+
+class Judgement(_Judged):
+    """(code, reason, variant), and .detail for the log when it says more
+    than reason (a path, an errno's words); equal to the plain triple."""
+
+    detail = ""
+
+    def __new__(cls, code: int, reason: str, variant: bytes = b"", detail: str = ""):
+        self = super().__new__(cls, code, reason, variant)
+        if detail:
+            self.detail = detail
+        return self
 
 
 def qmail_local_defer(home_mode: int, file_mode: int) -> str:
@@ -90,18 +103,26 @@ def follow(target: bytes, path: tuple, lookup) -> Judgement:
     return lookup(target, path + (key,))
 
 
+def parse_of(facts: DeepFacts) -> dotqmail.Parsed:
+    """The lines of the file facts holds, as qmail-local reads them."""
+    return dotqmail.parse_dotqmail(facts.content, bool(facts.file_mode & 0o100))
+
+
 def judge(facts: DeepFacts, forward: Callable[[bytes], Judgement],
-          vdelivermail: Callable[[tuple], Judgement] | None = None) -> Judgement:
+          vdelivermail: Callable[[tuple], Judgement] | None = None,
+          parsed: dotqmail.Parsed | None = None) -> Judgement:
     """What the -default file makes of the mail.  forward(address) judges
     a forward target (see follow()); vdelivermail(args), if vpopmail is
     configured, is deep.vpopmail.delivery.vdeliver with the query's EXT
-    and HOST bound.  May raise errors.NeedLookup (from either)."""
+    and HOST bound.  parsed: the file's lines if already parsed
+    (parse_of()).  May raise errors.NeedLookup (from either)."""
     why = qmail_local_defer(facts.home_mode, facts.file_mode)
     if why:
         return Judgement(TEMPORARY, "qmail-local: " + why)
     if len(facts.content) > MAX_READ:
         return Judgement(TEMPORARY, "the .qmail file is too long to judge")
-    parsed = dotqmail.parse_dotqmail(facts.content, bool(facts.file_mode & 0o100))
+    if parsed is None:
+        parsed = parse_of(facts)
     if parsed.empty:
         return Judgement(DELIVERABLE, "empty .qmail file: default delivery")
     delivered, variant = "", b""

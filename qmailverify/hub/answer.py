@@ -9,8 +9,12 @@ far answer must be fetched.  The domain is the one of the address as
 queried, before any local rule (percenthack, locals, virtualdomains):
 the far server owns that domain and applies its own rules.
 
-The far server is always asked for the extended reply; what the client
-gets keeps its own semantics:
+The far server is always asked for the extended reply, with the relay
+mark (wire.py); a query that carries the mark is never relayed again:
+for a domain we would relay it is "temporary" at once (LOOP), so two
+servers that map a domain to each other cost one round trip, not a
+query bouncing between them for good.  What the client gets keeps its
+own semantics:
 
   - deliverable or not deliverable: the far reply's bytes as they came
     (its status byte, position and controlling user), cached or not;
@@ -38,12 +42,14 @@ from qmailverify.protocol.wire import (
     make_reply,
     parse_query,
     query_ip,
+    relayed,
 )
 from qmailverify.qmail.model import Verdict
 
 HUB_POSITION = 0                # the position of the hub's own "temporary"
 SILENT = "hub server did not answer"
 LATE = "hub server too slow"
+LOOP = "hub loop"
 
 
 def hub_answer(datagram: bytes, hubmap, cache, since: float | None = None,
@@ -57,9 +63,23 @@ def hub_answer(datagram: bytes, hubmap, cache, since: float | None = None,
     server = hubmap.server_for(query.address)
     if server is None:
         return None
+    if relayed(datagram):                # a hub relayed it: never again (wire.py)
+        return hub_loop(query, server, trace)
     far = cache.get(server, query.address, time.monotonic() if since is None else since,
                     since is not None)
     return far_outcome(query, server, far.reply, trace, query_ip(datagram) if trace else None)
+
+
+def hub_loop(query, server, trace: bool = False) -> Outcome:
+    """A relayed query for a domain we would relay: temporary, once."""
+    why = f"{LOOP}: a relayed query for a domain mapped to {describe(server)}"
+    v = Verdict(TEMPORARY, HUB_POSITION, reason=LOOP, detail=why)
+    out = Outcome(make_reply(TEMPORARY, HUB_POSITION, LOOP.encode()),
+                  [clean(query.address) + b" temporary failure: " + why.encode() + b"."],
+                  "temporary")
+    if trace:
+        out.lines.append(trace_line(query.address, v))
+    return out
 
 
 def far_outcome(query, server, reply: bytes | None, trace: bool = False,

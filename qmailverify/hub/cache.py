@@ -32,7 +32,7 @@ import time
 from typing import NamedTuple
 
 from qmailverify.errors import NeedLookup
-from qmailverify.protocol.wire import DELIVERABLE, REPLY_MAX, TEMPORARY, make_query
+from qmailverify.protocol.wire import DELIVERABLE, REPLY_MAX, TEMPORARY, make_relayed
 
 HUB_TTL = 300.0
 HUB_NEGATIVE_TTL = 5.0
@@ -53,7 +53,7 @@ def ask_far(server: tuple[str, int], address: bytes, timeout: float) -> bytes | 
     try:
         with socket.socket(family, socket.SOCK_DGRAM) as s:
             s.connect(server)           # only the far server may answer
-            s.send(make_query(address, True))
+            s.send(make_relayed(address))  # marked: never relayed again
             deadline = time.monotonic() + timeout
             while True:
                 left = deadline - time.monotonic()
@@ -97,6 +97,13 @@ class HubCache:
         if not waited:
             self.misses += 1
         raise NeedLookup(self, key)
+
+    @staticmethod
+    def lane(key):
+        """Fills that may run side by side run in lanes of their own
+        (parking.py): one a far server, so that a silent one holds up
+        only the queries for its own domains."""
+        return key[0]
 
     def fill(self, key) -> None:
         """Ask the far server (blocking, at most self.timeout) and keep the

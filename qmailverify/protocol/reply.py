@@ -43,10 +43,12 @@ def _answer(query, v) -> Outcome:
     if code == UNDELIVERABLE:
         lines.append(addr + b" denied.")
         return Outcome(make_reply(code, v.position, user or b""), lines, "denied")
-    # our own words, with any path in them already cleaned
+    # our own words: the client's (reason) name no path; the log's
+    # (detail), with any path in them already cleaned, may
     reason = visible(v.reason.encode("utf-8", "replace"))
+    logged = visible(v.detail.encode("utf-8", "replace")) if v.detail else reason
     if not query.extended:
-        lines.append(addr + b" not answered: temporary failure: " + reason + b".")
+        lines.append(addr + b" not answered: temporary failure: " + logged + b".")
         return Outcome(None, lines, "unanswered")
-    lines.append(addr + b" temporary failure: " + reason + b".")
+    lines.append(addr + b" temporary failure: " + logged + b".")
     return Outcome(make_reply(TEMPORARY, v.position, reason), lines, "temporary")

@@ -35,6 +35,16 @@ reply's first NUL starts the count.  A 1.32 daemon ignores the IP with
 everything else after the first NUL and replies without a count; a legacy
 client never sends an IP, so never sees a count.
 
+Hub mark (ours, hub mode): a hub passes a query on to its far server as
+
+    address NUL "QV2" NUL "relayed"
+
+and a server never passes on a query that carries the mark: two servers
+that map a domain to each other (an admin's slip while moving a domain)
+answer "temporary" once, instead of sending the query back and forth for
+good.  1.32 ignores the mark with the rest after the NUL; the field is
+not an IP, so a marked query counts as one without an IP.
+
 Detail (ours, for qmail-verify-http): an extended query may instead end
 with the field DETAIL_TAG, asking how the address would be delivered:
 
@@ -64,6 +74,7 @@ EXTENDED_TAG = b"QV2"
 ADDRESS_MAX = QUERY_MAX - 1 - len(EXTENDED_TAG)
 
 IP_TAG = b"ip="
+RELAYED_TAG = b"relayed"
 IP_MAX = 45
 IP_CHARS = frozenset(b"0123456789abcdefABCDEF.:")
 COUNT_MAX = 9999
@@ -121,6 +132,17 @@ def query_ip(datagram: bytes) -> bytes | None:
         return None
     ip = fields[2][len(IP_TAG):]
     return ip if 0 < len(ip) <= IP_MAX and IP_CHARS.issuperset(ip) else None
+
+
+def relayed(datagram: bytes) -> bool:
+    """Was this query relayed by a hub (make_query(relayed=True))?"""
+    fields = datagram[:QUERY_MAX].split(b"\0", 2)
+    return len(fields) == 3 and fields[1] == EXTENDED_TAG and fields[2] == RELAYED_TAG
+
+
+def make_relayed(address: bytes) -> bytes:
+    """The extended query a hub sends its far server for address."""
+    return address + b"\0" + EXTENDED_TAG + b"\0" + RELAYED_TAG
 
 
 def make_query(address: bytes, extended: bool = True, ip: bytes | None = None,

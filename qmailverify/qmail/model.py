@@ -116,6 +116,7 @@ class Verdict(NamedTuple):
     stat_errno: int = 0         # ...with its errno
     reason: str = ""            # for TEMPORARY: what went wrong; deep mode: why
     variant: bytes = b""        # deep mode, deliverable: how vdelivermail delivers (wire.VARIANTS)
+    detail: str = ""            # the log's version of reason, with paths and errno words
 
 
 MAX_READ = 8192        # bytes of a -default file read; more is "temporary"

@@ -77,7 +77,7 @@ def users_lookup(cdb, name: bytes) -> bytes | None:
     value of the empty key: usually one, '-'), and '!' itself."""
     wild = cdb.get(b"")
     if wild is None:
-        raise Trouble("users/cdb has no wildcard entry")
+        raise Trouble("users/cdb has no wildcard entry", "users/cdb unusable")
     lower = b"!" + name.lower()
     value = cdb.get(lower + b"\0")
     if value is not None:
@@ -98,42 +98,70 @@ def users_lookup(cdb, name: bytes) -> bytes | None:
     return None
 
 
-def passwd_lookup(system: System, name: bytes, brk: bytes):
+def passwd_lookup(system: System, name: bytes, brk: bytes, budget=None):
     """Step 7, qmail-getpw's userext(): (entry, dash, ext) or None.
 
     qmail-getpw cuts name for a user name at its end, then at each
     separator (brk), from the back; a user name part must be shorter
-    than GETPW_USERLEN."""
+    than GETPW_USERLEN.  Each entry asked for is a row of the budget,
+    each owner stat a stat, charged when the loop ends: it asks at most
+    GETPW_USERLEN of each, whatever the name."""
     getpw, owner, low = system.getpw, system.owner, name.lower()
     cut = len(name)
+    rows = stats = 0
+    found = None
     while cut >= 0:
         if cut < GETPW_USERLEN:
+            rows += 1
             pw = getpw(low[:cut])
-            if pw is not None and pw.uid != 0 and owner(pw.home) == pw.uid:
-                if cut == len(name):
-                    return pw, b"", b""
-                return pw, b"-", name[cut + 1:]
+            if pw is not None and pw.uid != 0:
+                stats += 1
+                if owner(pw.home) == pw.uid:
+                    found = (pw, b"", b"") if cut == len(name) else (pw, b"-", name[cut + 1:])
+                    break
         cut = name.rfind(brk, 0, cut)
-    return None
+    if budget is not None:
+        budget.lookups(rows, stats)
+    return found
 
 
-def dotqmail_paths(home: bytes, dash: bytes, ext: bytes):
+def dotqmail_paths(home: bytes, dash: bytes, ext: bytes, budget=None):
     """Step 8, qmail-local's qmesearch(): the files to look for, in order.
 
     First .qmail<dash><ext>, then each .qmail<dash><prefix>default where
-    prefix is ext cut after a '-' (from the back), and at its start."""
+    prefix is ext cut after a '-' (from the back), and at its start.
+    budget: a stat of it is spent before each is handed out (inline: the
+    hot path; Budget.stat() does the rest when a count runs out)."""
     safe = ext.lower().replace(b".", b":")
     base = home + b"/.qmail" + dash
-    yield base + safe
+    if budget is None:
+        yield base + safe
+        i = safe.rfind(b"-")
+        while i >= 0:
+            yield base + safe[:i + 1] + b"default"
+            i = safe.rfind(b"-", 0, i)
+        yield base + b"default"
+        return
+    path, last = base + safe, False
     i = safe.rfind(b"-")
-    while i >= 0:
-        yield base + safe[:i + 1] + b"default"
-        i = safe.rfind(b"-", 0, i)
-    yield base + b"default"
+    while True:
+        if budget.stats > 0 and budget.timed > 0:
+            budget.stats -= 1
+            budget.timed -= 1
+        else:
+            budget.stat()               # raises, or reads the clock
+        yield path
+        if last:
+            return
+        if i >= 0:
+            path = base + safe[:i + 1] + b"default"
+            i = safe.rfind(b"-", 0, i)
+        else:
+            path, last = base + b"default", True
 
 
 def dotqmail_search(system: System, uid: int, gid: int, home: bytes, dash: bytes,
-                    ext: bytes) -> StatHit:
+                    ext: bytes, budget=None) -> StatHit:
     """Step 8, qmail-local's qmesearch() with qmeexists(): the first of
     dotqmail_paths() that is a regular file, or the stat failure that
     ends the search.
@@ -144,11 +172,12 @@ def dotqmail_search(system: System, uid: int, gid: int, home: bytes, dash: bytes
     extension runs through a file: user-file/x).  On a name without one
     it is the home that is not a directory, where qmail-local cannot
     chdir: then every name failed alike and the first ENOTDIR answers, as
-    it did in 1.32."""
-    paths = list(dotqmail_paths(home, dash, ext))
+    it did in 1.32.  The names are handed out one at a time, so that
+    budget is charged a stat for each name stat'ed and no more."""
+    paths = dotqmail_paths(home, dash, ext, budget)
     start, first = 0, None
     while True:
-        hit = system.first_stat(uid, gid, paths[start:])
+        hit = system.first_stat(uid, gid, paths)       # goes on where it stopped
         if hit.index < 0:
             return hit
         hit = hit._replace(index=start + hit.index)
@@ -171,14 +200,17 @@ def fastforward_keys(addr: bytes) -> list[bytes]:
 
 
 def decide(addr: bytes, c: Controls, system: System,
-           alias: bytes = b"alias", brk: bytes = b"-", deep=None) -> Verdict:
+           alias: bytes = b"alias", brk: bytes = b"-", deep=None, budget=None) -> Verdict:
     """Would qmail deliver addr locally?  addr is the query, as bytes.
 
     deep (deep.hook.Deep, VERIFY_DEEP=1) answers temporary (position 15)
     where qmail-local would defer at the home or at the file found (the
     search is then made for an empty extension too: ~/.qmail), and judges
     a -default file that ends the search instead of answering deliverable
-    [12]; it may raise errors.NeedLookup.  None: the 1.32 answers."""
+    [12]; it may raise errors.NeedLookup.  None: the 1.32 answers.  budget
+    (qmail/budget.py's Budget) counts the steps; it raises
+    budget.OverBudget, which goes up to the caller with the decision
+    unfinished."""
     a, at, name, outside = local_name(addr, c)
     if name is None:
         return Verdict(DELIVERABLE, outside)
@@ -188,7 +220,7 @@ def decide(addr: bytes, c: Controls, system: System,
         cdb = system.users()
         value = users_lookup(cdb, name) if cdb is not None else None
     except Trouble as t:
-        return Verdict(TEMPORARY, 6, reason=str(t))
+        return Verdict(TEMPORARY, 6, reason=t.kind, detail=str(t))
     via_alias = False
     if value is not None:
         fields = value.split(b"\0")
@@ -200,8 +232,10 @@ def decide(addr: bytes, c: Controls, system: System,
         ext = fields[5] if len(fields) > 5 else b""
     else:                                           # 7
         try:
-            found = passwd_lookup(system, name, brk)
+            found = passwd_lookup(system, name, brk, budget)
             if found is None:
+                if budget is not None:
+                    budget.row()
                 pw = system.getpw(alias)
                 if pw is None:
                     return Verdict(UNDELIVERABLE, 8, alias)
@@ -210,19 +244,24 @@ def decide(addr: bytes, c: Controls, system: System,
                 pw, dash, ext = found
                 user = name
         except Trouble as t:
-            return Verdict(TEMPORARY, 7, reason=str(t))
+            return Verdict(TEMPORARY, 7, reason=t.kind, detail=str(t))
         uid, gid, home = pw.uid, pw.gid, pw.home
 
     if deep is not None:                            # qmail-local's checkhome()
-        v = deep.checkhome(system, uid, gid, home, user)
+        v = deep.checkhome(system, uid, gid, home, user, budget)
         if v is not None:
             return v
     if not dash and deep is None:                   # 8
         return Verdict(DELIVERABLE, 9, user)
+    if budget is not None:
+        if budget.home is None:
+            budget.home = home
+        if budget.costly is not None and budget.costly.homes:
+            budget.search(home)
     try:
-        index, err, path, mode = dotqmail_search(system, uid, gid, home, dash, ext)
+        index, err, path, mode = dotqmail_search(system, uid, gid, home, dash, ext, budget)
     except Trouble as t:
-        return Verdict(TEMPORARY, 11, reason=str(t))
+        return Verdict(TEMPORARY, 11, reason=t.kind, detail=str(t))
     if deep is not None:                            # ~/.qmail too: a writable one defers
         v = deep.checkfile(mode, user)
         if v is not None:
@@ -236,8 +275,8 @@ def decide(addr: bytes, c: Controls, system: System,
     else:
         position = 12 if not err else 13
     if is_temporary(err):                   # qmail-local defers: so do we
-        return Verdict(TEMPORARY, position, user,
-                       reason=f"unable to stat {cleantext(path)}: {errtext(err)}")
+        return Verdict(TEMPORARY, position, user, reason="unable to stat a .qmail file",
+                       detail=f"unable to stat {cleantext(path)}: {errtext(err)}")
     if err:
         return Verdict(DELIVERABLE, position, user, path, err)
     ff = None
@@ -248,9 +287,9 @@ def decide(addr: bytes, c: Controls, system: System,
                     ff.get(k) is not None for k in fastforward_keys(addr)):
                 return Verdict(UNDELIVERABLE, 12, user)
         except Trouble as t:
-            return Verdict(TEMPORARY, 12, reason=str(t))
+            return Verdict(TEMPORARY, 12, reason=t.kind, detail=str(t))
     if deep is not None and index > 0 and ff is None:   # fastforward's answer stands
-        return deep.verdict(system, c, Found(a, domain, user, uid, gid, home, path, ext))
+        return deep.verdict(system, c, Found(a, domain, user, uid, gid, home, path, ext), budget)
     return Verdict(DELIVERABLE, position, user)
 
 

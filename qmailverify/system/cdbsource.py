@@ -78,14 +78,14 @@ class WatchedCdb:
         try:
             return self._reader.get(key)
         except Exception:
-            raise Trouble(f"{self.what} is corrupt") from None
+            raise Trouble(f"{self.what} is corrupt", f"{self.what} unusable") from None
 
     def current(self):
         """Something with get() for lookups (the dict itself when the cdb is
         held in memory: a dict cannot be corrupt), None if the file does
         not exist; raises Trouble."""
         if self._trouble:
-            raise Trouble(self._trouble)
+            raise Trouble(self._trouble, f"{self.what} unusable")
         reader = self._reader
         if reader is None:
             return None

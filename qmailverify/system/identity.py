@@ -107,7 +107,8 @@ class Identity:
                     self.gid = gid
                 seteuid(uid)
             except (OSError, OverflowError) as e:
-                raise Trouble(f"unable to switch to uid {uid} gid {gid}: {e}") from None
+                raise Trouble(f"unable to switch to uid {uid} gid {gid}: {e}",
+                              "unable to take a user's ids") from None
             return fn(*args)
         finally:
             try:

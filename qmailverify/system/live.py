@@ -46,6 +46,7 @@ class LiveSystem:
                  fastforward: str | None = None, watch: bool = True):
         self.userscdb = WatchedCdb(os.path.join(qmailhome, "users", "cdb"), "users/cdb")
         self.passwd = PasswdFile(passwd_file) if passwd_file else SystemPasswd()
+        self.asks_libc = not passwd_file
         self.ffcdb = WatchedCdb(fastforward, "fastforward cdb", missing_ok=False) \
             if fastforward else None
         self.identity = Identity()
@@ -109,6 +110,8 @@ class LiveSystem:
         source = self.passwd
         if source.checked != self._query:
             self._fresh(source)
+        if self.asks_libc:            # a miss opens /etc/passwd (or asks NSS): as root
+            self.identity.for_root()
         return source.getpw(name)
 
     def owner(self, path: bytes) -> int | None:
@@ -117,7 +120,8 @@ class LiveSystem:
             return os.stat(path).st_uid
         except OSError as e:
             if is_temporary(e.errno):
-                raise Trouble(f"unable to stat {cleantext(path)}: {errtext(e.errno)}") from None
+                raise Trouble(f"unable to stat {cleantext(path)}: {errtext(e.errno)}",
+                              "unable to stat a home directory") from None
             return None
         except ValueError:
             return None

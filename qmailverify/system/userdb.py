@@ -21,6 +21,8 @@ from qmailverify.errors import Trouble, errtext
 from qmailverify.qmail.model import Passwd
 from qmailverify.system.libc import libc_function
 
+KIND = "user database unavailable"
+
 
 def signature(st: os.stat_result) -> tuple:
     """What changes when a file is replaced or written."""
@@ -59,7 +61,7 @@ class PasswdFile:
 
     def getpw(self, name: bytes) -> Passwd | None:
         if self._trouble:
-            raise Trouble(self._trouble)
+            raise Trouble(self._trouble, KIND)
         return self._users.get(name)
 
 
@@ -110,7 +112,7 @@ def system_getpwnam(name: bytes) -> Passwd | None:
             return Passwd(name, entry.pw_uid, entry.pw_gid, entry.pw_dir or b"")
         if rc in _NOT_FOUND:
             return None
-        raise Trouble(f"unable to read the user database: {errtext(rc)}")
+        raise Trouble(f"unable to read the user database: {errtext(rc)}", KIND)
 
 
 class SystemPasswd:

@@ -23,6 +23,7 @@ from qmailverify.clean import cleantext
 from qmailverify.errors import Trouble, errtext
 from qmailverify.qmail.model import MAX_READ, DeepFacts
 
+READ_KIND = "unable to read a .qmail file"
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
@@ -33,7 +34,8 @@ def home_mode(home: bytes) -> int:
     try:
         return os.stat(home + b"/.").st_mode
     except (OSError, ValueError) as e:
-        raise Trouble(f"unable to switch to {cleantext(home)}: {_reason(e)}") from None
+        raise Trouble(f"unable to switch to {cleantext(home)}: {_reason(e)}",
+                      "unable to enter a home directory") from None
 
 
 def read_default_file(home: bytes, path: bytes) -> DeepFacts:
@@ -41,11 +43,11 @@ def read_default_file(home: bytes, path: bytes) -> DeepFacts:
     try:
         fd = os.open(path, _FLAGS)
     except (OSError, ValueError) as e:
-        raise Trouble(f"unable to open {cleantext(path)}: {_reason(e)}") from None
+        raise Trouble(f"unable to open {cleantext(path)}: {_reason(e)}", READ_KIND) from None
     try:
         file_mode = os.fstat(fd).st_mode
         if not S_ISREG(file_mode):       # no longer what the search found
-            raise Trouble(f"{cleantext(path)} is not a regular file")
+            raise Trouble(f"{cleantext(path)} is not a regular file", READ_KIND)
         chunks, total = [], 0
         while total <= MAX_READ:
             chunk = os.read(fd, MAX_READ + 1 - total)
@@ -54,7 +56,7 @@ def read_default_file(home: bytes, path: bytes) -> DeepFacts:
             chunks.append(chunk)
             total += len(chunk)
     except OSError as e:
-        raise Trouble(f"unable to read {cleantext(path)}: {_reason(e)}") from None
+        raise Trouble(f"unable to read {cleantext(path)}: {_reason(e)}", READ_KIND) from None
     finally:
         os.close(fd)
     return DeepFacts(mode, file_mode, b"".join(chunks))

@@ -75,13 +75,14 @@ def test_a_temporary_stat_failure_silences_a_legacy_client():
 
 
 def test_our_trouble_silences_a_legacy_client_and_is_temporary_to_one_that_asked():
-    trouble = Trouble("unable to read /etc/\x1bpasswd")
+    trouble = Trouble("unable to read /etc/\x1bpasswd: access denied", "user database unavailable")
     legacy = get_reply(b"kim@example.com", C, Failing(trouble))
     assert legacy == (None, [b"kim@example.com not answered: temporary failure: "
-                             b"unable to read /etc/_passwd."], "unanswered")
+                             b"unable to read /etc/_passwd: access denied."], "unanswered")
     extended = get_reply(make_query(b"kim@example.com"), C, Failing(trouble))
-    assert extended.reply == make_reply(TEMPORARY, 7, b"unable to read /etc/_passwd")
-    assert extended.lines == [b"kim@example.com temporary failure: unable to read /etc/_passwd."]
+    assert extended.reply == make_reply(TEMPORARY, 7, b"user database unavailable")
+    assert extended.lines == [b"kim@example.com temporary failure: unable to read /etc/_passwd:"
+                              b" access denied."]
     assert extended.counted == "temporary"
 
 

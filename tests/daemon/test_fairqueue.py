@@ -98,3 +98,27 @@ def test_the_queue_is_fair_bounded_and_loses_nothing_it_does_not_count(ops, boun
     for peer, d in model.items():
         left[peer] = len(d)
     assert sum(left.values()) == len(q)
+
+
+def test_turns_share_time_not_queries():
+    """A sender whose query cost 5 turns of time lets the others take 5
+    turns before it is served again, however its queries are spread."""
+    from qmailverify.daemon.fairqueue import TURN
+    q = FairQueue()
+    for i in range(10):
+        q.put(b"costly%d" % i, "mallory")
+        q.put(b"cheap%d" % i, "alice")
+    first = q.take(2)
+    assert first == [(b"costly0", "mallory"), (b"cheap0", "alice")]
+    q.charge("mallory", 5 * TURN)
+    q.charge("alice", TURN / 10)                      # below a turn: no debt
+    order = [peer for _, peer in q.take(7)]
+    assert order == ["alice"] * 5 + ["mallory", "alice"]
+
+
+def test_a_sender_alone_is_served_whatever_it_owes():
+    from qmailverify.daemon.fairqueue import TURN
+    q = FairQueue()
+    q.put(b"a", "mallory")
+    q.charge("mallory", 100 * TURN)
+    assert q.take(1) == [(b"a", "mallory")]

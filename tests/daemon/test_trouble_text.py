@@ -1,8 +1,9 @@
 """Our trouble's reason goes into a log line and an extended reply, so it
 must be text that can be written as bytes whatever the admin's paths hold.
 A VERIFY_PASSWD path that is not UTF-8 (found while building the fuzz
-harness's fault modes) used to make the daemon die on every query once
-the file could not be read, instead of answering "temporary"."""
+harness's fault modes) must not make the daemon die once the file cannot
+be read: the answer is "temporary", the client is told the kind of
+trouble only, and the log line names the path."""
 
 import os
 
@@ -21,7 +22,7 @@ def test_unreadable_passwd_with_a_non_utf8_name_is_temporary(p1_tree, start):
     os.unlink(name)                           # trouble that comes later
     reply = d.ask(b"kim@example.com", extended=True)
     assert reply is not None and reply[0] & 0x0F == TEMPORARY, reply
-    assert reply[1:].startswith(b"unable to read ")
+    assert reply[1:] == b"user database unavailable"            # the kind, no path
     assert d.ask(b"kim@example.com", timeout=0.5) is None        # legacy: silence
     assert d.proc.poll() is None
     d.wait_for("kim@example.com not answered: temporary failure: unable to read ")

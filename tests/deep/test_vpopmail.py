@@ -115,7 +115,8 @@ def test_a_store_that_cannot_be_read_is_temporary_never_refused(tree):
     os.unlink(d + b"/vpasswd.cdb")
     os.unlink(d + b"/vpasswd")
     out = ask(tree, b"bob")
-    assert out.code == TEMPORARY and "no vpasswd.cdb or vpasswd" in out.reason
+    assert out == (TEMPORARY, "vdelivermail: vpopmail user file unusable")
+    assert "no vpasswd.cdb or vpasswd in " in out.detail
     os.mkdir(d + b"/vpasswd.cdb")                  # a read error: EISDIR
     assert ask(tree, b"bob").code == TEMPORARY
     os.rmdir(d + b"/vpasswd.cdb")

@@ -160,3 +160,45 @@ def test_a_bad_hub_file_is_refused_at_start(demo_tree, text):
     assert r.returncode == 111
     assert "verifyhub: line 1" in r.stderr and "Listening" not in r.stderr
     assert len(r.stderr.splitlines()) == 1
+
+
+def test_a_held_far_server_costs_only_its_own_domains(demo_tree, hub_tree, start):
+    """While one far server holds a query, another's domains are answered;
+    the held one's answer, when it comes, still reaches its client."""
+    held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    held.bind(("127.0.0.1", 0))
+    held.settimeout(10)
+    far, hub = far_and_hub(demo_tree, hub_tree, start)
+    try:
+        hub_file(hub_tree, f"demo.example:127.0.0.1:{far.port}\n"
+                           f"held.example:127.0.0.1:{held.getsockname()[1]}\n")
+        hub.signal(signal.SIGHUP)
+        hub.wait_for("controls reloaded.")
+        got = {}
+        client = threading.Thread(target=lambda: got.update(
+            slow=hub.ask(b"kim@held.example", True, timeout=8.0)))
+        client.start()
+        query, asker = held.recvfrom(100)                      # the hub asked, and waits
+        assert query == b"kim@held.example\0QV2\0relayed"     # the relay mark
+        assert hub.ask(FARONLY, timeout=5.0) == b"\xa0alice-faronly"    # meanwhile
+        held.sendto(b"\x90kim", asker)                         # now the held answer
+        client.join(10)
+        assert got["slow"] == b"\x90kim"
+    finally:
+        held.close()
+
+
+def test_two_servers_that_map_a_domain_to_each_other_answer_temporary_once(
+        demo_tree, hub_tree, start):
+    a = start(env_for(demo_tree))
+    hub_file(hub_tree, f"loop.example:127.0.0.1:{a.port}\n")
+    b = start(env_for(hub_tree))
+    hub_file(demo_tree, f"loop.example:127.0.0.1:{b.port}\n")
+    a.signal(signal.SIGHUP)
+    a.wait_for("controls reloaded.")
+    assert a.ask(b"kim@loop.example", True) == b"\x02hub loop"
+    assert a.ask(b"kim@loop.example", timeout=2.0) is None            # legacy: silence
+    log = b.wait_for(f"kim@loop.example temporary failure: hub loop: a relayed query for a"
+                     f" domain mapped to 127.0.0.1:{a.port}.")
+    assert log.count("kim@loop.example") == 2                   # once a query, never again
+    assert a.wait_for("kim@loop.example not answered").count("kim@loop.example") == 2

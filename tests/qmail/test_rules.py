@@ -187,10 +187,11 @@ def test_fastforward_only_for_the_alias_users_own_default():
 def test_fastforward_trouble_is_temporary():
     class Broken:
         def get(self, key):
-            raise Trouble("fastforward cdb is corrupt")
+            raise Trouble("fastforward cdb is corrupt", "fastforward cdb unusable")
     s = FakeSystem(None, [ALIAS], files={b"/h/alias/.qmail-default": 0}, ff=Broken())
     v = decide(b"x@example.com", C, s)
-    assert (v.code, v.position, v.reason) == (TEMPORARY, 12, "fastforward cdb is corrupt")
+    assert (v.code, v.position, v.reason) == (TEMPORARY, 12, "fastforward cdb unusable")
+    assert v.detail == "fastforward cdb is corrupt"
 
 
 def test_temporary_home_stat_trouble():

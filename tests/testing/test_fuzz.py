@@ -42,7 +42,7 @@ def test_the_mutator_makes_the_hostile_shapes():
 
 
 def test_a_stat_climbing_out_of_the_home_is_caught(world, monkeypatch):
-    def unsafe(home, dash, ext):            # forgets qmail-local's '.' to ':'
+    def unsafe(home, dash, ext, budget=None):    # forgets qmail-local's '.' to ':'
         yield home + b"/.qmail" + dash + ext
     monkeypatch.setattr("qmailverify.qmail.rules.dotqmail_paths", unsafe)
     with pytest.raises(AssertionError, match="not made safe"):
@@ -60,9 +60,9 @@ def test_trouble_reported_as_not_deliverable_is_caught(world, monkeypatch):
     from qmailverify.qmail import rules
     real = rules.passwd_lookup
 
-    def swallowing(system, name, brk):      # our trouble taken for "no such user"
+    def swallowing(system, name, brk, budget=None):   # our trouble taken for "no such user"
         try:
-            return real(system, name, brk)
+            return real(system, name, brk, budget)
         except rules.Trouble:
             return None
     monkeypatch.setattr(rules, "passwd_lookup", swallowing)

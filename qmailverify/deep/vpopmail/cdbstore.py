@@ -30,6 +30,8 @@ from qmailverify.clean import cleantext
 from qmailverify.deep.vpopmail.delivery import Assign, VUser, atoi
 from qmailverify.errors import Trouble, errtext
 
+KIND = "vpopmail user file unusable"
+
 MAX_SIZE = 256 << 20          # a vpasswd.cdb larger than this is trouble
 
 
@@ -78,11 +80,12 @@ class FileStore:
             try:
                 value = found.get(name)
             except Exception:      # a cdb broken past its header
-                raise Trouble(f"unable to read {cleantext(assign.dir)}/vpasswd.cdb: not a cdb") from None
+                raise Trouble(f"unable to read {cleantext(assign.dir)}/vpasswd.cdb: not a cdb",
+                              KIND) from None
         else:
             found = self._read(assign, b"vpasswd", bytes)
             if found is None:
-                raise Trouble(f"no vpasswd.cdb or vpasswd in {cleantext(assign.dir)}")
+                raise Trouble(f"no vpasswd.cdb or vpasswd in {cleantext(assign.dir)}", KIND)
             value = text_lookup(found, name)
         return None if value is None else parse_entry(name, value)
 
@@ -100,16 +103,16 @@ class FileStore:
                 if kept is not None and kept[0] == sig:
                     return kept[1]
                 if st.st_size > MAX_SIZE:
-                    raise Trouble(f"{cleantext(path)} is too large")
+                    raise Trouble(f"{cleantext(path)} is too large", KIND)
                 data = _read_all(fd, st.st_size)
             finally:
                 os.close(fd)
         except OSError as e:
-            raise Trouble(f"unable to read {cleantext(path)}: {errtext(e.errno)}") from None
+            raise Trouble(f"unable to read {cleantext(path)}: {errtext(e.errno)}", KIND) from None
         try:
             value = make(data)
         except Exception:          # cdblib's complaint about a broken file
-            raise Trouble(f"unable to read {cleantext(path)}: not a cdb") from None
+            raise Trouble(f"unable to read {cleantext(path)}: not a cdb", KIND) from None
         self._kept[path] = (sig, value)
         return value
 
@@ -123,4 +126,4 @@ def _read_all(fd: int, size: int) -> bytes:
         chunks.append(chunk)
         total += len(chunk)
         if total > MAX_SIZE:
-            raise Trouble("file too large")
+            raise Trouble("file too large", KIND)

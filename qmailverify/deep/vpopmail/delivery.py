@@ -162,7 +162,7 @@ def vdeliver(args: tuple, ext: bytes, host: bytes, store: Store, users_cdb,
         if pw is None and base != user:
             pw, variant = store.user(base, domain, assign), QMAIL_EXT
     except Trouble as t:
-        return Judgement(TEMPORARY, f"vdelivermail: {t}")
+        return Judgement(TEMPORARY, f"vdelivermail: {t.kind}", detail=f"vdelivermail: {t}")
     if pw is not None:
         if pw.gid & BOUNCE_MAIL:
             return Judgement(UNDELIVERABLE, "vdelivermail: account is locked")

@@ -41,6 +41,7 @@ from qmailverify.errors import NeedLookup, Trouble
 
 TTL = 1.0
 MAX_ENTRIES = 10000
+DB_KIND = "vpopmail database unavailable"
 ER_NO_SUCH_TABLE = 1146
 
 
@@ -76,6 +77,11 @@ class MysqlStore:
 
     def valias(self, alias: bytes, domain: bytes) -> list[bytes]:
         return self._get(("valias", alias, domain))
+
+    @staticmethod
+    def account(key):
+        """What a fetch is charged to (parking.py): its domain."""
+        return key[2]
 
     # -- the cache
     def _get(self, key):
@@ -133,13 +139,13 @@ class MysqlStore:
                         rows = ()
                         break
                     self.close()
-                    raise Trouble(f"vpopmail database: {_why(e)}") from None
+                    raise Trouble(f"vpopmail database: {_why(e)}", DB_KIND) from None
                 except (pymysql.err.MySQLError, OSError) as e:
                     self.close()
                     quick = self.clock() - start < self.timeout / 2
                     if attempt == 1 and kept and quick:
                         continue
-                    raise Trouble(f"vpopmail database: {_why(e)}") from None
+                    raise Trouble(f"vpopmail database: {_why(e)}", DB_KIND) from None
         if kind == "valias":
             return [r[0] for r in rows]
         if not rows:
