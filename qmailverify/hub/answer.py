@@ -9,9 +9,9 @@ far answer must be fetched.  The domain is the one of the address as
 queried, before any local rule (percenthack, locals, virtualdomains):
 the far server owns that domain and applies its own rules.
 
-The far server is always asked for the extended reply, with the relay
-mark (wire.py); a query that carries the mark is never relayed again:
-for a domain we would relay it is "temporary" at once (LOOP), so two
+The far server is always asked for the extended reply, with the hub
+mark (wire.py); a query that carries the mark is never passed on again:
+for a hub domain of ours it is "temporary" at once (LOOP), so two
 servers that map a domain to each other cost one round trip, not a
 query bouncing between them for good.  What the client gets keeps its
 own semantics:
@@ -42,7 +42,7 @@ from qmailverify.protocol.wire import (
     make_reply,
     parse_query,
     query_ip,
-    relayed,
+    from_hub,
 )
 from qmailverify.qmail.model import Verdict
 
@@ -63,7 +63,7 @@ def hub_answer(datagram: bytes, hubmap, cache, since: float | None = None,
     server = hubmap.server_for(query.address)
     if server is None:
         return None
-    if relayed(datagram):                # a hub relayed it: never again (wire.py)
+    if from_hub(datagram):               # a hub passed it on: never again (wire.py)
         return hub_loop(query, server, trace)
     far = cache.get(server, query.address, time.monotonic() if since is None else since,
                     since is not None)
@@ -71,8 +71,8 @@ def hub_answer(datagram: bytes, hubmap, cache, since: float | None = None,
 
 
 def hub_loop(query, server, trace: bool = False) -> Outcome:
-    """A relayed query for a domain we would relay: temporary, once."""
-    why = f"{LOOP}: a relayed query for a domain mapped to {describe(server)}"
+    """A query a hub passed on, for a hub domain of ours: temporary, once."""
+    why = f"{LOOP}: a query from a hub for a domain mapped to {describe(server)}"
     v = Verdict(TEMPORARY, HUB_POSITION, reason=LOOP, detail=why)
     out = Outcome(make_reply(TEMPORARY, HUB_POSITION, LOOP.encode()),
                   [clean(query.address) + b" temporary failure: " + why.encode() + b"."],

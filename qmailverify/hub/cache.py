@@ -32,7 +32,7 @@ import time
 from typing import NamedTuple
 
 from qmailverify.errors import NeedLookup
-from qmailverify.protocol.wire import DELIVERABLE, REPLY_MAX, TEMPORARY, make_relayed
+from qmailverify.protocol.wire import DELIVERABLE, REPLY_MAX, TEMPORARY, hub_query
 
 HUB_TTL = 300.0
 HUB_NEGATIVE_TTL = 5.0
@@ -53,7 +53,7 @@ def ask_far(server: tuple[str, int], address: bytes, timeout: float) -> bytes | 
     try:
         with socket.socket(family, socket.SOCK_DGRAM) as s:
             s.connect(server)           # only the far server may answer
-            s.send(make_relayed(address))  # marked: never relayed again
+            s.send(hub_query(address))     # marked: never passed on again
             deadline = time.monotonic() + timeout
             while True:
                 left = deadline - time.monotonic()

@@ -37,7 +37,7 @@ client never sends an IP, so never sees a count.
 
 Hub mark (ours, hub mode): a hub passes a query on to its far server as
 
-    address NUL "QV2" NUL "relayed"
+    address NUL "QV2" NUL "hub"
 
 and a server never passes on a query that carries the mark: two servers
 that map a domain to each other (an admin's slip while moving a domain)
@@ -74,7 +74,7 @@ EXTENDED_TAG = b"QV2"
 ADDRESS_MAX = QUERY_MAX - 1 - len(EXTENDED_TAG)
 
 IP_TAG = b"ip="
-RELAYED_TAG = b"relayed"
+HUB_MARK = b"hub"
 IP_MAX = 45
 IP_CHARS = frozenset(b"0123456789abcdefABCDEF.:")
 COUNT_MAX = 9999
@@ -134,15 +134,15 @@ def query_ip(datagram: bytes) -> bytes | None:
     return ip if 0 < len(ip) <= IP_MAX and IP_CHARS.issuperset(ip) else None
 
 
-def relayed(datagram: bytes) -> bool:
-    """Was this query relayed by a hub (make_query(relayed=True))?"""
+def from_hub(datagram: bytes) -> bool:
+    """Did a hub pass this query on (hub_query())?"""
     fields = datagram[:QUERY_MAX].split(b"\0", 2)
-    return len(fields) == 3 and fields[1] == EXTENDED_TAG and fields[2] == RELAYED_TAG
+    return len(fields) == 3 and fields[1] == EXTENDED_TAG and fields[2] == HUB_MARK
 
 
-def make_relayed(address: bytes) -> bytes:
+def hub_query(address: bytes) -> bytes:
     """The extended query a hub sends its far server for address."""
-    return address + b"\0" + EXTENDED_TAG + b"\0" + RELAYED_TAG
+    return address + b"\0" + EXTENDED_TAG + b"\0" + HUB_MARK
 
 
 def make_query(address: bytes, extended: bool = True, ip: bytes | None = None,

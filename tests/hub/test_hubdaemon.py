@@ -179,7 +179,7 @@ def test_a_held_far_server_costs_only_its_own_domains(demo_tree, hub_tree, start
             slow=hub.ask(b"kim@held.example", True, timeout=8.0)))
         client.start()
         query, asker = held.recvfrom(100)                      # the hub asked, and waits
-        assert query == b"kim@held.example\0QV2\0relayed"     # the relay mark
+        assert query == b"kim@held.example\0QV2\0hub"         # the hub mark
         assert hub.ask(FARONLY, timeout=5.0) == b"\xa0alice-faronly"    # meanwhile
         held.sendto(b"\x90kim", asker)                         # now the held answer
         client.join(10)
@@ -198,7 +198,7 @@ def test_two_servers_that_map_a_domain_to_each_other_answer_temporary_once(
     a.wait_for("controls reloaded.")
     assert a.ask(b"kim@loop.example", True) == b"\x02hub loop"
     assert a.ask(b"kim@loop.example", timeout=2.0) is None            # legacy: silence
-    log = b.wait_for(f"kim@loop.example temporary failure: hub loop: a relayed query for a"
+    log = b.wait_for(f"kim@loop.example temporary failure: hub loop: a query from a hub for a"
                      f" domain mapped to 127.0.0.1:{a.port}.")
     assert log.count("kim@loop.example") == 2                   # once a query, never again
     assert a.wait_for("kim@loop.example not answered").count("kim@loop.example") == 2

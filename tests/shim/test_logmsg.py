@@ -194,7 +194,7 @@ def test_client_dropping_the_connection_ends_both_sides(shim):
     s.wait_for(f"tcpserver: end {pid} status")
 
 
-def test_qmail_smtpd_timeout_is_relayed_and_logged(shim):
+def test_qmail_smtpd_timeout_is_passed_on_and_logged(shim):
     s = shim(VERIFY=":PORT", FAKE_TIMEOUT="1")
     got = raw_session(s.port, b"HELO x\r\n", read_until=b"451 ")
     assert got.endswith(b"451 timeout (#4.4.2)\r\n")

@@ -160,7 +160,7 @@ def test_unable_to_read_controls_is_counted():
            P % (8, b"10.0.0.2") + b"unable to read controls (control/morercpthosts.cdb: "
                                   b"input/output error)\n",
            P % (8, b"10.0.0.2") + b"Session ended: unable to read controls\n",
-           P % (9, b"10.0.0.3") + b"New session\n",           # qmail-smtpd's own, relayed
+           P % (9, b"10.0.0.3") + b"New session\n",           # qmail-smtpd's own, passed on
            P % (9, b"10.0.0.3") + b"Recipient <c@y>\n",
            P % (9, b"10.0.0.3") + b"Recipient <c@y> refused: 421 unable to read controls (#4.3.0)\n",
            P % (9, b"10.0.0.3") + b"Session ended: ended by qmail-smtpd\n"]
