@@ -10,7 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import need_system as need, wait, world_tempdir
+from helpers import need_system as need
+from helpers import wait, world_tempdir
 
 
 def svstat_pid(service: Path) -> int | None:

@@ -22,7 +22,13 @@ from the same steps decide() takes (rules.local_name).
 from qmailverify.clean import clean, cleantext
 from qmailverify.errors import LostPrivileges, NeedLookup
 from qmailverify.protocol.reply import Outcome, answer_verdict
-from qmailverify.protocol.wire import TEMPORARY, parse_query, query_ip, wants_detail, with_detail
+from qmailverify.protocol.wire import (
+    TEMPORARY,
+    parse_query,
+    query_ip,
+    wants_detail,
+    with_detail,
+)
 from qmailverify.qmail.budget import LIMITS, RECENT, Budget, Costly, OverBudget
 from qmailverify.qmail.model import Verdict
 from qmailverify.qmail.rules import decide, local_name

@@ -34,7 +34,12 @@ from typing import NamedTuple
 import h11
 
 from qmailverify.http import qd1
-from qmailverify.protocol.client import RECV_MAX, answer_of, socket_failure, timeout_answer
+from qmailverify.protocol.client import (
+    RECV_MAX,
+    answer_of,
+    socket_failure,
+    timeout_answer,
+)
 from qmailverify.protocol.wire import make_query
 
 HEAD_MAX = 8192

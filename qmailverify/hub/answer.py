@@ -39,10 +39,10 @@ from qmailverify.protocol.wire import (
     DELIVERABLE,
     TEMPORARY,
     UNDELIVERABLE,
+    from_hub,
     make_reply,
     parse_query,
     query_ip,
-    from_hub,
 )
 from qmailverify.qmail.model import Verdict
 

@@ -12,7 +12,13 @@ import errno
 import time
 
 from qmailverify.errors import errtext
-from qmailverify.protocol.wire import TEMPORARY, make_query, parse_reply, split_count, split_detail
+from qmailverify.protocol.wire import (
+    TEMPORARY,
+    make_query,
+    parse_reply,
+    split_count,
+    split_detail,
+)
 
 TIMEOUT = 5.0
 RECV_MAX = 65536      # a detail reply's local name may be as long as a query

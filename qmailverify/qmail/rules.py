@@ -13,7 +13,7 @@ import errno
 
 from qmailverify.clean import cleantext
 from qmailverify.errors import Trouble, errtext, is_temporary
-from qmailverify.protocol.wire import (DELIVERABLE, TEMPORARY, UNDELIVERABLE)
+from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 from qmailverify.qmail.model import Controls, Found, StatHit, System, Verdict
 
 GETPW_USERLEN = 32   # qmail-getpw: a user name part must be shorter

@@ -46,8 +46,14 @@ from qmailverify.errors import Fatal, errtext
 from qmailverify.protocol.addrspec import AddressError, parse_server
 from qmailverify.protocol.client import TIMEOUT, PendingQuery, timeout_answer
 from qmailverify.protocol.verifyenv import SetupError, ignored, parse_server_part
-from qmailverify.protocol.wire import (ADDRESS_MAX, DELIVERABLE, NOT_OURS, TEMPORARY,
-                                      UNDELIVERABLE, VIRTUAL_EXCEPTION)
+from qmailverify.protocol.wire import (
+    ADDRESS_MAX,
+    DELIVERABLE,
+    NOT_OURS,
+    TEMPORARY,
+    UNDELIVERABLE,
+    VIRTUAL_EXCEPTION,
+)
 
 USAGE = "verify-query: usage: verify-query [-s server] [-t seconds] [-c inflight] address ... | -"
 

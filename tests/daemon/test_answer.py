@@ -10,7 +10,13 @@ from helpers import FakeSystem
 from qmailverify.daemon.answer import get_reply
 from qmailverify.daemon.stats import Counts
 from qmailverify.errors import LostPrivileges, Trouble
-from qmailverify.protocol.wire import DETAIL_TAG, TEMPORARY, make_query, make_reply, with_detail
+from qmailverify.protocol.wire import (
+    DETAIL_TAG,
+    TEMPORARY,
+    make_query,
+    make_reply,
+    with_detail,
+)
 from qmailverify.qmail.model import Controls, Passwd
 
 C = Controls.build(b"example.com", [b"example.com"])

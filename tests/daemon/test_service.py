@@ -11,7 +11,8 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from helpers import executable, free_port, need_system as need, wait
+from helpers import executable, free_port, wait
+from helpers import need_system as need
 from supervised import svstat_pid
 
 from qmailverify.protocol.client import ask

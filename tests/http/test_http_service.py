@@ -6,8 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from helpers import executable, free_tcp_port, unprivileged
-from helpers import need_system as need, wait
+from helpers import executable, free_tcp_port, unprivileged, wait
+from helpers import need_system as need
 from supervised import svstat_pid
 
 

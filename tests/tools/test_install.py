@@ -16,7 +16,14 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from helpers import FAKE_SMTPD, executable, free_tcp_port, need_system, wait, world_tempdir
+from helpers import (
+    FAKE_SMTPD,
+    executable,
+    free_tcp_port,
+    need_system,
+    wait,
+    world_tempdir,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = (REPO / "INSTALL").read_text()
