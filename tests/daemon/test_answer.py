@@ -76,8 +76,7 @@ def test_a_temporary_stat_failure_silences_a_legacy_client():
         None, [b"kim-work@example.com not answered: temporary failure: "
                b"unable to stat /h/kim/.qmail-work: input/output error."], "unanswered")
     extended = get_reply(make_query(b"kim-work@example.com"), C, s)
-    assert extended.reply == make_reply(TEMPORARY, 11,
-                                        b"unable to stat /h/kim/.qmail-work: input/output error")
+    assert extended.reply == make_reply(TEMPORARY, 11, b"unable to stat a .qmail file")
 
 
 def test_our_trouble_silences_a_legacy_client_and_is_temporary_to_one_that_asked():

@@ -33,7 +33,8 @@ class DeepSystem(FakeSystem):
 
     def home_mode(self, uid, gid, home):
         if home not in self.homes:
-            raise Trouble(f"unable to switch to {home.decode()}: file does not exist")
+            raise Trouble(f"unable to switch to {home.decode()}: file does not exist",
+                          "unable to enter a home directory")
         return self.homes[home]
 
     def deep_facts(self, uid, gid, home, path):
@@ -94,8 +95,8 @@ def test_qmail_local_defers_at_the_home_for_every_address():
     users = {b"": b"-", b"!gone-": b"gone\0009\0009\0/nowhere\0-\0"}
     s = DeepSystem({}, users=users)
     v = ask(s, b"gone-x@mx.example")
-    assert (v.code, v.reason) == (TEMPORARY, "qmail-local: unable to switch to /nowhere: "
-                                             "file does not exist")
+    assert (v.code, v.reason) == (TEMPORARY, "qmail-local: unable to enter a home directory")
+    assert v.detail == "qmail-local: unable to switch to /nowhere: file does not exist"
     assert decide(b"gone-x@mx.example", C, s).code == UNDELIVERABLE        # deep=None: 1.32
 
 

@@ -115,7 +115,7 @@ def test_a_store_that_cannot_be_read_is_temporary_never_refused(tree):
     os.unlink(d + b"/vpasswd.cdb")
     os.unlink(d + b"/vpasswd")
     out = ask(tree, b"bob")
-    assert out == (TEMPORARY, "vdelivermail: vpopmail user file unusable")
+    assert out == (TEMPORARY, "vdelivermail: vpopmail user file unusable", b"")
     assert "no vpasswd.cdb or vpasswd in " in out.detail
     os.mkdir(d + b"/vpasswd.cdb")                  # a read error: EISDIR
     assert ask(tree, b"bob").code == TEMPORARY

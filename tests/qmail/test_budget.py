@@ -125,12 +125,15 @@ class Forwards(FakeSystem):
         self.reads += 1
         return DeepFacts(0o40755, 0o100644, self.content)
 
+    def home_mode(self, uid, gid, home):
+        return 0o40755
+
 
 def test_deep_mode_judges_each_target_once():
     s = Forwards(10)
     b = Budget()
     v = decide(b"mallory-f0@mx.example", C, s, deep=Deep(), budget=b)
-    assert v.code == TEMPORARY                               # every path loops
+    assert v.code == TEMPORARY                  # every chain loops or runs past MAX_DEPTH
     assert s.reads == 1                                      # one file, read once
     assert b.used()["forwards"] == 10 and b.used()["decisions"] == 11    # each target once
 
