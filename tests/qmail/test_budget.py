@@ -4,6 +4,8 @@ database is asked for.  Running out is "temporary" (silence to a legacy
 client, status 2 to an extended one), logged once, and a repeat costs no
 search.  In process, against stand-in Systems that count each step."""
 
+import errno
+
 import pytest
 from helpers import FakeSystem
 from hypothesis import given
@@ -47,6 +49,34 @@ def test_a_long_extension_stops_at_the_stat_limit():
     assert e.value.kind == STATS and e.value.home == b"/home/mallory"
     # the owner stat of the home, then the .qmail names up to the limit
     assert len(s.stats_as) == LIMITS[STATS] - 1
+
+
+class PassedOver(FakeSystem):
+    """Every .qmail name fails as qmail-local's qmeexists() passes over:
+    too long, or (with a '/' in it) through a file."""
+
+    def first_stat(self, uid, gid, paths):
+        def failing():
+            for p in paths:
+                self.files[p] = errno.ENOTDIR if b"/" in p[len(MAL.home) + 1:] \
+                    else errno.ENAMETOOLONG
+                yield p
+        return super().first_stat(uid, gid, failing())
+
+
+@pytest.mark.parametrize("ext", [b"-" * 800, b"a/-" * 260, b"x" * 300 + b"-" * 500])
+def test_a_search_that_passes_over_every_name_stays_within_the_stat_limit(ext):
+    """The search goes on past names qmail-local passes over, so a long
+    extension may stat every one of them: the budget stops it, and the
+    answer is then temporary, never "deliverable" nor "no such mailbox"."""
+    s = PassedOver(passwd=[MAL])
+    address = b"mallory-" + ext + b"@mx.example"
+    with pytest.raises(OverBudget) as e:
+        decide(address, C, s, budget=Budget())
+    assert e.value.kind == STATS
+    assert len(s.stats_as) == LIMITS[STATS] - 1          # the home's owner stat, then the names
+    reply = get_reply(make_query(address), C, PassedOver(passwd=[MAL]))
+    assert reply.reply == make_reply(TEMPORARY, 0, b"too costly to decide (stats)")
 
 
 def test_an_ordinary_query_is_not_touched_and_its_cost_is_known():
