@@ -51,13 +51,7 @@ def render(acct: str, logacct: str, listen: str, qmailhome: str,
            "# installation; INSTALL puts it in /opt/qmailverify/bin\n"
            "exec 2>&1\n"
            f"exec envdir ./env softlimit -m {SOFTLIMIT} {drop}{program}\n")
-    return [
-        ("run", run, 0o755, False),
-        ("env", None, 0o2755, False),
-        ("env/QMAILHOME", qmailhome + "\n", 0o644, False),
-        ("env/LISTEN", listen + "\n", 0o644, False),
-        *servicedir.log_entries(logacct),
-    ]
+    return servicedir.entries(run, {"QMAILHOME": qmailhome, "LISTEN": listen}, logacct)
 
 
 class ConfOptions(NamedTuple):
@@ -79,9 +73,8 @@ def parseargs(argv: list[str], env=os.environ) -> ConfOptions:
 
 
 def make(a: ConfOptions, program: str) -> None:
-    servicedir.account(PROG, a.acct)
-    log = servicedir.account(PROG, a.logacct)
-    servicedir.make(PROG, a.dir, render(a.acct, a.logacct, a.listen, a.qmailhome, program), log)
+    servicedir.make_service(PROG, a.dir, a.acct, a.logacct,
+                            render(a.acct, a.logacct, a.listen, a.qmailhome, program))
 
 
 def run(argv: list[str]) -> int:

@@ -38,13 +38,7 @@ def render(acct: str, logacct: str, listen: str, server: str,
            "# virtual environment)\n"
            "exec 2>&1\n"
            f"exec envdir ./env softlimit -m {SOFTLIMIT} setuidgid {acct} {program}\n")
-    return [
-        ("run", run, 0o755, False),
-        ("env", None, 0o2755, False),
-        ("env/LISTEN", listen + "\n", 0o644, False),
-        ("env/VERIFY_SERVER", server + "\n", 0o644, False),
-        *servicedir.log_entries(logacct),
-    ]
+    return servicedir.entries(run, {"LISTEN": listen, "VERIFY_SERVER": server}, logacct)
 
 
 def address(text: str, port: int, what: str) -> str:
@@ -68,9 +62,8 @@ def run(argv: list[str]) -> int:
     listen = address(argv[3] if len(argv) > 3 else "", HTTP_PORT, "listen")
     server = address(argv[4] if len(argv) > 4 else "", DAEMON_PORT, "server")
     program = servicedir.program_path(ME, "qmail-verify-http")
-    servicedir.account(ME, acct)
-    log = servicedir.account(ME, logacct)
-    servicedir.make(ME, directory, render(acct, logacct, listen, server, program), log)
+    servicedir.make_service(ME, directory, acct, logacct,
+                            render(acct, logacct, listen, server, program))
     svc, start = servicedir.start_hint(directory)
     print(f"{ME}: made {directory}\n{start}"
           f"  check it:  svstat {svc}; tail {directory}/log/main/current")

@@ -60,15 +60,8 @@ def render(acct: str, logacct: str, rules: str, qmailhome: str,
            "    -c \"$CONCURRENCY\" \"$IP\" \"$PORT\" \\\n"
            f"    {program} \"$QMAILHOME/bin/qmail-smtpd\"\n"
            "'\n")
-    return [
-        ("run", run, 0o755, False),
-        ("env", None, 0o2755, False),
-        ("env/QMAILHOME", qmailhome + "\n", 0o644, False),
-        ("env/CONCURRENCY", "40\n", 0o644, False),
-        ("env/IP", "0\n", 0o644, False),
-        ("env/PORT", "25\n", 0o644, False),
-        *servicedir.log_entries(logacct),
-    ]
+    return servicedir.entries(run, {"QMAILHOME": qmailhome, "CONCURRENCY": "40", "IP": "0",
+                                    "PORT": "25"}, logacct)
 
 
 class LogmsgConfOptions(NamedTuple):
@@ -89,9 +82,8 @@ def parseargs(argv: list[str], env=os.environ) -> LogmsgConfOptions:
 def run(argv: list[str]) -> int:
     a = parseargs(argv)
     program = servicedir.program_path(PROG, "qmail-logmsg")
-    servicedir.account(PROG, a.acct)
-    log = servicedir.account(PROG, a.logacct)
-    servicedir.make(PROG, a.dir, render(a.acct, a.logacct, a.rules, a.qmailhome, program), log)
+    servicedir.make_service(PROG, a.dir, a.acct, a.logacct,
+                            render(a.acct, a.logacct, a.rules, a.qmailhome, program))
     svc, start = servicedir.start_hint(a.dir)
     text = a.rules.removesuffix(".cdb")
     rules = "" if os.path.exists(a.rules) else (

@@ -40,6 +40,14 @@ def log_entries(logacct: str) -> list[Entry]:
     ]
 
 
+def entries(run: str, env: dict[str, str], logacct: str) -> list[Entry]:
+    """A service directory: run, env/ with a file for each of env (in
+    order), and log/ (multilog as logacct)."""
+    return [("run", run, 0o755, False), ("env", None, 0o2755, False),
+            *[(f"env/{name}", value + "\n", 0o644, False) for name, value in env.items()],
+            *log_entries(logacct)]
+
+
 def common_args(prog: str, usage: str, argv: list[str], env) -> tuple[str, str, str, str]:
     """acct, logacct, /dir (without a trailing slash) and QMAILHOME ($QMAILHOME,
     /var/qmail by default), as both tools take them; the fourth argument
@@ -92,6 +100,13 @@ def write_file(path: str, content: str, mode: int) -> None:
     finally:
         os.close(fd)
     os.chmod(path, mode)
+
+
+def make_service(prog: str, directory: str, acct: str, logacct: str,
+                 entries: list[Entry]) -> None:
+    """Make directory and its entries for acct and logacct, or nothing."""
+    account(prog, acct)
+    make(prog, directory, entries, account(prog, logacct))
 
 
 def make(prog: str, directory: str, entries: list[Entry], log: pwd.struct_passwd) -> None:
