@@ -180,7 +180,8 @@ def dotqmail_search(system: System, uid: int, gid: int, home: bytes, dash: bytes
         hit = system.first_stat(uid, gid, paths)       # goes on where it stopped
         if hit.index < 0:
             return hit
-        hit = hit._replace(index=start + hit.index)
+        if start:
+            hit = hit._replace(index=start + hit.index)
         if hit.errno != errno.ENOTDIR:
             return hit
         if first is None:
