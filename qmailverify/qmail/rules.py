@@ -175,11 +175,11 @@ def dotqmail_search(system: System, uid: int, gid: int, home: bytes, dash: bytes
     it did in 1.32.  The names are handed out one at a time, so that
     budget is charged a stat for each name stat'ed and no more."""
     paths = dotqmail_paths(home, dash, ext, budget)
+    hit = system.first_stat(uid, gid, paths)
+    if hit.errno != errno.ENOTDIR:                     # the usual search: one call
+        return hit
     start, first = 0, None
     while True:
-        hit = system.first_stat(uid, gid, paths)       # goes on where it stopped
-        if hit.index < 0:
-            return hit
         if start:
             hit = hit._replace(index=start + hit.index)
         if hit.errno != errno.ENOTDIR:
@@ -189,6 +189,9 @@ def dotqmail_search(system: System, uid: int, gid: int, home: bytes, dash: bytes
         if b"/" not in hit.path[len(home) + 1:]:
             return first
         start = hit.index + 1
+        hit = system.first_stat(uid, gid, paths)       # goes on where it stopped
+        if hit.index < 0:
+            return hit
 
 
 def fastforward_keys(addr: bytes) -> list[bytes]:
@@ -275,7 +278,7 @@ def decide(addr: bytes, c: Controls, system: System,
         position = 10 if not err else 11
     else:
         position = 12 if not err else 13
-    if is_temporary(err):                   # qmail-local defers: so do we
+    if err and is_temporary(err):           # qmail-local defers: so do we
         return Verdict(TEMPORARY, position, user, reason="unable to stat a .qmail file",
                        detail=f"unable to stat {cleantext(path)}: {errtext(err)}")
     if err:
