@@ -3,9 +3,12 @@ qmail-verify-http) from the installed daemon over a real UDP socket: they
 only ever follow the reply a 1.32 client would get, byte for byte, and
 they carry vpopmail's variant from deep mode."""
 
+import pytest
 from helpers import load_p1
 
 from qmailverify.protocol.wire import CATCH_ALL, MAILBOX, make_query, split_detail
+
+pytestmark = pytest.mark.system   # runs the installed programs, as root
 
 
 def test_every_p1_reply_to_a_detail_query_starts_with_the_reference_reply(p1_tree, start):

@@ -6,9 +6,12 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from helpers import executable, free_tcp_port, unprivileged, wait
 from helpers import need_system as need
 from supervised import svstat_pid
+
+pytestmark = pytest.mark.system   # runs svscan and the installed programs
 
 
 def conf(*args):

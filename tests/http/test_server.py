@@ -11,6 +11,8 @@ import time
 import pytest
 from helpers import executable, free_port, wait_until
 
+pytestmark = pytest.mark.system   # runs the installed qmail-verify and qmail-verify-http
+
 
 def connect(d, timeout: float = 10.0) -> socket.socket:
     return socket.create_connection(("127.0.0.1", d.port), timeout=timeout)
