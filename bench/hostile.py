@@ -54,7 +54,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
 
 P1 = HERE.parent / "tests" / "data" / "P1.json"
 KIM_UID = 2010
@@ -264,8 +263,8 @@ def flood_sender(port: int, seconds: float, seed: int, rate: float, domain: byte
 
 
 def sqlflood(a) -> None:
-    from mariadb import MariaDB, available
-    from vpoptree import Tree
+    from qmailverify.testing.mariadb import MariaDB, available
+    from qmailverify.testing.vpoptree import Tree, chown_tree
     why = available()
     if why:
         raise SystemExit(f"hostile: sqlflood cannot run: {why}")
@@ -282,10 +281,7 @@ def sqlflood(a) -> None:
                " pw_dir varchar(160), pw_shell varchar(20), primary key (pw_name, pw_domain))")
         t = Tree(root, 89, 89)
         t.add_domain(b"example.com", [])
-        for top, _, files in os.walk(t.vpop):
-            os.chown(top, 89, 89)
-            for f in files:
-                os.chown(os.path.join(top, f), 89, 89)
+        chown_tree(t.vpop, 89, 89)
         (root / "qmail" / "control").mkdir()
         (root / "qmail" / "control" / "me").write_text("mx.example\n")
         (root / "qmail" / "control" / "virtualdomains").write_text("example.com:example.com\n")

@@ -51,15 +51,12 @@ def rate(fn, seconds: float) -> float:
 
 
 def daemon_rates(db, users: int, seconds: float):
-    from vpoptree import Tree
+    from qmailverify.testing.vpoptree import Tree, chown_tree
     root = Path(tempfile.mkdtemp(prefix="qv-bench-"))
     root.chmod(0o755)
     t = Tree(root, 89, 89)
     t.add_domain(b"example.com", [])
-    for top, dirs, files in os.walk(t.vpop):
-        os.chown(top, 89, 89)
-        for f in files:
-            os.chown(os.path.join(top, f), 89, 89)
+    chown_tree(t.vpop, 89, 89)
     (root / "qmail" / "control").mkdir()
     (root / "qmail" / "control" / "me").write_text("mx.example\n")
     (root / "qmail" / "control" / "virtualdomains").write_text("example.com:example.com\n")

@@ -57,8 +57,9 @@ class Trouble(Exception):
 
 
 class LostPrivileges(Exception):
-    """The effective ids could not be set back to the daemon's own: the
-    one trouble while answering that stops the daemon (exit 111)."""
+    """The effective ids could not be set back to the daemon's own.  Of
+    all trouble met in answering, only this stops the daemon (exit 111):
+    going on would answer with a user's ids."""
 
 
 class Fatal(Exception):

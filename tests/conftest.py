@@ -5,7 +5,8 @@ import tempfile
 import pytest
 from helpers import Daemon, build_fixture, load_p1, need_root, world_tempdir
 from supervised import svscan  # noqa: F401  (a fixture for every test folder)
-from vpoptree import deep_tree
+
+from qmailverify.testing.vpoptree import deep_tree
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -6,6 +6,7 @@ programs' own work imports them.
              a passwd file, homes with dot-qmail files)
   newu.py    users/assign to users/cdb, as qmail-newu does
   mariadb.py a MariaDB server of the tests' own, in a temporary folder
+  vpoptree.py vpopmail domains as vpopmail's own tools write them
   smtpd.py   a model of an unpatched qmail-smtpd, in process, and its
              address parsing and rcpthosts
   fuzz/      the fuzz harness (python3 -m qmailverify.testing.fuzz), a

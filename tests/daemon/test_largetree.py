@@ -12,7 +12,6 @@ import shutil
 
 import pytest
 from helpers import need_root, world_tempdir
-from vpoptree import Tree
 
 from qmailverify.deep.hook import Deep
 from qmailverify.deep.vpopmail.cdbstore import FileStore
@@ -20,6 +19,7 @@ from qmailverify.qmail.budget import LIMITS, Budget
 from qmailverify.qmail.model import Controls
 from qmailverify.qmail.rules import decide
 from qmailverify.system.live import LiveSystem
+from qmailverify.testing.vpoptree import Tree
 
 USERS = 3000
 DOMAINS = [b"shop%d.example" % i for i in range(4)]

@@ -1,6 +1,7 @@
 """Deep mode through the installed daemon (VERIFY_DEEP=1), on real files:
-a vpopmail domain as vpopmail's tools write it (vpoptree.py, chowned to
-the vpopmail uid as vadddomain leaves it), a Plesk-style bouncesaying
+a vpopmail domain as vpopmail's tools write it
+(qmailverify/testing/vpoptree.py, chowned to the vpopmail uid as
+vadddomain leaves it), a Plesk-style bouncesaying
 domain, and system users whose .qmail-default forwards; with the default
 configuration the 1.32 answer stays."""
 
@@ -9,7 +10,8 @@ import re
 import signal
 
 import pytest
-from vpoptree import FWD_UID, chown_tree
+
+from qmailverify.testing.vpoptree import FWD_UID, chown_tree
 
 pytestmark = pytest.mark.system   # runs the installed programs, as root
 

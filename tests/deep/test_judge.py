@@ -5,13 +5,13 @@ mailname folder) and on forwards with loops."""
 import os
 
 import pytest
-from vpoptree import Tree
 
 from qmailverify.deep.judge import Judgement, follow, judge
 from qmailverify.deep.vpopmail.cdbstore import FileStore
 from qmailverify.deep.vpopmail.delivery import Build, vdeliver
 from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 from qmailverify.qmail.model import MAX_READ, DeepFacts
+from qmailverify.testing.vpoptree import Tree
 
 OK = Judgement(DELIVERABLE, "t")
 NO = Judgement(UNDELIVERABLE, "t")

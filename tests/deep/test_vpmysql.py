@@ -8,7 +8,6 @@ import time
 
 import pytest
 from helpers import need_mariadb
-from vpoptree import Tree
 
 from qmailverify.deep.vpopmail.delivery import Build, vdeliver
 from qmailverify.deep.vpopmail.mysql import MysqlStore, store_from_env
@@ -21,6 +20,7 @@ from qmailverify.errors import NeedLookup, Trouble
 from qmailverify.protocol import wire
 from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
 from qmailverify.testing.mariadb import ONE, PER_DOMAIN, VALIAS, MariaDB
+from qmailverify.testing.vpoptree import Tree
 
 pytestmark = pytest.mark.system   # asks a MariaDB server of its own
 

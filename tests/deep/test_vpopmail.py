@@ -4,7 +4,6 @@ vdelivermail's answers for real domain folders with vpasswd and vpasswd.cdb as v
 import os
 
 import pytest
-from vpoptree import Tree
 
 from qmailverify.deep.vpopmail.cdbstore import FileStore, default_opener
 from qmailverify.deep.vpopmail.delivery import (
@@ -24,6 +23,7 @@ from qmailverify.protocol.wire import (
     TEMPORARY,
     UNDELIVERABLE,
 )
+from qmailverify.testing.vpoptree import Tree
 
 BOUNCE = (b"", b"bounce-no-mailbox")
 DELETE = (b"", b"delete")

@@ -1,4 +1,4 @@
-"""Realistic vpopmail trees for the tests, written the way vpopmail's own
+"""Realistic vpopmail trees for the tests and the benchmarks, written the way vpopmail's own
 tools write them (vadddomain, vadduser, vmoduser -b, vaddaliasdomain):
 
 - QMAIL/users/assign "+DOMAIN-:REALDOMAIN:UID:GID:DIR:-::" and users/cdb
