@@ -24,7 +24,7 @@ def vpasswd_line(name: bytes, dir_: bytes, flags: int = 0, apop: int = 1) -> byt
 
 class Tree:
     def __init__(self, root, uid=89, gid=89):
-        self.root = os.fsencode(str(root))
+        self.root = os.fsencode(root)            # a str, bytes or Path
         self.qmail = self.root + b"/qmail"
         self.vpop = self.root + b"/vpopmail"
         self.uid, self.gid = uid, gid
