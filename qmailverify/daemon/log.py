@@ -1,5 +1,9 @@
 """qmail-verify's log: one line an event, 'qmail-verify: ...', kept until
-the daemon waits for work (so a burst of queries costs one write).
+the daemon waits for work and the oldest line has waited EVERY seconds
+(or HOLD bytes are kept), then written at once: a query costs no write
+of its own, however the queries come (in bursts, or one at a time as a
+single qmail-smtpd asks), and multilog's stamp is at most EVERY late.
+Exit, a fatal error and a crash write what is kept first.
 
 With VERIFY_WORKERS, several processes write to one log (a pipe to
 multilog, or the -o file), so every write is whole lines and at most
@@ -12,10 +16,12 @@ descriptor (syslog's, or one a test hands in) is written as it is.
 
 import io
 import os
+import time
 
 PROG = b"qmail-verify: "
 CHUNK = 4096                        # PIPE_BUF on Linux
 HOLD = 1 << 16                      # written at once beyond this much
+EVERY = 0.1                         # seconds a line may wait to be written
 
 
 class Log:
@@ -27,6 +33,7 @@ class Log:
         except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
             self.fd = None
         self.pending = bytearray()
+        self.due = 0.0                  # when the oldest line kept must be written
 
     def line(self, msg: bytes) -> None:
         text = PROG + msg + b"\n"
@@ -38,9 +45,21 @@ class Log:
             return
         if len(text) > CHUNK:
             text = text[:CHUNK - 4] + b"...\n"
+        if not self.pending:
+            self.due = time.monotonic() + EVERY
         self.pending += text
         if len(self.pending) >= HOLD:
             self.flush()
+
+    def flush_due(self, now: float) -> float | None:
+        """Write the lines kept if they are due; else how long the loop
+        may wait before they are (None: nothing kept)."""
+        if not self.pending:
+            return None
+        if now < self.due:
+            return self.due - now
+        self.flush()
+        return None
 
     def flush(self) -> None:
         if self.fd is None:

@@ -178,10 +178,10 @@ class Daemon:
             try:
                 if self.parking is not None:
                     resume_parked(self)
-                self.read()
                 if not self.queue:
                     self.idle()
-                else:
+                self.read()
+                if self.queue:
                     self.answer_batch()
             except LostPrivileges as e:
                 self.log.line(f"fatal: {e}".encode())
@@ -191,7 +191,11 @@ class Daemon:
     def read(self) -> None:
         """Everything waiting on the socket (DRAIN_MAX at most) into the
         queue: reading is cheap next to answering, so under a flood the
-        kernel's buffer does not fill and drop queries blindly."""
+        kernel's buffer does not fill and drop queries blindly.  Called
+        after a wait, and between batches while the queue holds more: an
+        empty queue waits in select() first, which returns at once if a
+        datagram came meanwhile, so a lone query costs no read that finds
+        nothing before the wait."""
         recvfrom, put = self.sock.recvfrom, self.queue.put
         for _ in range(self.DRAIN_MAX):
             try:
@@ -219,17 +223,30 @@ class Daemon:
             for reply, peer in replies:
                 self.send(reply, peer)
 
+    QUIET = 0.1          # seconds without work before root's gid comes back
+
     def idle(self) -> None:
-        """Nothing to answer: write the log, show the title, and wait for a
-        datagram, a signal, or a parked query's lookup or deadline."""
-        self.system.settle()
-        self.log.flush()
+        """Nothing to answer: write the log if it is due (log.py), show the
+        title, and wait for a datagram, a signal, a parked query's lookup
+        or deadline, or the log's time to be written.  Root's gid comes
+        back (identity.py) once QUIET seconds pass with no work, not before
+        every wait: a query that comes right after the last costs no
+        credential change for it."""
+        now = time.monotonic()
+        timeout = self.log.flush_due(now)
         answered = self.counts.answered
         self.title.update(answered)
-        timeout = 1.0 if self.title.stale(answered) else None
+        if self.title.stale(answered):
+            timeout = 1.0 if timeout is None else min(timeout, 1.0)
         if self.parking is not None:
-            timeout = self.parking.timeout(time.monotonic(), timeout)
-        events = self.selector.select(timeout)
+            timeout = self.parking.timeout(now, timeout)
+        if self.system.settled():
+            events = self.selector.select(timeout)
+        else:
+            events = self.selector.select(self.QUIET if timeout is None
+                                          else min(timeout, self.QUIET))
+            if not events:
+                self.system.settle()
         if self.parking is not None:
             self.parking.drain()
         if any(key.fd == self.wakeup for key, _ in events):

@@ -10,8 +10,10 @@ group (the effective gid is checked first), at two credential changes
 fewer per stat than setting and restoring a group list each time.
 
 Root's uid comes back right after each call; root's gid (settle()) before
-a thread starts and before the loop waits, so an idle daemon shows
-root's ids and a new thread is born with them.  In between, with uid 0
+a thread starts and once the loop has waited a while for work (a tenth of
+a second), so an idle daemon shows root's ids and a new thread is born
+with them, while queries that come one at a time (one qmail-smtpd's
+RCPTs) are not charged a credential change each.  In between, with uid 0
 and the capabilities that override permissions, the gid decides nothing
 (step 7's owner stat, reading users/cdb or a passwd file), so a batch of
 queries is spared a credential change a stat, two when users share a
@@ -123,8 +125,12 @@ class Identity:
         if self.gid_counts and self.gid != self.egid:
             self.settle()
 
+    def settled(self) -> bool:
+        """Are root's ids, all of them, in force?"""
+        return not self.switch or self.gid == self.egid
+
     def settle(self) -> None:
-        """Root's gid back (the loop, before it waits for work)."""
+        """Root's gid back (the loop, once it has waited a while for work)."""
         if self.switch and self.gid != self.egid:
             try:
                 _setters()[1](self.egid)

@@ -89,8 +89,11 @@ class LiveSystem:
         self.batch = False
 
     def settle(self) -> None:
-        """Before the loop waits for work: root's ids, all of them (Identity)."""
+        """Once the loop waits for work: root's ids, all of them (Identity)."""
         self.identity.settle()
+
+    def settled(self) -> bool:
+        return self.identity.settled()
 
     def _fresh(self, source):
         if source.checked != self._query:

@@ -253,7 +253,7 @@ def test_group_permissions_count_and_root_ids_come_back(p1_tree, start):
         status = open(f"/proc/{d.proc.pid}/status").read()
         return {line.split(":")[0]: line.split()[1:] for line in status.splitlines()
                 if line.startswith(("Uid:", "Gid:", "Groups:"))}
-    # root's gid comes back when the daemon waits for work, at once after the reply
+    # root's gid comes back once the daemon has waited a moment for work
     assert wait_until(lambda: ids() == {"Uid": ["0"] * 4, "Gid": ["0"] * 4, "Groups": []}), ids()
 
 
