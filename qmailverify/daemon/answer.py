@@ -55,22 +55,21 @@ def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
     address, extended = query
     if costly is not None:
         costly.last_cost = 0.0
-    named = None                # a detail query's local_name(), for decide() too
     try:
-        if extended and wants_detail(datagram):
-            named = local_name(address, controls)
+        named = local_name(address, controls)        # steps 1 to 5: nothing read
         if costly is not None and costly.addresses and costly.address(address):
             raise OverBudget(RECENT)
         system.begin_query()
-        budget = Budget(costly, limits)
+        # an address qmail does not deliver here is answered before any step
+        budget = Budget(costly, limits) if named[2] is not None else None
         try:
             v = decide(address, controls, system, alias, brk, deep, budget, named)
         except NeedLookup as need:
             need.home = budget.home          # what it searched, should it be refused
             raise
         finally:
-            if budget.started is not None and costly is not None:   # else it cost little
-                costly.charge(budget.home, budget.cost())
+            if budget is not None and budget.started is not None and costly is not None:
+                costly.charge(budget.home, budget.cost())      # else it cost little
     except (LostPrivileges, NeedLookup):
         raise
     except OverBudget as e:
@@ -83,6 +82,6 @@ def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
                               + b": " + type(e).__name__.encode() + b"; not answered."],
                        "unanswered")
     out = answer_verdict(query, v, trace, query_ip(datagram) if trace else None)
-    if named is not None and out.reply is not None:
+    if extended and out.reply is not None and wants_detail(datagram):
         out = Outcome(with_detail(out.reply, v.variant, named[2]), out.lines, out.counted)
     return out

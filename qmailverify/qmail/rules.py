@@ -13,10 +13,20 @@ import errno
 
 from qmailverify.clean import cleantext
 from qmailverify.errors import Trouble, errtext, is_temporary
-from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from qmailverify.protocol.wire import (
+    DELIVERABLE,
+    NOT_OURS,
+    TEMPORARY,
+    UNDELIVERABLE,
+    VIRTUAL_EXCEPTION,
+)
 from qmailverify.qmail.model import Controls, Found, StatHit, System, Verdict
 
 GETPW_USERLEN = 32   # qmail-getpw: a user name part must be shorter
+
+# the answers for an address qmail does not deliver here (local_name()'s
+# last item): made once, not for every query for another domain
+NOT_HERE = {p: Verdict(DELIVERABLE, p) for p in (NOT_OURS, VIRTUAL_EXCEPTION)}
 
 
 def rewrite(addr: bytes, c: Controls) -> tuple[bytes, int]:
@@ -223,7 +233,7 @@ def decide(addr: bytes, c: Controls, system: System, alias: bytes = b"alias",
     unfinished.  named: local_name(addr, c), when the caller has it."""
     a, at, name, outside = named if named is not None else local_name(addr, c)
     if name is None:
-        return Verdict(DELIVERABLE, outside)
+        return NOT_HERE[outside]
 
     try:                                            # 6
         cdb = system.users()
