@@ -52,34 +52,36 @@ def get_reply(datagram: bytes, controls, system, alias: bytes = b"alias",
     query = parse_query(datagram)
     if query is None:
         return NOT_A_QUERY
+    address, extended = query
     if costly is not None:
         costly.last_cost = 0.0
     try:
-        if costly is not None and costly.addresses and costly.address(query.address):
+        named = local_name(address, controls)        # steps 1 to 5: nothing read
+        if costly is not None and costly.addresses and costly.address(address):
             raise OverBudget(RECENT)
         system.begin_query()
-        budget = Budget(costly) if limits is LIMITS else Budget(costly, limits)
+        # an address qmail does not deliver here is answered before any step
+        budget = Budget(costly, limits) if named[2] is not None else None
         try:
-            v = decide(query.address, controls, system, alias, brk, deep, budget)
+            v = decide(address, controls, system, alias, brk, deep, budget, named)
         except NeedLookup as need:
             need.home = budget.home          # what it searched, should it be refused
             raise
         finally:
-            if costly is not None and budget.started is not None:   # else it cost little
-                costly.charge(budget.home, budget.cost())
+            if budget is not None and budget.started is not None and costly is not None:
+                costly.charge(budget.home, budget.cost())      # else it cost little
     except (LostPrivileges, NeedLookup):
         raise
     except OverBudget as e:
         if costly is not None:
-            costly.over(query.address, e)
+            costly.over(address, e)
         where = f" searching {cleantext(e.home)}" if e.home is not None else ""
         v = Verdict(TEMPORARY, 0, reason=e.reason(), detail=e.reason() + where)
     except Exception as e:    # a bug of ours must not stop the daemon
-        return Outcome(None, [b"warning: internal error answering " + clean(query.address)
+        return Outcome(None, [b"warning: internal error answering " + clean(address)
                               + b": " + type(e).__name__.encode() + b"; not answered."],
                        "unanswered")
     out = answer_verdict(query, v, trace, query_ip(datagram) if trace else None)
-    if query.extended and out.reply is not None and wants_detail(datagram):
-        name = local_name(query.address, controls)[2]
-        out = out._replace(reply=with_detail(out.reply, v.variant, name))
+    if extended and out.reply is not None and wants_detail(datagram):
+        out = Outcome(with_detail(out.reply, v.variant, named[2]), out.lines, out.counted)
     return out

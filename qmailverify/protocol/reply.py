@@ -26,29 +26,33 @@ def answer_verdict(query, v, trace: bool = False, ip: bytes | None = None) -> Ou
     """The reply and log lines for verdict v on query (wire.ParsedQuery);
     with trace, the trace line (trace.py) follows them, naming ip, the
     SMTP client's address when the extended query carries it."""
-    out = _answer(query, v)
-    if trace:
-        out.lines.append(trace_line(query.address, v, ip))
-    return out
-
-
-def _answer(query, v) -> Outcome:
-    addr = clean(query.address)
+    address, extended = query
+    addr = clean(address)
     lines = [b"Unable to stat " + clean(v.stat_path) + b": "
              + errtext(v.stat_errno).encode() + b"."] if v.stat_errno else []
     code, user = v.code, v.user
     if code == DELIVERABLE:
         lines.append(addr + b" permitted for " + (clean(user) if user else b"UNKNOWN") + b".")
-        return Outcome(make_reply(code, v.position, user or b""), lines, "permitted")
-    if code == UNDELIVERABLE:
+        reply, counted = make_reply(code, v.position, user or b""), "permitted"
+    elif code == UNDELIVERABLE:
         lines.append(addr + b" denied.")
-        return Outcome(make_reply(code, v.position, user or b""), lines, "denied")
-    # our own words: the client's (reason) name no path; the log's
-    # (detail), with any path in them already cleaned, may
-    reason = visible(v.reason.encode("utf-8", "replace"))
-    logged = visible(v.detail.encode("utf-8", "replace")) if v.detail else reason
-    if not query.extended:
-        lines.append(addr + b" not answered: temporary failure: " + logged + b".")
-        return Outcome(None, lines, "unanswered")
-    lines.append(addr + b" temporary failure: " + logged + b".")
-    return Outcome(make_reply(TEMPORARY, v.position, reason), lines, "temporary")
+        reply, counted = make_reply(code, v.position, user or b""), "denied"
+    else:
+        # our own words: the client's (reason) name no path; the log's
+        # (detail), with any path in them already cleaned, may
+        reason = visible(v.reason.encode("utf-8", "replace"))
+        logged = visible(v.detail.encode("utf-8", "replace")) if v.detail else reason
+        if not extended:
+            lines.append(addr + b" not answered: temporary failure: " + logged + b".")
+            reply, counted = None, "unanswered"
+        else:
+            lines.append(addr + b" temporary failure: " + logged + b".")
+            reply, counted = make_reply(TEMPORARY, v.position, reason), "temporary"
+    if trace:
+        lines.append(trace_line(address, v, ip))
+    # Outcome(reply, lines, counted), made by tuple.__new__ straight: the
+    # NamedTuple's own __new__ costs a Python call more, every query
+    return _tuple_new(Outcome, (reply, lines, counted))
+
+
+_tuple_new = tuple.__new__

@@ -118,6 +118,9 @@ class ParsedQuery(tuple):
         return tuple.__new__(cls, (address, extended))
 
 
+_tuple_new = tuple.__new__
+
+
 def parse_query(datagram: bytes) -> ParsedQuery | None:
     """Split a datagram into the address and the extended-reply request.
 
@@ -126,7 +129,8 @@ def parse_query(datagram: bytes) -> ParsedQuery | None:
         return None
     data = datagram[:QUERY_MAX]
     address, nul, rest = data.partition(b"\0")
-    return ParsedQuery(address, bool(nul) and rest.startswith(EXTENDED_TAG))
+    # tuple.__new__ straight: ParsedQuery's own __new__ is a Python call more
+    return _tuple_new(ParsedQuery, (address, bool(nul) and rest.startswith(EXTENDED_TAG)))
 
 
 def query_ip(datagram: bytes) -> bytes | None:

@@ -91,26 +91,28 @@ class Budget:
     steps whose cost a user can plant (links, long files), after the
     first CLOCK_FROM of them."""
 
-    # what a query starts with, unless told otherwise (one is made a query:
-    # the fewer assignments, the better; a count becomes the instance's own
-    # at its first step)
-    stats, reads, decisions, forwards, rows = _IN_ORDER
+    # what a query starts with, unless told otherwise
     limits = LIMITS
     clock = staticmethod(time.thread_time)
     cpu_max = CPU_MAX
-    started = None
-    timed = CLOCK_FROM          # stats and reads before the clock is read
-    home = None                 # the first home searched
     judged = None               # deep mode: forward target -> its judgement
     facts = None                # deep mode: (uid, gid, path) -> what was read
 
     def __init__(self, costly=None, limits: dict | None = None, clock=None,
                  cpu_max: float | None = None):
         self.costly = costly        # Costly: homes and addresses recently over
-        if limits is not None:
+        # what every query reads is the instance's own from the start: read
+        # through an instance from its class, an attribute costs several
+        # times as much
+        if limits is None or limits is LIMITS:
+            self.stats, self.reads, self.decisions, self.forwards, self.rows = _IN_ORDER
+        else:
             self.limits = limits
             self.stats, self.reads, self.decisions, self.forwards, self.rows = \
                 (limits[k] for k in KINDS)
+        self.timed = CLOCK_FROM     # stats and reads before the clock is read
+        self.started = None         # the clock, when first read
+        self.home = None            # the first home searched
         if clock is not None:
             self.clock = clock
         if cpu_max is not None:

@@ -54,6 +54,9 @@ class StatHit(NamedTuple):
     mode: int = 0     # the regular file's st_mode
 
 
+NO_HIT = StatHit(-1)     # none of the paths: made once, as many searches end so
+
+
 class System(Protocol):
     """The facts decide() needs; every method may raise Trouble."""
 

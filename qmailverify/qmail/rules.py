@@ -13,16 +13,27 @@ import errno
 
 from qmailverify.clean import cleantext
 from qmailverify.errors import Trouble, errtext, is_temporary
-from qmailverify.protocol.wire import DELIVERABLE, TEMPORARY, UNDELIVERABLE
+from qmailverify.protocol.wire import (
+    DELIVERABLE,
+    NOT_OURS,
+    TEMPORARY,
+    UNDELIVERABLE,
+    VIRTUAL_EXCEPTION,
+)
 from qmailverify.qmail.model import Controls, Found, StatHit, System, Verdict
 
 GETPW_USERLEN = 32   # qmail-getpw: a user name part must be shorter
+
+# the answers for an address qmail does not deliver here (local_name()'s
+# last item): made once, not for every query for another domain
+NOT_HERE = {p: Verdict(DELIVERABLE, p) for p in (NOT_OURS, VIRTUAL_EXCEPTION)}
 
 
 def rewrite(addr: bytes, c: Controls) -> tuple[bytes, int]:
     """qmail-send's rewrite(): steps 1 to 3.  (address, index of its last @)."""
     i = addr.rfind(b"@")
-    if i < 0:                                       # 1: no @
+    rewritten = i < 0
+    if rewritten:                                   # 1: no @
         i = len(addr)
         addr = addr + b"@" + c.envnoathost
     while addr[i + 1:].lower() in c.percenthack:    # 2: percent hack
@@ -30,8 +41,8 @@ def rewrite(addr: bytes, c: Controls) -> tuple[bytes, int]:
         if j < 0:
             break
         addr = addr[:j] + b"@" + addr[j + 1:i]
-        i = j
-    return addr, addr.rfind(b"@")                   # 3
+        i, rewritten = j, True
+    return addr, addr.rfind(b"@") if rewritten else i    # 3 (as it came: i is the last @)
 
 
 def virtual_prefix(addr: bytes, at: int, vdoms: dict) -> bytes | None:
@@ -83,7 +94,8 @@ def users_lookup(cdb, name: bytes) -> bytes | None:
     if value is not None:
         return value
     cuts = []
-    for ch in set(wild):
+    # each wildcard character once: a set only for several (qmail-newu's is '-')
+    for ch in (wild if len(wild) == 1 else set(wild)):
         i = lower.rfind(ch, 1)
         while i > 0:
             cuts.append(i + 1)
@@ -121,7 +133,11 @@ def passwd_lookup(system: System, name: bytes, brk: bytes, budget=None):
                     break
         cut = name.rfind(brk, 0, cut)
     if budget is not None:
-        budget.lookups(rows, stats)
+        if rows <= budget.rows and stats <= budget.stats:     # the usual: charged inline
+            budget.rows -= rows
+            budget.stats -= stats
+        else:
+            budget.lookups(rows, stats)                       # says which ran out
     return found
 
 
@@ -203,8 +219,8 @@ def fastforward_keys(addr: bytes) -> list[bytes]:
     return [b":" + low, b":" + low[at:], b":" + low[:at + 1]]
 
 
-def decide(addr: bytes, c: Controls, system: System,
-           alias: bytes = b"alias", brk: bytes = b"-", deep=None, budget=None) -> Verdict:
+def decide(addr: bytes, c: Controls, system: System, alias: bytes = b"alias",
+           brk: bytes = b"-", deep=None, budget=None, named: tuple | None = None) -> Verdict:
     """Would qmail deliver addr locally?  addr is the query, as bytes.
 
     deep (deep.hook.Deep, VERIFY_DEEP=1) answers temporary (position 15)
@@ -214,11 +230,10 @@ def decide(addr: bytes, c: Controls, system: System,
     [12]; it may raise errors.NeedLookup.  None: the 1.32 answers.  budget
     (qmail/budget.py's Budget) counts the steps; it raises
     budget.OverBudget, which goes up to the caller with the decision
-    unfinished."""
-    a, at, name, outside = local_name(addr, c)
+    unfinished.  named: local_name(addr, c), when the caller has it."""
+    a, at, name, outside = named if named is not None else local_name(addr, c)
     if name is None:
-        return Verdict(DELIVERABLE, outside)
-    domain = a[at + 1:]
+        return NOT_HERE[outside]
 
     try:                                            # 6
         cdb = system.users()
@@ -293,7 +308,8 @@ def decide(addr: bytes, c: Controls, system: System,
         except Trouble as t:
             return Verdict(TEMPORARY, 12, reason=t.kind, detail=str(t))
     if deep is not None and index > 0 and ff is None:   # fastforward's answer stands
-        return deep.verdict(system, c, Found(a, domain, user, uid, gid, home, path, ext), budget)
+        return deep.verdict(system, c, Found(a, a[at + 1:], user, uid, gid, home, path, ext),
+                            budget)
     return Verdict(DELIVERABLE, position, user)
 
 

@@ -37,7 +37,7 @@ from stat import S_ISREG
 from threading import active_count
 
 from qmailverify.errors import LostPrivileges, Trouble, errtext
-from qmailverify.qmail.model import GOES_ON, StatHit
+from qmailverify.qmail.model import GOES_ON, NO_HIT, StatHit
 from qmailverify.system.libc import libc_function
 from qmailverify.system.userfiles import home_mode, open_for_read, read_default_file
 
@@ -79,10 +79,6 @@ class Identity:
             os.setgroups([])
             self.gid_counts = not _overrides_permissions()
 
-    def first_stat(self, uid: int, gid: int, paths) -> StatHit:
-        """stat_in_order(paths) as uid/gid."""
-        return self.as_user(uid, gid, stat_in_order, paths)
-
     def home_mode(self, uid: int, gid: int, home: bytes) -> int:
         """Deep mode: userfiles.home_mode() as uid/gid."""
         return self.as_user(uid, gid, home_mode, home)
@@ -98,7 +94,8 @@ class Identity:
 
     def as_user(self, uid: int, gid: int, fn, *args):
         """fn(*args) with the effective uid/gid of the user (and the empty
-        group list), as first_stat() stats; back to root's uid after."""
+        group list), as LiveSystem.first_stat() stats (stat_in_order());
+        back to root's uid after."""
         if not self.switch:
             return fn(*args)
         seteuid, setegid = _setters()
@@ -165,7 +162,7 @@ def _setters():
 
 def stat_in_order(paths) -> StatHit:
     """The first of paths that stat() finds a regular file, or that it
-    fails on with an errno not in GOES_ON; StatHit(-1) for none."""
+    fails on with an errno not in GOES_ON; NO_HIT (StatHit(-1)) for none."""
     for i, path in enumerate(paths):
         try:
             mode = os.stat(path).st_mode
@@ -177,4 +174,4 @@ def stat_in_order(paths) -> StatHit:
             return StatHit(i, errno.EINVAL, path)
         if S_ISREG(mode):
             return StatHit(i, 0, path, mode)
-    return StatHit(-1)
+    return NO_HIT

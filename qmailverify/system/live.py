@@ -34,7 +34,7 @@ from qmailverify.clean import cleantext
 from qmailverify.errors import Trouble, errtext, is_temporary
 from qmailverify.qmail.model import Passwd, StatHit
 from qmailverify.system.cdbsource import WatchedCdb
-from qmailverify.system.identity import Identity
+from qmailverify.system.identity import Identity, stat_in_order
 from qmailverify.system.inotify import PathWatch
 from qmailverify.system.userdb import PasswdFile, SystemPasswd
 
@@ -118,7 +118,9 @@ class LiveSystem:
         return source.getpw(name)
 
     def owner(self, path: bytes) -> int | None:
-        self.identity.for_root()              # step 7's plain stat, as root
+        identity = self.identity              # step 7's plain stat, as root:
+        if identity.gid_counts:               # for_root(), called only when it may act
+            identity.for_root()
         try:
             return os.stat(path).st_uid
         except OSError as e:
@@ -130,7 +132,8 @@ class LiveSystem:
             return None
 
     def first_stat(self, uid: int, gid: int, paths) -> StatHit:
-        return self.identity.first_stat(uid, gid, paths)
+        """identity.stat_in_order(paths) as uid/gid."""
+        return self.identity.as_user(uid, gid, stat_in_order, paths)
 
     def fastforward(self):
         return self._fresh(self.ffcdb).current() if self.ffcdb else None
