@@ -1,7 +1,9 @@
 """Benchmark: qmail-verify-http against a minimal qd1 server answering
 from a table (bench/qd1table.py: the cost of HTTP and sockets alone),
 both measured in the same run; then RCPTs a second through the real
-Haraka in front of each.
+Haraka in front of each.  A second qmail-verify-http, in front of a
+daemon that answers from a table (bench/verifytable.py), shows what the
+UDP hop to the daemon costs apart from the daemon's own work.
 
     sudo python3 bench/httpbench.py [--seconds S] [--rounds R] [--no-haraka]
 
@@ -9,12 +11,14 @@ Builds the reference fixture (P1) in a temporary folder (root is needed:
 its homes belong to other uids), starts the installed qmail-verify on it,
 qmail-verify-http in front of it as uid 65534, and the table server with
 the answers qmail-verify-http gave for the same targets (checked once
-more at the end).  The targets are P1's addresses that an HTTP query can
+more at the end), and verifytable.py with the daemon's replies to the
+queries qmail-verify-http sends for them, a second qmail-verify-http in
+front of it.  The targets are P1's addresses that an HTTP query can
 carry (printable ASCII), URI-escaped as Haraka escapes them.  bench/
 httpload.py (a process of its own) keeps 1 and 16 requests in flight,
 on kept-alive connections and with one connection a request (as
-Haraka's plugin asks), in alternating rounds; medians are reported with
-each round's ratio.  Then Haraka (tests/http/node_modules, installed by
+Haraka's plugin asks), against the three in turn, round after round;
+medians are reported with each round's ratio to the table server.  Then Haraka (tests/http/node_modules, installed by
 sh bin/dev test) is started in front of each server in turn and 4 SMTP
 sessions send RCPTs as fast as it answers them.
 """
@@ -34,6 +38,9 @@ import urllib.request
 from pathlib import Path
 from statistics import median
 
+from qmailverify.protocol.client import RECV_MAX
+from qmailverify.protocol.wire import make_query
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from haraka import Haraka, why_no_haraka  # noqa: E402  (the tests' own Haraka)
@@ -41,6 +48,7 @@ from helpers import unprivileged  # noqa: E402  (uid 65534, with what it needs t
 
 P1 = HERE.parent / "tests" / "data" / "P1.json"
 MODES = (("keep-alive", False), ("close", True))
+SERVERS = ("table", "qmail-verify-http", "over a table daemon")
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:
@@ -130,9 +138,10 @@ def run(args, spec, paths, root):
     targetfile = root / "targets"
     targetfile.write_text("".join(t + "\n" for t in targets))
     vport, hport, tport = free_port(socket.SOCK_DGRAM), free_port(), free_port()
+    fport, fhport = free_port(socket.SOCK_DGRAM), free_port()
     program = shutil.which("qmail-verify-http")
     procs = []
-    logs = [open(root / name, "wb") for name in ("daemon.log", "http.log")]
+    logs = [open(root / name, "wb") for name in ("daemon.log", "http.log", "hop.log")]
     procs.append(subprocess.Popen(
         ["qmail-verify"], stderr=logs[0],
         env={"PATH": os.environ["PATH"], "QMAILHOME": str(paths["qmail"]),
@@ -147,12 +156,21 @@ def run(args, spec, paths, root):
                                               for t, a in zip(targets, answers)))
         procs.append(subprocess.Popen([sys.executable, str(HERE / "qd1table.py"), str(tport),
                                        str(root / "table")]))
+        (root / "replies").write_text(reply_table(addresses, vport))
+        procs.append(subprocess.Popen([sys.executable, str(HERE / "verifytable.py"), str(fport),
+                                       str(root / "replies")]))
+        procs.append(subprocess.Popen(
+            unprivileged(program) + [program], stderr=logs[2],
+            env={"LISTEN": f"127.0.0.1:{fhport}", "VERIFY_SERVER": f"127.0.0.1:{fport}"}))
         wait_http(tport)
+        wait_http(fhport)
+        if [fetch(fhport, t) for t in targets] != answers:
+            raise SystemExit("bench: the table daemon's answers differ from the daemon's")
         rows = []
         for mode, close in MODES:
             for n in (1, 16):
-                runs = [(load(tport, n, args.seconds, targetfile, close),
-                         load(hport, n, args.seconds, targetfile, close))
+                runs = [tuple(load(port, n, args.seconds, targetfile, close)
+                              for port in (tport, hport, fhport))
                         for _ in range(args.rounds)]
                 rows.append((mode, n, runs))
         if [fetch(hport, t) for t in targets] != answers:
@@ -165,6 +183,20 @@ def run(args, spec, paths, root):
         for f in logs:
             f.close()
     report(args, rows, haraka, len(targets), root)
+
+
+def reply_table(addresses: list[bytes], port: int) -> str:
+    """The daemon's reply to each query qmail-verify-http sends for
+    addresses, as verifytable.py reads them."""
+    lines = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.connect(("127.0.0.1", port))
+        for a in addresses:
+            query = make_query(a, detail=True)
+            s.send(query)
+            lines.append(f"{query.hex()} {s.recv(RECV_MAX).hex()}\n")
+    return "".join(lines)
 
 
 def haraka_rates(args, tport, hport, addresses):
@@ -193,19 +225,20 @@ def haraka_rates(args, tport, hport, addresses):
 def report(args, rows, haraka, ntargets, root):
     print(f"{args.rounds} rounds of {args.seconds:g} s each, {ntargets} targets; medians, "
           "and each round's ratio")
-    print(f"{'mode':<11}{'N':>3} {'server':<18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+    print(f"{'mode':<11}{'N':>3} {'server':<20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'errors':>6}")
     for mode, n, runs in rows:
         med = []
-        for name, i in (("table", 0), ("qmail-verify-http", 1)):
+        for i, name in enumerate(SERVERS):
             r = {k: median(run[i][k] for run in runs) for k in ("rps", "p50_ms", "p99_ms", "errors")}
             med.append(r)
-            print(f"{mode:<11}{n:>3} {name:<18} {r['rps']:>8.0f} {r['p50_ms']:>8.3f} "
+            print(f"{mode:<11}{n:>3} {name:<20} {r['rps']:>8.0f} {r['p50_ms']:>8.3f} "
                   f"{r['p99_ms']:>8.3f} {r['errors']:>6.0f}")
-        shares = sorted(100 * h["rps"] / t["rps"] for t, h in runs)
-        print(f"{'':<14} req/s at {median(shares):.1f}% of the table's "
-              f"(rounds: {', '.join(f'{x:.1f}%' for x in shares)}); "
-              f"p99 {med[1]['p99_ms'] - med[0]['p99_ms']:+.3f} ms")
+            if i:
+                shares = sorted(100 * run[i]["rps"] / run[0]["rps"] for run in runs)
+                print(f"{'':<16}{name}: req/s at {median(shares):.1f}% of the table's "
+                      f"(rounds: {', '.join(f'{x:.1f}%' for x in shares)}); "
+                      f"p99 {r['p99_ms'] - med[0]['p99_ms']:+.3f} ms")
     if haraka:
         for name, values in haraka.items():
             print(f"Haraka in front of {name:<18} {median(values):>6.0f} RCPTs/s "
