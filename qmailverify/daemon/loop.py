@@ -180,7 +180,7 @@ class Daemon:
             try:
                 if self.parking is not None:
                     resume_parked(self)
-                if not self.queue:
+                if not self.queue and self.lone:
                     self.idle()
                 self.read()
                 if self.queue:
@@ -190,23 +190,31 @@ class Daemon:
                 self.log.flush()
                 return 111
 
+    lone = True          # did the last read() bring one datagram at most?
+
     def read(self) -> None:
         """Everything waiting on the socket (DRAIN_MAX at most) into the
         queue: reading is cheap next to answering, so under a flood the
-        kernel's buffer does not fill and drop queries blindly.  Called
-        after a wait, and between batches while the queue holds more: an
-        empty queue waits in select() first, which returns at once if a
-        datagram came meanwhile, so a lone query costs no read that finds
-        nothing before the wait."""
+        kernel's buffer does not fill and drop queries blindly.
+
+        When the queue runs empty, the loop reads again at once if the
+        last read() brought several datagrams (their senders are busy:
+        more have likely come while it answered), and otherwise waits in
+        select() first, which returns at once if a datagram came
+        meanwhile: a lone query (one qmail-smtpd's RCPT) then costs no
+        read that finds nothing, and a busy loop no wait that finds
+        something."""
         recvfrom, put = self.sock.recvfrom, self.queue.put
-        for _ in range(self.DRAIN_MAX):
+        n = 0
+        for n in range(self.DRAIN_MAX):
             try:
                 data, peer = recvfrom(QUERY_MAX)
             except BlockingIOError:
-                return
+                break
             except OSError:
                 continue
             put(data, peer)
+        self.lone = n <= 1
 
     def answer_batch(self) -> None:
         """Answer up to BATCH queued datagrams, one sender after another,

@@ -72,7 +72,11 @@ class LiveSystem:
         w = self.watcher
         if w is None or not w.active:
             self._query += 1
-        elif w.changed():
+            return
+        # changed() may watch the paths anew, root's own file access: the
+        # loop's gid may still be the last user's (identity.py)
+        self.identity.for_root()
+        if w.changed():
             self._query += 1
             for source in self._sources:
                 source.forget()

@@ -2,8 +2,9 @@
 root: a bounded capability set) is held to its gid like anyone else, so
 the daemon's own file accesses must be made with root's ids, uid and gid,
 however many stats as users came just before: control files reloaded on
-SIGHUP, /etc/passwd opened by getpwnam_r on a cache miss.  Watched with
-strace, each open checked against the ids the thread last set."""
+SIGHUP, /etc/passwd opened by getpwnam_r on a cache miss, the paths
+watched anew after users/cdb is replaced.  Watched with strace, each open
+and each inotify watch checked against the ids the thread last set."""
 
 import os
 import re
@@ -15,14 +16,16 @@ import threading
 import pytest
 from helpers import children, wait_until
 
-TRACED = "openat,setresgid,setresuid,setgid,setuid,setregid,setreuid,setfsgid,setfsuid"
-OPEN = re.compile(r'^(\d+) +openat\([^,]+, "([^"]+)"')
+TRACED = ("openat,inotify_add_watch,setresgid,setresuid,setgid,setuid,setregid,setreuid,"
+          "setfsgid,setfsuid")
+ACCESS = re.compile(r'^(\d+) +(openat|inotify_add_watch)\([^,]+, "([^"]+)"')
 SETGID = re.compile(r'^(\d+) +setresgid\((-?\d+), (-?\d+), (-?\d+)\) +(?:= 0|<unfinished)')
 SETGID_OTHER = re.compile(r'^(\d+) +set(?:e|re|fs)?gid\(')
 
 
-def opens_with_gids(trace: str) -> list[tuple[str, int]]:
-    """(path, effective gid of the opening thread) for each open."""
+def accesses_with_gids(trace: str) -> list[tuple[str, str, int]]:
+    """(call, path, effective gid of the calling thread) for each open
+    and each inotify watch."""
     egid, out = {}, []
     for line in trace.splitlines():
         m = SETGID.match(line)
@@ -31,9 +34,9 @@ def opens_with_gids(trace: str) -> list[tuple[str, int]]:
                 egid[m.group(1)] = int(m.group(3))
             continue
         assert not SETGID_OTHER.match(line), f"a gid set another way: {line}"
-        m = OPEN.match(line)
+        m = ACCESS.match(line)
         if m:
-            out.append((m.group(2), egid.get(m.group(1), 0)))
+            out.append((m.group(2), m.group(3), egid.get(m.group(1), 0)))
     return out
 
 
@@ -72,6 +75,7 @@ def test_root_without_dac_capabilities_opens_its_own_files_as_gid_0(p1_tree, sta
                 except BlockingIOError:
                     pass
 
+    cdb = p1_tree["qmail"] / "users" / "cdb"
     sender = threading.Thread(target=load)
     sender.start()
     try:
@@ -80,6 +84,11 @@ def test_root_without_dac_capabilities_opens_its_own_files_as_gid_0(p1_tree, sta
             wait_until(lambda: answered[0] >= seen + 40)     # the load is being answered
             os.kill(daemon, signal.SIGHUP)
             wait_until(lambda: trace.read_text().count("/control/me") >= 1 + i)
+            # as qmail-newu does: the next batch's freshness check watches anew
+            watches = trace.read_text().count("inotify_add_watch(")
+            shutil.copyfile(cdb, f"{cdb}.tmp")
+            os.replace(f"{cdb}.tmp", cdb)
+            wait_until(lambda: trace.read_text().count("inotify_add_watch(") > watches)
     finally:
         stop.set()
         sender.join()
@@ -87,10 +96,12 @@ def test_root_without_dac_capabilities_opens_its_own_files_as_gid_0(p1_tree, sta
     wait_until(lambda: not os.path.exists(f"/proc/{daemon}"))
     d.stop()
     text = trace.read_text()
-    opens = opens_with_gids(text)
-    controls = [(p, g) for p, g in opens if "/control/" in p]
-    passwd_opens = [(p, g) for p, g in opens if p == "/etc/passwd"]
-    assert len(controls) >= 5 * 2 and len(passwd_opens) >= 40
-    wrong = [(p, g) for p, g in controls + passwd_opens if g != 0]
-    assert not wrong, f"{len(wrong)} of {len(controls) + len(passwd_opens)} opens as a user's gid"
+    accesses = accesses_with_gids(text)
+    controls = [(p, g) for c, p, g in accesses if c == "openat" and "/control/" in p]
+    passwd_opens = [(p, g) for c, p, g in accesses if c == "openat" and p == "/etc/passwd"]
+    watches = [(p, g) for c, p, g in accesses if c == "inotify_add_watch"]
+    assert len(controls) >= 5 * 2 and len(passwd_opens) >= 40 and len(watches) >= 5 * 2
+    checked = controls + passwd_opens + watches
+    wrong = [(p, g) for p, g in checked if g != 0]
+    assert not wrong, f"{len(wrong)} of {len(checked)} accesses as a user's gid: {wrong[:3]}"
     assert re.search(r"setresgid\(-1, 2001, -1\) +=", text)   # stats as pat's gid were made
