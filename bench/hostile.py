@@ -264,7 +264,7 @@ def flood_sender(port: int, seconds: float, seed: int, rate: float, domain: byte
 
 def sqlflood(a) -> None:
     from qmailverify.testing.mariadb import MariaDB, available
-    from qmailverify.testing.vpoptree import Tree, chown_tree
+    from qmailverify.testing.vpoptree import sql_site
     why = available()
     if why:
         raise SystemExit(f"hostile: sqlflood cannot run: {why}")
@@ -279,12 +279,7 @@ def sqlflood(a) -> None:
                "CREATE TABLE vpopmail.vpopmail (pw_name char(32), pw_domain varchar(96),"
                " pw_passwd varchar(128), pw_uid int, pw_gid int, pw_gecos varchar(48),"
                " pw_dir varchar(160), pw_shell varchar(20), primary key (pw_name, pw_domain))")
-        t = Tree(root, 89, 89)
-        t.add_domain(b"example.com", [])
-        chown_tree(t.vpop, 89, 89)
-        (root / "qmail" / "control").mkdir()
-        (root / "qmail" / "control" / "me").write_text("mx.example\n")
-        (root / "qmail" / "control" / "virtualdomains").write_text("example.com:example.com\n")
+        sql_site(root)
         home = root / "kim"
         home.mkdir(mode=0o755)
         os.chown(home, KIM_UID, KIM_UID)

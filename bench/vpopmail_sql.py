@@ -51,15 +51,10 @@ def rate(fn, seconds: float) -> float:
 
 
 def daemon_rates(db, users: int, seconds: float):
-    from qmailverify.testing.vpoptree import Tree, chown_tree
+    from qmailverify.testing.vpoptree import sql_site
     root = Path(tempfile.mkdtemp(prefix="qv-bench-"))
     root.chmod(0o755)
-    t = Tree(root, 89, 89)
-    t.add_domain(b"example.com", [])
-    chown_tree(t.vpop, 89, 89)
-    (root / "qmail" / "control").mkdir()
-    (root / "qmail" / "control" / "me").write_text("mx.example\n")
-    (root / "qmail" / "control" / "virtualdomains").write_text("example.com:example.com\n")
+    sql_site(root)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -57,8 +57,8 @@ class Trouble(Exception):
 
 
 class LostPrivileges(Exception):
-    """The effective ids could not be set back to the daemon's own.  Of
-    all trouble met in answering, only this stops the daemon (exit 111):
+    """The effective ids could not be set back to the daemon's own: the
+    one trouble met in answering that stops the daemon (exit 111), since
     going on would answer with a user's ids."""
 
 

@@ -244,9 +244,7 @@ class Daemon:
         credential change for it."""
         now = time.monotonic()
         timeout = self.log.flush_due(now)
-        answered = self.counts.answered
-        self.title.update(answered)
-        if self.title.stale(answered):
+        if self.title.update(self.counts.answered):
             timeout = 1.0 if timeout is None else min(timeout, 1.0)
         if self.parking is not None:
             timeout = self.parking.timeout(now, timeout)

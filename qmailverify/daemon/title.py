@@ -53,17 +53,21 @@ class Title:
     def stale(self, answered: int) -> bool:
         return bool(setproctitle) and (answered, self.loaded) != self.shown
 
-    def update(self, answered: int, force: bool = False) -> None:
-        now = time.monotonic()
+    def update(self, answered: int, force: bool = False) -> bool:
+        """Rewrite the title if it is stale and was last rewritten a second
+        ago or more (or force); True if it is left stale, for the loop to
+        come back within the second."""
         if not self.stale(answered):
-            return
+            return False
+        now = time.monotonic()
         if not force and now - self.when < 1.0:
-            return
+            return True
         setproctitle.setproctitle(
             f"qmail-verify {self.where}: {answered_text(answered)},"
             f" controls loaded {self.loaded}")
         keep_command_name()
         self.shown, self.when = (answered, self.loaded), now
+        return False
 
     def show(self, text: str) -> None:
         """A title of the caller's own words after where we listen (the

@@ -122,9 +122,7 @@ class LiveSystem:
         return source.getpw(name)
 
     def owner(self, path: bytes) -> int | None:
-        identity = self.identity              # step 7's plain stat, as root:
-        if identity.gid_counts:               # for_root(), called only when it may act
-            identity.for_root()
+        self.identity.for_root()              # step 7's plain stat, as root
         try:
             return os.stat(path).st_uid
         except OSError as e:

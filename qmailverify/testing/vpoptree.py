@@ -12,6 +12,7 @@ tools write them (vadddomain, vadduser, vmoduser -b, vaddaliasdomain):
 """
 
 import os
+from pathlib import Path
 
 from qmailverify.qmail.cdbmake import write_cdb
 
@@ -90,6 +91,19 @@ def chown_tree(path: bytes, uid: int, gid: int) -> None:
         os.chown(top, uid, gid)
         for f in files:
             os.chown(os.path.join(top, f), uid, gid)
+
+
+def sql_site(root) -> None:
+    """Under root, a qmail tree (control/me mx.example) whose one virtual
+    domain, example.com, is vpopmail's with no user of its own in files:
+    the site bench/ builds to ask deep mode about users kept in MariaDB."""
+    t = Tree(root, 89, 89)
+    t.add_domain(b"example.com", [])
+    chown_tree(t.vpop, 89, 89)
+    control = Path(root) / "qmail" / "control"
+    control.mkdir()
+    (control / "me").write_text("mx.example\n")
+    (control / "virtualdomains").write_text("example.com:example.com\n")
 
 
 def deep_tree(root):
