@@ -3,7 +3,7 @@ import shutil
 import tempfile
 
 import pytest
-from helpers import Daemon, build_fixture, load_p1, need_root, world_tempdir
+from helpers import Daemon, build_fixture, load_p1, need_root, port_taken, world_tempdir
 from supervised import svscan  # noqa: F401  (a fixture for every test folder)
 
 from qmailverify.testing.vpoptree import deep_tree
@@ -48,9 +48,15 @@ def start():
     daemons = []
 
     def _start(env, **kw):
-        d = Daemon(env, **kw)
-        daemons.append(d)
-        return d.started()
+        for attempt in range(3):
+            d = Daemon(env, **kw)
+            daemons.append(d)
+            try:
+                return d.started()
+            except AssertionError:
+                # a port we picked, taken before the daemon bound it: pick again
+                if attempt == 2 or "LISTEN" in env or kw.get("port") or not port_taken(d):
+                    raise
 
     yield _start
     for d in daemons:

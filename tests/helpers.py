@@ -39,6 +39,13 @@ def free_port(family=socket.AF_INET, host="127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def port_taken(d: "Daemon") -> bool:
+    """Did d exit because another process bound the free port it was
+    given, between free_port() and its own bind (suites running side by
+    side on one machine)?"""
+    return d.proc.poll() is not None and "address already in use" in d.log()
+
+
 def need_root():
     if os.geteuid() != 0:
         pytest.skip("needs root: the fixture's homes belong to other uids")
@@ -202,9 +209,9 @@ class Daemon:
         return self
 
     def log(self) -> str:
-        """The log as it is now.  The daemon writes its lines when it next
-        waits for work, after the reply: to see a line a query causes, use
-        wait_for()."""
+        """The log as it is now.  The daemon writes its lines when it
+        waits for work, a tenth of a second after the reply at most: to see
+        a line a query causes, use wait_for()."""
         return self.logpath.read_bytes().decode("latin-1")
 
     def query(self, datagram: bytes, timeout: float = 5.0) -> bytes | None:

@@ -1,7 +1,7 @@
 import socket
 
 import pytest
-from helpers import Daemon, executable, free_tcp_port, unprivileged
+from helpers import Daemon, executable, free_tcp_port, port_taken, unprivileged
 
 
 @pytest.fixture
@@ -14,13 +14,19 @@ def front():
 
     def _front(daemon_port: int, wrapper=(), **env) -> Daemon:
         program = executable("qmail-verify-http")
-        port = free_tcp_port()
-        d = Daemon({"LISTEN": f"127.0.0.1:{port}", "VERIFY_SERVER": f"127.0.0.1:{daemon_port}",
-                    **env}, wrapper=[*wrapper, *unprivileged(program)], port=port,
-                   program=program)
-        started.append(d)
-        d.wait_for("Listening on")
-        return d
+        for attempt in range(3):
+            port = free_tcp_port()
+            d = Daemon({"LISTEN": f"127.0.0.1:{port}", "VERIFY_SERVER": f"127.0.0.1:{daemon_port}",
+                        **env}, wrapper=[*wrapper, *unprivileged(program)], port=port,
+                       program=program)
+            started.append(d)
+            try:
+                d.wait_for("Listening on")
+                return d
+            except AssertionError:
+                # the port we picked, taken before it bound it: pick again
+                if attempt == 2 or "LISTEN" in env or not port_taken(d):
+                    raise
 
     yield _front
     for d in started:
