@@ -166,8 +166,8 @@ class Server:
         Taking one each time the selector reports the listener would save
         the accept() that finds nothing, but leave each of the others
         waiting behind a whole turn of the loop: at 16 clients that each
-        open a connection a request, it lowered the rate by a sixth and
-        added 1 to 2 ms to the p99 (bench/httpbench.py)."""
+        open a connection a request, it lowered the rate by a fifth and
+        added more than a millisecond to the p99 (bench/httpbench.py)."""
         while len(self.conns) < self.limits.connections:
             try:
                 sock, addr = self.listener.accept()
