@@ -49,7 +49,10 @@ def exchange(server, daemon, client: socket.socket, request: bytes) -> bytes:
     client.settimeout(5)
     response = b""
     while not response.endswith(b"\r\n\r\n242"):
-        response += client.recv(65536)
+        data = client.recv(65536)
+        if not data:
+            break
+        response += data
     return response
 
 
