@@ -18,9 +18,10 @@ carry (printable ASCII), URI-escaped as Haraka escapes them.  bench/
 httpload.py (a process of its own) keeps 1 and 16 requests in flight,
 on kept-alive connections and with one connection a request (as
 Haraka's plugin asks), against the three in turn, round after round;
-medians are reported with each round's ratio to the table server.  Then Haraka (tests/http/node_modules, installed by
-sh bin/dev test) is started in front of each server in turn and 4 SMTP
-sessions send RCPTs as fast as it answers them.
+medians are reported with each round's ratio to the table server.
+Then Haraka (tests/http/node_modules, installed by sh bin/dev test) is
+started in front of each server in turn and 4 SMTP sessions send RCPTs
+as fast as it answers them.
 """
 
 import argparse

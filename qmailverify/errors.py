@@ -58,8 +58,8 @@ class Trouble(Exception):
 
 class LostPrivileges(Exception):
     """The effective ids could not be set back to the daemon's own: the
-    one trouble met in answering that stops the daemon (exit 111), since
-    going on would answer with a user's ids."""
+    one trouble met in answering that stops the daemon (exit 111),
+    because going on would answer with a user's ids."""
 
 
 class Fatal(Exception):

@@ -3,7 +3,14 @@ import shutil
 import tempfile
 
 import pytest
-from helpers import Daemon, build_fixture, load_p1, need_root, port_taken, world_tempdir
+from helpers import (
+    Daemon,
+    build_fixture,
+    load_p1,
+    need_root,
+    started_on_free_port,
+    world_tempdir,
+)
 from supervised import svscan  # noqa: F401  (a fixture for every test folder)
 
 from qmailverify.testing.vpoptree import deep_tree
@@ -48,15 +55,12 @@ def start():
     daemons = []
 
     def _start(env, **kw):
-        for attempt in range(3):
+        def one():
             d = Daemon(env, **kw)
             daemons.append(d)
-            try:
-                return d.started()
-            except AssertionError:
-                # a port we picked, taken before the daemon bound it: pick again
-                if attempt == 2 or "LISTEN" in env or kw.get("port") or not port_taken(d):
-                    raise
+            return d
+        return started_on_free_port(one, Daemon.started,
+                                    pinned="LISTEN" in env or bool(kw.get("port")))
 
     yield _start
     for d in daemons:

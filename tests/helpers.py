@@ -46,6 +46,21 @@ def port_taken(d: "Daemon") -> bool:
     return d.proc.poll() is not None and "address already in use" in d.log()
 
 
+def started_on_free_port(make, ready, pinned: bool = False, attempts: int = 3):
+    """make() a Daemon on a freshly picked port and ready(d) it, which
+    raises AssertionError if it never comes up; while that is because its
+    port was taken first (port_taken), again on a new one.  pinned: the
+    caller chose the port, so a new pick would not help."""
+    for attempt in range(attempts):
+        d = make()
+        try:
+            ready(d)
+            return d
+        except AssertionError:
+            if pinned or attempt == attempts - 1 or not port_taken(d):
+                raise
+
+
 def need_root():
     if os.geteuid() != 0:
         pytest.skip("needs root: the fixture's homes belong to other uids")

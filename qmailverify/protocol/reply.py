@@ -22,6 +22,9 @@ class Outcome(NamedTuple):
     counted: str | None       # the stats.Counts field it adds to; None: not a query
 
 
+_tuple_new = tuple.__new__
+
+
 def answer_verdict(query, v, trace: bool = False, ip: bytes | None = None) -> Outcome:
     """The reply and log lines for verdict v on query (wire.ParsedQuery);
     with trace, the trace line (trace.py) follows them, naming ip, the
@@ -54,5 +57,3 @@ def answer_verdict(query, v, trace: bool = False, ip: bytes | None = None) -> Ou
     # NamedTuple's own __new__ costs a Python call more, every query
     return _tuple_new(Outcome, (reply, lines, counted))
 
-
-_tuple_new = tuple.__new__

@@ -1,7 +1,13 @@
 import socket
 
 import pytest
-from helpers import Daemon, executable, free_tcp_port, port_taken, unprivileged
+from helpers import (
+    Daemon,
+    executable,
+    free_tcp_port,
+    started_on_free_port,
+    unprivileged,
+)
 
 
 @pytest.fixture
@@ -14,19 +20,16 @@ def front():
 
     def _front(daemon_port: int, wrapper=(), **env) -> Daemon:
         program = executable("qmail-verify-http")
-        for attempt in range(3):
+
+        def one():
             port = free_tcp_port()
             d = Daemon({"LISTEN": f"127.0.0.1:{port}", "VERIFY_SERVER": f"127.0.0.1:{daemon_port}",
                         **env}, wrapper=[*wrapper, *unprivileged(program)], port=port,
                        program=program)
             started.append(d)
-            try:
-                d.wait_for("Listening on")
-                return d
-            except AssertionError:
-                # the port we picked, taken before it bound it: pick again
-                if attempt == 2 or "LISTEN" in env or not port_taken(d):
-                    raise
+            return d
+        return started_on_free_port(one, lambda d: d.wait_for("Listening on"),
+                                    pinned="LISTEN" in env)
 
     yield _front
     for d in started:
