@@ -22,7 +22,8 @@ Limits a hostile client cannot pass:
 
 HTTP/1.1 connections are kept open unless the client says "Connection:
 close"; HTTP/1.0 ones are closed after the response (h11 does not keep
-them alive).  Bad HTTP gets its 4xx and the connection closed; nothing a
+them alive).  A client that half-closes after its requests gets every
+answer, then the close.  Bad HTTP gets its 4xx and the connection closed; nothing a
 client sends raises out of the loop.  At most one log line a request.
 """
 
@@ -220,8 +221,11 @@ class Server:
         c.h11.receive_data(data)
         if c.query is None:
             self.process(c)
-        elif not data:               # gone while the daemon is asked: answer, then close
-            c.closing = True
+        elif not data:
+            # the client is done sending (a half-close, or gone) while the
+            # daemon is asked: h11 holds the end, so this request and any
+            # it pipelined before it are still answered, then the
+            # connection closes (process() meets ConnectionClosed)
             self.watch(c, 0)
         elif len(c.h11.trailing_data[0]) > HEAD_MAX:
             self.watch(c, 0)         # enough kept for later: read again after the answer

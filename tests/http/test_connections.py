@@ -1,7 +1,8 @@
 """qmail-verify-http's Server in process, on real sockets, in front of a
-UDP socket that plays the daemon: what a connection leaves behind once
-it is closed.  A connection caught in a reference cycle waits for the
-garbage collector, whose passes then stall every request in flight."""
+UDP socket that plays the daemon: requests that come all at once and
+are followed by a half-close, and what a connection leaves behind once
+it is closed (a connection caught in a reference cycle waits for the
+garbage collector, whose passes then stall every request in flight)."""
 
 import gc
 import socket
@@ -72,3 +73,29 @@ def test_a_closed_connection_leaves_no_garbage_cycle(server, close):
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def answer_queries(server, daemon, n: int) -> None:
+    """Play the daemon for n queries, one after another (the server logs
+    a line as it answers each)."""
+    for _ in range(n):
+        until(server, lambda: any(c.query for c in server.conns))
+        logged = len(server.log)
+        _, peer = daemon.recvfrom(2048)
+        daemon.sendto(REPLY, peer)
+        until(server, lambda: len(server.log) > logged)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_requests_sent_at_once_then_a_half_close_each_get_their_answer(server, n):
+    s, daemon = server
+    with socket.create_connection(s.listener.getsockname()) as client:
+        client.sendall((REQUEST + b"\r\n") * n)
+        client.shutdown(socket.SHUT_WR)
+        answer_queries(s, daemon, n)
+        until(s, lambda: not s.conns)          # then the server closes
+        client.settimeout(5)
+        response = b""
+        while data := client.recv(65536):
+            response += data
+    assert response.count(b"HTTP/1.1 200 ") == n and response.endswith(b"\r\n\r\n242")

@@ -96,6 +96,19 @@ def test_keep_alive_pipelining_and_connection_close(deep_daemon, front):
         assert closed(s)
 
 
+def test_requests_sent_at_once_then_a_half_close_each_get_their_answer(deep_daemon, front):
+    d, t = deep_daemon
+    h = front(d.port)
+    with connect(h) as s:
+        s.sendall(get("/qd1/deliverable?nobody%40example.com")
+                  + get("/qd1/deliverable?bob%40example.com"))
+        s.shutdown(socket.SHUT_WR)
+        buf = bytearray()
+        assert read_response(s, buf)[:3:2] == (200, b"0")
+        assert read_response(s, buf)[:3:2] == (200, b"242")
+        assert closed(s)
+
+
 def test_another_method_is_403_head_included(deep_daemon, front):
     d, t = deep_daemon
     h = front(d.port)
