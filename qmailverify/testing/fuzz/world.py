@@ -111,15 +111,23 @@ class FakeSystem:
         return StatHit(-1)
 
     def stat(self, path: bytes) -> int:
-        """0 or the errno Linux gives for stat(path) in the World."""
+        """0 or the errno Linux gives for stat(path) in the World: walking
+        the path, the first name over 255 bytes (ENAMETOOLONG) or the
+        first file it passes through (ENOTDIR).  The files are few and a
+        fuzzed path may hold thousands of names, so each file is matched
+        against the path once, never each prefix against the files."""
         if len(path) >= 4096:
             return errno.ENAMETOOLONG
-        parts = path.split(b"/")
-        for n in range(2, len(parts) + 1):
-            if len(parts[n - 1]) > 255:
-                return errno.ENAMETOOLONG
-            if b"/".join(parts[:n - 1]) in self.world.files:
-                return errno.ENOTDIR
+        names = path.split(b"/")
+        # the file met first: the one whose name ends earliest (it is
+        # names[:k] joined, followed by names[k])
+        through = min((f.count(b"/") + 1 for f in self.world.files
+                       if path.startswith(f + b"/")), default=len(names))
+        # names[k] over 255 bytes is met before the file names[:k], or earlier
+        if any(len(name) > 255 for name in names[1:through + 1]):
+            return errno.ENAMETOOLONG
+        if through < len(names):
+            return errno.ENOTDIR
         return 0 if path in self.world.files or path in self.world.owners else errno.ENOENT
 
     def fastforward(self):
